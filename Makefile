@@ -1,0 +1,22 @@
+# The two commands: `make run` (the dashboard on localhost) and `make test` (the whole suite).
+# Both set up .venv with Python 3.10 and the pinned stack first; set-up is a no-op when nothing changed.
+PY := .venv/bin/python
+PORT ?= 8501
+
+.PHONY: setup run test bench clean-venv
+
+setup:
+	@bash scripts/setup_venv.sh
+
+run: setup
+	$(PY) -m streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+
+test: setup
+	@bash scripts/ensure_chromium.sh
+	$(PY) -m pytest -q -ra tests
+
+bench: setup
+	$(PY) -m d2debug bench
+
+clean-venv:
+	rm -rf .venv
