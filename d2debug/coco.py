@@ -1,0 +1,70 @@
+"""COCO AP with pycocotools for detections produced by any pipeline.
+
+Detections are given per image id as ``(boxes, scores, class_ids)`` with boxes ``Nx4`` float ``XYXY_ABS`` in
+the frame of the original (displayed) image, and 0-based contiguous class ids; the COCO category ids are
+taken from the annotation file in sorted order, as detectron2's ``load_coco_json`` maps them.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["load_coco", "coco_ap"]
+
+
+def load_coco(path: str | Path):
+    """Load a COCO annotation file quietly. Raises ``ValueError`` naming the file when it is not COCO."""
+    from pycocotools.coco import COCO
+
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable COCO json ({exc})") from None
+    if not isinstance(data, dict) or not {"images", "categories"} <= set(data):
+        raise ValueError(f"{path}: not a COCO annotation file (needs 'images' and 'categories')")
+    data.setdefault("annotations", [])
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def coco_ap(coco, detections: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """AP (0.50:0.95), AP50 and AP75, as fractions in 0..1, over the images in ``detections``.
+
+    Images of the annotation file that are not in ``detections`` are left out of the evaluation, so a partial
+    run is scored on what it covered.
+    """
+    from pycocotools.cocoeval import COCOeval
+
+    cat_ids = sorted(coco.getCatIds())
+    results = []
+    for image_id, (boxes, scores, classes) in detections.items():
+        for b, s, c in zip(np.asarray(boxes, float), np.asarray(scores, float), np.asarray(classes, int)):
+            results.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": cat_ids[int(c)],
+                    "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                    "score": float(s),
+                }
+            )
+    if not detections:
+        return {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan")}
+    if not results:
+        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = coco.loadRes(results)
+        ev = COCOeval(coco, dt, "bbox")
+        ev.params.imgIds = sorted(int(i) for i in detections)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # stats[i] is -1 when a metric is undefined (no ground truth); report 0 then.
+    return {k: max(0.0, float(ev.stats[i])) for k, i in (("AP", 0), ("AP50", 1), ("AP75", 2))}
