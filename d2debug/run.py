@@ -1,0 +1,238 @@
+"""Run one pipeline on one image and feed the model by the Detectron2 contract.
+
+``model.eval()``, ``torch.no_grad()``, ``model([{"image": 3xHxW float32, "height": H, "width": W}])``: the
+model normalizes inside (``preprocess_image``), and ``height``/``width`` (the ORIGINAL size) make it return
+boxes in the original frame. What the backbone sees is captured from the model itself with a forward
+pre-hook on ``model.backbone``, not re-implemented.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+
+from .errors import D2DebugError
+from .model import LoadedModel
+from .stages import (
+    Decoded,
+    PipelineSpec,
+    decode,
+    model_norm_values,
+    resize_image,
+    resize_shape,
+    to_input_tensor,
+    to_model_order,
+)
+
+__all__ = ["RunResult", "run", "run_tensor", "reference_spec", "Frame"]
+
+Frame = Literal["original", "resized"]
+
+
+def reference_spec(cfg=None, device: Optional[str] = None) -> PipelineSpec:
+    """The pipeline ``DefaultPredictor`` runs for ``cfg``: decode with ``read_image(path, "BGR")``, flip to
+    ``cfg.INPUT.FORMAT``, ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)`` with PIL bilinear, float32 0..255,
+    the model's own PIXEL_MEAN/STD, original size passed, cfg thresholds, fp32.
+
+    ``device``: ``cpu``/``cuda``; default ``cuda`` when a GPU is available, else ``cpu``. Every stage value is
+    relative to ``cfg`` ("cfg" values), so the same spec is the reference for any config.
+    """
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return PipelineSpec(device="cuda" if str(device).startswith("cuda") else "cpu")
+
+
+@dataclass
+class RunResult:
+    """What one pipeline produced for one image.
+
+    - ``input_tensor``: ``3xHxW`` float32 on CPU, what was fed as ``"image"`` (channel order ``fed_order``).
+    - ``backbone_input``: ``3xHxW`` float32 on CPU, ``(x - PIXEL_MEAN) / PIXEL_STD`` as the backbone sees it,
+      cropped to the image (no padding).
+    - ``boxes``: ``Nx4`` float32 ``XYXY_ABS`` in ``frame`` (``original``: the decoded image's frame;
+      ``resized``: the model input's frame, what you get when height/width are omitted); ``scores`` ``N``
+      float32; ``classes`` ``N`` int64 (0-based).
+    - ``original_size`` / ``input_size``: ``(h, w)`` of the decoded image and of the model input.
+    - ``timings``: seconds per step (decode, preprocess, forward).
+    """
+
+    spec: PipelineSpec
+    device: str
+    image: np.ndarray
+    image_order: str
+    fed_order: str
+    input_tensor: torch.Tensor
+    backbone_input: torch.Tensor
+    boxes: np.ndarray
+    scores: np.ndarray
+    classes: np.ndarray
+    class_names: list[str]
+    frame: Frame
+    original_size: tuple[int, int]
+    input_size: tuple[int, int]
+    scale: tuple[float, float]
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def detections(self) -> list[dict]:
+        """JSON-ready detections: ``{box: [x0, y0, x1, y1], score, class_id, class_name}``."""
+        return [
+            {
+                "box": [round(float(v), 2) for v in b],
+                "score": round(float(s), 4),
+                "class_id": int(c),
+                "class_name": self.class_names[int(c)] if 0 <= int(c) < len(self.class_names) else str(int(c)),
+            }
+            for b, s, c in zip(self.boxes, self.scores, self.classes)
+        ]
+
+    def rgb_image(self) -> np.ndarray:
+        """The decoded image as ``HxWx3`` uint8 RGB, for display."""
+        return self.image if self.image_order == "RGB" else np.ascontiguousarray(self.image[:, :, ::-1])
+
+    def summary(self) -> dict:
+        return {
+            "device": self.device,
+            "input_shape": list(self.input_tensor.shape),
+            "input_dtype": str(self.input_tensor.dtype).replace("torch.", ""),
+            "original_size": list(self.original_size),
+            "frame": self.frame,
+            "fed_order": self.fed_order,
+            "detections": self.detections(),
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "notes": list(self.notes),
+        }
+
+
+@contextlib.contextmanager
+def _model_settings(model: torch.nn.Module, mean, std, score: Optional[float], nms: Optional[float]):
+    """Temporarily set PIXEL_MEAN/STD and test thresholds on the model (restored afterwards, even on error)."""
+    pred = model.roi_heads.box_predictor
+    saved = (model.pixel_mean, model.pixel_std, pred.test_score_thresh, pred.test_nms_thresh)
+    dev = saved[0].device
+    changed_norm = mean is not None
+    try:
+        if changed_norm:
+            model.pixel_mean = torch.tensor(mean, dtype=torch.float32, device=dev).view(-1, 1, 1)
+            model.pixel_std = torch.tensor(std, dtype=torch.float32, device=dev).view(-1, 1, 1)
+        if score is not None:
+            pred.test_score_thresh = score
+        if nms is not None:
+            pred.test_nms_thresh = nms
+        yield
+    finally:
+        model.pixel_mean, model.pixel_std, pred.test_score_thresh, pred.test_nms_thresh = saved
+
+
+def run(loaded: LoadedModel, image: str | Path | Decoded, spec: PipelineSpec) -> RunResult:
+    """Run ``spec`` on one image file (or an already :class:`Decoded` image, which must come from
+    ``spec.decoder``) and return a :class:`RunResult`. Raises :class:`D2DebugError` for bad input."""
+    t0 = time.perf_counter()
+    dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
+    t1 = time.perf_counter()
+    cfg = loaded.cfg
+    img = to_model_order(dec.image, dec.order, cfg.INPUT.FORMAT, spec.channel_order)
+    fed_order = cfg.INPUT.FORMAT if spec.channel_order == "cfg" else ("RGB" if cfg.INPUT.FORMAT == "BGR" else "BGR")
+    h, w = img.shape[:2]
+    if spec.resize == "shortest_edge" and spec.interpolation == "bilinear" and spec.resize_backend == "pil":
+        # The reference resize: detectron2's own augmentation, exactly as DefaultPredictor applies it.
+        from detectron2.data import transforms as T
+
+        short = spec.resize_size if isinstance(spec.resize_size, int) else cfg.INPUT.MIN_SIZE_TEST
+        resized = T.ResizeShortestEdge([short, short], cfg.INPUT.MAX_SIZE_TEST).get_transform(img).apply_image(img)
+    else:
+        nh, nw = resize_shape(h, w, spec, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+        resized = img if (nh, nw) == (h, w) and spec.resize == "none" else resize_image(
+            img, nh, nw, spec.interpolation, spec.resize_backend
+        )
+    tensor = to_input_tensor(resized, spec.value_range, spec.external_norm)
+    t2 = time.perf_counter()
+    result = run_tensor(
+        loaded,
+        tensor,
+        spec,
+        original_size=(h, w),
+    )
+    result.timings = {"decode": t1 - t0, "preprocess": t2 - t1, **result.timings}
+    result.image = dec.image
+    result.image_order = dec.order
+    result.fed_order = fed_order
+    result.notes = dec.notes + result.notes
+    return result
+
+
+def run_tensor(
+    loaded: LoadedModel,
+    tensor: torch.Tensor,
+    spec: PipelineSpec,
+    original_size: Optional[tuple[int, int]] = None,
+) -> RunResult:
+    """Feed a ``3xHxW`` float32 tensor to the model with the model-side settings of ``spec`` (model_norm,
+    thresholds, precision, device, original_size). ``original_size`` is ``(h, w)`` passed as height/width
+    when ``spec.original_size == "pass"``; when ``None`` the tensor's own size is used."""
+    if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3 or tensor.shape[0] != 3:
+        shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+        raise D2DebugError(f"model input must be a 3xHxW tensor, got {shape}")
+    cfg = loaded.cfg
+    in_h, in_w = int(tensor.shape[1]), int(tensor.shape[2])
+    orig = original_size or (in_h, in_w)
+    inputs = {"image": tensor}
+    if spec.original_size == "pass":
+        inputs.update(height=int(orig[0]), width=int(orig[1]))
+    frame: Frame = "original" if spec.original_size == "pass" else "resized"
+    mean, std = model_norm_values(spec.model_norm, cfg)
+    norm_changed = spec.model_norm != "cfg"
+    model = loaded.model_on(spec.device)
+    captured: dict[str, torch.Tensor] = {}
+
+    def grab(_module, args):
+        captured["x"] = args[0]
+
+    t0 = time.perf_counter()
+    with loaded.lock, torch.no_grad(), _model_settings(
+        model, mean if norm_changed else None, std, spec.score_thresh, spec.nms_thresh
+    ):
+        handle = model.backbone.register_forward_pre_hook(grab)
+        try:
+            if spec.precision == "fp16":
+                dev_type = "cuda" if spec.device == "cuda" else "cpu"
+                try:
+                    with torch.autocast(device_type=dev_type, dtype=torch.float16):
+                        out = model([inputs])[0]["instances"]
+                except RuntimeError as exc:
+                    raise D2DebugError(
+                        f"precision=fp16 is not supported by this model on {dev_type} ({str(exc).splitlines()[0]})"
+                    ) from None
+            else:
+                out = model([inputs])[0]["instances"]
+        finally:
+            handle.remove()
+    t1 = time.perf_counter()
+    backbone = captured["x"][0, :, :in_h, :in_w].detach().float().cpu()
+    out = out.to("cpu")
+    boxes = out.pred_boxes.tensor.float().numpy()
+    return RunResult(
+        spec=spec,
+        device="cuda:0" if spec.device == "cuda" else "cpu",
+        image=np.zeros((0, 0, 3), np.uint8),
+        image_order=cfg.INPUT.FORMAT,
+        fed_order=cfg.INPUT.FORMAT,
+        input_tensor=tensor.detach().cpu(),
+        backbone_input=backbone,
+        boxes=boxes,
+        scores=out.scores.float().numpy(),
+        classes=out.pred_classes.numpy().astype(np.int64),
+        class_names=list(loaded.class_names),
+        frame=frame,
+        original_size=(int(orig[0]), int(orig[1])),
+        input_size=(in_h, in_w),
+        scale=(in_w / orig[1], in_h / orig[0]),
+        timings={"forward": t1 - t0},
+        notes=(),
+    )
+

@@ -1,0 +1,451 @@
+"""Preprocessing stages: one frozen :class:`PipelineSpec` and a pure function per stage.
+
+The chain (see ``run.py``)::
+
+    file --decode--> HxWx3 uint8 (BGR or RGB, named) --channel order--> the order fed to the model
+         --resize--> HxWx3 (uint8 from PIL/cv2, float32 from torch) --value range / external norm-->
+         3xHxW float32 tensor ("model input") --model: (x - PIXEL_MEAN) / PIXEL_STD--> "what the backbone sees"
+
+Every function returns new arrays and never modifies its input. Field names and values are a public contract:
+the CLI's ``--set KEY=VALUE``, the dashboard and the reports use them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Optional, Union
+
+import numpy as np
+import torch
+
+from .errors import D2DebugError
+
+__all__ = [
+    "PipelineSpec",
+    "Decoded",
+    "FIELD_CHOICES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "D2_DEFAULT_PIXEL_MEAN",
+    "D2_DEFAULT_PIXEL_STD",
+    "decode",
+    "to_model_order",
+    "resize_shape",
+    "resize_image",
+    "to_input_tensor",
+    "external_norm_values",
+    "model_norm_values",
+    "parse_assignment",
+]
+
+Decoder = Literal["detectron2", "cv2", "pil", "pil_exif"]
+ChannelOrder = Literal["cfg", "swapped"]
+ResizePolicy = Literal["shortest_edge", "shortest_edge_noclamp", "fixed", "none"]
+Interpolation = Literal["nearest", "bilinear", "bicubic", "area", "lanczos"]
+Backend = Literal["pil", "cv2", "torch", "torch_antialias"]
+ValueRange = Literal["0_255", "0_1"]
+OriginalSize = Literal["pass", "omit"]
+Precision = Literal["fp32", "fp16"]
+Device = Literal["cpu", "cuda"]
+Order = Literal["BGR", "RGB"]
+
+# torchvision / ImageNet statistics in 0..1 units, RGB order (what `T.Normalize` users paste).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+# detectron2's get_cfg() defaults in 0..255 units, BGR order (the model-zoo values).
+D2_DEFAULT_PIXEL_MEAN = (103.53, 116.28, 123.675)
+D2_DEFAULT_PIXEL_STD = (1.0, 1.0, 1.0)
+
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    "decoder": ("detectron2", "cv2", "pil", "pil_exif"),
+    "channel_order": ("cfg", "swapped"),
+    "resize": ("shortest_edge", "shortest_edge_noclamp", "fixed", "none"),
+    "interpolation": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
+    "resize_backend": ("pil", "cv2", "torch", "torch_antialias"),
+    "value_range": ("0_255", "0_1"),
+    "external_norm": ("none", "imagenet", "half", "custom:m1,m2,m3/s1,s2,s3"),
+    "model_norm": ("cfg", "d2_default", "custom:m1,m2,m3/s1,s2,s3"),
+    "original_size": ("pass", "omit"),
+    "precision": ("fp32", "fp16"),
+    "device": ("cpu", "cuda"),
+    "score_thresh": ("cfg", "<float in [0, 1]>"),
+    "nms_thresh": ("cfg", "<float in [0, 1]>"),
+    "resize_size": ("cfg", "<short side, e.g. 320>", "<WxH for fixed, e.g. 320x320>"),
+}
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """One inference pipeline. The defaults are the reference (what ``DefaultPredictor`` does) on CPU.
+
+    ``resize_size``: ``None`` means the config's ``MIN_SIZE_TEST`` (a square of it for ``fixed``); an int is a
+    short side (a square for ``fixed``); a ``(width, height)`` pair is for ``fixed`` only.
+    ``score_thresh`` / ``nms_thresh``: ``None`` means the config's value.
+    """
+
+    decoder: Decoder = "detectron2"
+    channel_order: ChannelOrder = "cfg"
+    resize: ResizePolicy = "shortest_edge"
+    resize_size: Optional[Union[int, tuple[int, int]]] = None
+    interpolation: Interpolation = "bilinear"
+    resize_backend: Backend = "pil"
+    value_range: ValueRange = "0_255"
+    external_norm: str = "none"
+    model_norm: str = "cfg"
+    original_size: OriginalSize = "pass"
+    precision: Precision = "fp32"
+    device: Device = "cpu"
+    score_thresh: Optional[float] = None
+    nms_thresh: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for name in ("decoder", "channel_order", "resize", "interpolation", "resize_backend", "value_range",
+                     "original_size", "precision", "device"):
+            value = getattr(self, name)
+            if value not in FIELD_CHOICES[name]:
+                raise D2DebugError(f"{name}={value!r} is not one of {', '.join(FIELD_CHOICES[name])}")
+        external_norm_values(self.external_norm)
+        _parse_mean_std(self.model_norm, "model_norm") if self.model_norm.startswith("custom:") else None
+        if self.model_norm not in ("cfg", "d2_default") and not self.model_norm.startswith("custom:"):
+            raise D2DebugError(f"model_norm={self.model_norm!r} is not one of cfg, d2_default, custom:m1,m2,m3/s1,s2,s3")
+        rs = self.resize_size
+        if isinstance(rs, tuple):
+            if self.resize != "fixed":
+                raise D2DebugError(f"resize_size={rs[0]}x{rs[1]} (WxH) only applies to resize=fixed")
+            if not all(isinstance(v, int) and 1 <= v <= 8192 for v in rs):
+                raise D2DebugError(f"resize_size={rs!r} must be two sizes between 1 and 8192")
+        elif rs is not None and not (isinstance(rs, int) and 1 <= rs <= 8192):
+            raise D2DebugError(f"resize_size={rs!r} must be a size between 1 and 8192 pixels")
+        for name in ("score_thresh", "nms_thresh"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, float) and 0.0 <= v <= 1.0):
+                raise D2DebugError(f"{name}={v!r} must be a float between 0 and 1, or cfg")
+        if self.resize_backend in ("torch", "torch_antialias") and self.interpolation == "lanczos":
+            raise D2DebugError("interpolation=lanczos is not available with resize_backend=torch")
+        if self.resize_backend == "torch_antialias" and self.interpolation not in ("bilinear", "bicubic"):
+            raise D2DebugError(
+                f"resize_backend=torch_antialias supports bilinear and bicubic only, not {self.interpolation}"
+            )
+
+    def replace(self, **changes) -> "PipelineSpec":
+        """A copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def with_assignment(self, text: str) -> "PipelineSpec":
+        """A copy with one ``KEY=VALUE`` applied (the CLI's ``--set``)."""
+        key, value = parse_assignment(text)
+        return self.replace(**{key: value})
+
+    def to_dict(self) -> dict[str, str]:
+        """Every field as the string the CLI accepts, for JSON and display."""
+        out = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None:
+                out[f.name] = "cfg"
+            elif isinstance(v, tuple):
+                out[f.name] = f"{v[0]}x{v[1]}"
+            else:
+                out[f.name] = str(v)
+        return out
+
+    def differences(self, other: "PipelineSpec") -> dict[str, tuple[str, str]]:
+        """Fields whose values differ: ``{name: (self value, other value)}``."""
+        a, b = self.to_dict(), other.to_dict()
+        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+def parse_assignment(text: str) -> tuple[str, object]:
+    """Parse ``KEY=VALUE`` into a field name and a typed value. Raises :class:`D2DebugError` naming the problem."""
+    if "=" not in text:
+        raise D2DebugError(f"--set {text!r}: expected KEY=VALUE")
+    key, value = (s.strip() for s in text.split("=", 1))
+    names = [f.name for f in dataclasses.fields(PipelineSpec)]
+    if key not in names:
+        raise D2DebugError(f"--set {text!r}: unknown key {key!r} (known: {', '.join(names)})")
+    if key in ("score_thresh", "nms_thresh"):
+        if value == "cfg":
+            return key, None
+        try:
+            v = float(value)
+        except ValueError:
+            raise D2DebugError(f"--set {text!r}: {key} must be a float between 0 and 1, or cfg") from None
+        if not 0.0 <= v <= 1.0:
+            raise D2DebugError(f"--set {text!r}: {key} must be between 0 and 1")
+        return key, v
+    if key == "resize_size":
+        if value == "cfg":
+            return key, None
+        try:
+            if "x" in value.lower():
+                w, h = (int(p) for p in value.lower().split("x"))
+                parsed: object = (w, h)
+                ok = 1 <= w <= 8192 and 1 <= h <= 8192
+            else:
+                parsed = int(value)
+                ok = 1 <= parsed <= 8192
+        except ValueError:
+            raise D2DebugError(f"--set {text!r}: resize_size must be a short side (e.g. 320) or WxH") from None
+        if not ok:
+            raise D2DebugError(f"--set {text!r}: resize_size out of range (1..8192 pixels)")
+        return key, parsed
+    return key, value
+
+
+def _parse_mean_std(text: str, name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    body = text[len("custom:"):]
+    try:
+        m, s = body.split("/")
+        mean = tuple(float(v) for v in m.split(","))
+        std = tuple(float(v) for v in s.split(","))
+    except ValueError:
+        raise D2DebugError(f"{name}={text!r}: expected custom:m1,m2,m3/s1,s2,s3") from None
+    if len(mean) != 3 or len(std) != 3:
+        raise D2DebugError(f"{name}={text!r}: needs three means and three stds")
+    if any(v <= 0 for v in std):
+        raise D2DebugError(f"{name}={text!r}: every std must be positive")
+    return mean, std
+
+
+def external_norm_values(external_norm: str) -> Optional[tuple[tuple[float, ...], tuple[float, ...]]]:
+    """The (mean, std) in 0..1 units applied outside the model, per tensor channel, or ``None`` for none."""
+    if external_norm == "none":
+        return None
+    if external_norm == "imagenet":
+        return IMAGENET_MEAN, IMAGENET_STD
+    if external_norm == "half":
+        return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+    if external_norm.startswith("custom:"):
+        return _parse_mean_std(external_norm, "external_norm")
+    raise D2DebugError(
+        f"external_norm={external_norm!r} is not one of none, imagenet, half, custom:m1,m2,m3/s1,s2,s3"
+    )
+
+
+def model_norm_values(model_norm: str, cfg) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The model's own PIXEL_MEAN / PIXEL_STD (0..255 units, cfg.INPUT.FORMAT order) for a ``model_norm``."""
+    if model_norm == "cfg":
+        return tuple(float(v) for v in cfg.MODEL.PIXEL_MEAN), tuple(float(v) for v in cfg.MODEL.PIXEL_STD)
+    if model_norm == "d2_default":
+        return D2_DEFAULT_PIXEL_MEAN, D2_DEFAULT_PIXEL_STD
+    return _parse_mean_std(model_norm, "model_norm")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Decode
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image: ``image`` is ``HxWx3`` uint8 in channel order ``order``; ``notes`` say what was converted."""
+
+    image: np.ndarray
+    order: Order
+    notes: tuple[str, ...] = field(default=())
+
+
+def _inspect(path: Path):
+    """Open with PIL to check the file and learn its mode and EXIF orientation, with a clear error if broken."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.exists():
+        raise D2DebugError(f"{path}: no such file")
+    if not path.is_file():
+        raise D2DebugError(f"{path}: not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                mode, size = im.mode, im.size
+                orientation = im.getexif().get(0x0112, 1)
+                n_frames = getattr(im, "n_frames", 1)
+                im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise D2DebugError(f"{path}: image is larger than Pillow's decompression-bomb limit; refused") from None
+    except UnidentifiedImageError:
+        raise D2DebugError(f"{path}: not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise D2DebugError(f"{path}: cannot decode image ({exc})") from None
+    if size[0] < 1 or size[1] < 1:
+        raise D2DebugError(f"{path}: image has zero width or height ({size[0]}x{size[1]})")
+    return mode, size, orientation, n_frames
+
+
+def _conversion_notes(mode: str, orientation, n_frames: int, applies_exif: bool) -> list[str]:
+    notes = []
+    if mode in ("L", "LA", "1", "I", "I;16", "F", "P", "CMYK", "RGBA", "PA", "YCbCr", "LAB", "HSV"):
+        what = {
+            "L": "grayscale replicated to 3 channels",
+            "LA": "grayscale+alpha: alpha dropped, gray replicated",
+            "1": "1-bit image expanded to 3 channels",
+            "I": "32-bit integer image clipped to 8 bits",
+            "I;16": "16-bit image clipped to 8 bits",
+            "F": "float image clipped to 8 bits",
+            "P": "palette image expanded to RGB",
+            "PA": "palette+alpha image expanded to RGB, alpha dropped",
+            "CMYK": "CMYK converted to RGB",
+            "RGBA": "alpha channel dropped (not composited)",
+        }.get(mode, f"{mode} converted to RGB")
+        notes.append(f"{mode} image: {what}")
+    if n_frames > 1:
+        notes.append(f"animated/multi-frame image: first of {n_frames} frames used")
+    if orientation not in (1, None):
+        if not isinstance(orientation, int) or not 1 <= orientation <= 8:
+            notes.append(f"invalid EXIF orientation {orientation!r} ignored")
+        elif applies_exif:
+            notes.append(f"EXIF orientation {orientation} applied")
+        else:
+            notes.append(f"EXIF orientation {orientation} IGNORED (pixels used as stored)")
+    return notes
+
+
+def decode(path: str | Path, decoder: Decoder) -> Decoded:
+    """Decode an image file like the named decoder does.
+
+    - ``detectron2``: ``detection_utils.read_image(path, "BGR")``: PIL, EXIF orientation applied. BGR.
+    - ``cv2``: ``cv2.imread(path, cv2.IMREAD_COLOR)``: libjpeg-turbo, EXIF applied, 16-bit shifted to 8. BGR.
+    - ``pil``: ``np.asarray(Image.open(path).convert("RGB"))``: EXIF orientation NOT applied. RGB.
+    - ``pil_exif``: as ``pil`` after ``ImageOps.exif_transpose``. RGB.
+
+    Returns ``HxWx3`` uint8, contiguous. Raises :class:`D2DebugError` naming the file when it cannot be read.
+    """
+    import cv2
+    from PIL import Image, ImageOps
+
+    path = Path(path)
+    mode, _size, orientation, n_frames = _inspect(path)
+    notes = _conversion_notes(mode, orientation, n_frames, applies_exif=decoder != "pil")
+    try:
+        if decoder == "detectron2":
+            from detectron2.data.detection_utils import read_image
+
+            img, order = read_image(str(path), format="BGR"), "BGR"
+        elif decoder == "cv2":
+            img, order = cv2.imread(str(path), cv2.IMREAD_COLOR), "BGR"
+            if img is None:
+                raise D2DebugError(f"{path}: OpenCV cannot decode this file")
+        elif decoder in ("pil", "pil_exif"):
+            with Image.open(path) as im:
+                if decoder == "pil_exif":
+                    im = ImageOps.exif_transpose(im)
+                img, order = np.asarray(im.convert("RGB")), "RGB"
+        else:
+            raise D2DebugError(f"decoder={decoder!r} is not one of {', '.join(FIELD_CHOICES['decoder'])}")
+    except D2DebugError:
+        raise
+    except (OSError, SyntaxError, ValueError, cv2.error) as exc:
+        raise D2DebugError(f"{path}: cannot decode image with {decoder} ({exc})") from None
+    return Decoded(np.ascontiguousarray(img), order, tuple(notes))
+
+
+def to_model_order(image: np.ndarray, order: Order, cfg_format: Order, channel_order: ChannelOrder) -> np.ndarray:
+    """Return the ``HxWx3`` image in the channel order fed to the model.
+
+    ``cfg`` gives ``cfg_format`` (what ``cfg.INPUT.FORMAT`` wants, as ``DefaultPredictor`` does); ``swapped``
+    gives the other order (the classic BGR/RGB mix-up). The result may be a view with a negative stride,
+    exactly what ``DefaultPredictor`` hands to its resize.
+    """
+    if cfg_format not in ("BGR", "RGB"):
+        raise D2DebugError(f"INPUT.FORMAT={cfg_format!r}: only BGR and RGB are supported")
+    want = cfg_format if channel_order == "cfg" else ("RGB" if cfg_format == "BGR" else "BGR")
+    return image if want == order else image[:, :, ::-1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Resize
+
+
+def resize_shape(h: int, w: int, spec: PipelineSpec, min_size_test: int, max_size_test: int) -> tuple[int, int]:
+    """Output ``(new_h, new_w)`` of the resize policy for an ``h x w`` image.
+
+    ``shortest_edge`` is detectron2's ``ResizeShortestEdge.get_output_shape`` (MAX_SIZE clamp, rounding);
+    ``shortest_edge_noclamp`` scales the short side with no clamp and truncates (``int(x)``); ``fixed`` is a
+    stretch to ``W x H``; ``none`` keeps the size.
+    """
+    from detectron2.data import transforms as T
+
+    if spec.resize == "none":
+        return h, w
+    if spec.resize == "fixed":
+        rs = spec.resize_size
+        if rs is None:
+            return min_size_test, min_size_test
+        if isinstance(rs, int):
+            return rs, rs
+        return rs[1], rs[0]
+    short = spec.resize_size if isinstance(spec.resize_size, int) else min_size_test
+    if short <= 0:
+        # detectron2 treats MIN_SIZE_TEST == 0 as "no resize".
+        return h, w
+    if spec.resize == "shortest_edge":
+        return T.ResizeShortestEdge.get_output_shape(h, w, short, max_size_test)
+    scale = short / min(h, w)
+    return int(h * scale), int(w * scale)
+
+
+def _pil_filter(interpolation: str):
+    from PIL import Image
+
+    return {
+        "nearest": Image.NEAREST,
+        "bilinear": Image.BILINEAR,
+        "bicubic": Image.BICUBIC,
+        "area": Image.BOX,
+        "lanczos": Image.LANCZOS,
+    }[interpolation]
+
+
+def resize_image(image: np.ndarray, new_h: int, new_w: int, interpolation: Interpolation, backend: Backend) -> np.ndarray:
+    """Resize an ``HxWx3`` uint8 image to ``new_h x new_w``.
+
+    ``pil`` goes through detectron2's own ``ResizeTransform`` (PIL; filters antialias when downscaling; the
+    reference with ``bilinear``); ``cv2`` is ``cv2.resize`` (no antialias except ``area``); ``torch`` and
+    ``torch_antialias`` are ``F.interpolate`` on float32 (``align_corners=False``). Returns uint8 for PIL and
+    cv2, float32 (not rounded) for torch.
+    """
+    import cv2
+    from detectron2.data.transforms import ResizeTransform
+
+    h, w = image.shape[:2]
+    if backend == "pil":
+        return ResizeTransform(h, w, new_h, new_w, _pil_filter(interpolation)).apply_image(image)
+    if backend == "cv2":
+        flag = {
+            "nearest": cv2.INTER_NEAREST,
+            "bilinear": cv2.INTER_LINEAR,
+            "bicubic": cv2.INTER_CUBIC,
+            "area": cv2.INTER_AREA,
+            "lanczos": cv2.INTER_LANCZOS4,
+        }[interpolation]
+        return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=flag)
+    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    mode = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area"}[interpolation]
+    kwargs = {} if mode in ("nearest", "area") else {"align_corners": False}
+    if backend == "torch_antialias":
+        kwargs["antialias"] = True
+    out = torch.nn.functional.interpolate(t, size=(new_h, new_w), mode=mode, **kwargs)
+    return out[0].permute(1, 2, 0).contiguous().numpy()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# To the model input tensor
+
+
+def to_input_tensor(image: np.ndarray, value_range: ValueRange, external_norm: str) -> torch.Tensor:
+    """``HxWx3`` (uint8 or float, 0..255) -> ``3xHxW`` float32 tensor as fed to the model.
+
+    Reference: ``torch.as_tensor(image.astype("float32").transpose(2, 0, 1))``, 0..255. ``0_1`` divides by 255
+    (``ToTensor``). An external normalization (``T.Normalize``) implies the ``ToTensor`` scaling: the result is
+    ``(x / 255 - mean) / std`` with mean/std in 0..1 units applied to channels 0, 1, 2 as they stand.
+    """
+    t = torch.as_tensor(image.astype("float32").transpose(2, 0, 1))
+    if value_range == "0_1" or external_norm != "none":
+        t = t / 255.0
+    ms = external_norm_values(external_norm)
+    if ms is not None:
+        mean = torch.tensor(ms[0], dtype=torch.float32)[:, None, None]
+        std = torch.tensor(ms[1], dtype=torch.float32)[:, None, None]
+        t = (t - mean) / std
+    return t
