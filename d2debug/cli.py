@@ -9,16 +9,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from .errors import D2DebugError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "load_from_args", "add_model_args"]
 
 DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / "sample_data" / "images" / "val_000.jpg"
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (default: the shipped demo model)")
     g.add_argument("--config", type=Path, help="the training run's dumped config.yaml")
     g.add_argument("--weights", type=Path, help="checkpoint (.pth/.pt/.safetensors; .pkl needs --trust-checkpoint)")
@@ -125,10 +125,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "env": cmd_env,
-    "compare": cmd_compare,
-}
+# Further subcommands live in their own modules, each with ``register(subparsers)`` that adds its parser and
+# sets ``func`` (a callable taking the parsed args and returning the exit code).
+SUBCOMMAND_MODULES = ("d2debug.cli_doctor", "d2debug.cli_audit", "d2debug.cli_configdiff", "d2debug.cli_bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -141,13 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("env", help="python, torch, detectron2 (compiled ops?), CUDA and devices")
     e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_env)
 
     c = sub.add_parser("compare", help="run the reference and one variant on one image, and compare")
-    _add_model_args(c)
+    add_model_args(c)
     c.add_argument("--image", type=Path, help=f"image file (default: {DEFAULT_IMAGE.name} from sample_data)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change one stage of the variant; repeatable (e.g. channel_order=swapped)")
     c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)
+    import importlib
+
+    for name in SUBCOMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(sub)
     return p
 
 
@@ -159,7 +170,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     a = parser.parse_args(argv)
     try:
-        return COMMANDS[a.cmd](a)
+        return a.func(a)
     except D2DebugError as exc:
         if a.debug:
             raise

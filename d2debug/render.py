@@ -1,0 +1,130 @@
+"""Pictures: detections drawn by detectron2's ``Visualizer``, the reference-vs-variant overlay, side-by-side
+composites and PNG bytes. All images are ``HxWx3`` uint8 RGB. Large images are downscaled for display (boxes
+scaled with them) so drawing cost and memory stay bounded; ``display_scale`` says by how much.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "OVERLAY_COLOURS",
+    "display_image",
+    "draw_detections",
+    "draw_overlay",
+    "side_by_side",
+    "png_bytes",
+    "MAX_DISPLAY_SIDE",
+]
+
+MAX_DISPLAY_SIDE = 1024
+
+# matched / missed (reference only) / extra (variant only) / class flip: distinct and colour-blind friendly.
+OVERLAY_COLOURS = {
+    "matched": (0.0, 0.62, 0.45),
+    "missed": (0.84, 0.37, 0.0),
+    "extra": (0.0, 0.45, 0.70),
+    "class_flip": (0.80, 0.47, 0.65),
+}
+
+
+@dataclass(frozen=True)
+class Display:
+    """An image prepared for drawing: ``image`` RGB uint8, ``scale`` = display size / original size."""
+
+    image: np.ndarray
+    scale: float
+
+
+def display_image(rgb: np.ndarray, max_side: int = MAX_DISPLAY_SIDE) -> Display:
+    """Downscale ``rgb`` (PIL, antialiased) so its long side is at most ``max_side``; never upscales."""
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s >= 1.0:
+        return Display(np.ascontiguousarray(rgb), 1.0)
+    nw, nh = max(1, round(w * s)), max(1, round(h * s))
+    return Display(np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((nw, nh), Image.BILINEAR)), s)
+
+
+def _metadata(class_names):
+    from detectron2.data import Metadata
+
+    return Metadata(thing_classes=list(class_names))
+
+
+def draw_detections(rgb: np.ndarray, boxes, scores, classes, class_names, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
+    """Draw detections the way detectron2's ``Visualizer.draw_instance_predictions`` does (class names,
+    scores, its colours). ``boxes`` are ``Nx4`` ``XYXY_ABS`` in ``rgb``'s frame. Returns RGB uint8."""
+    import torch
+    from detectron2.structures import Boxes, Instances
+    from detectron2.utils.visualizer import Visualizer
+
+    disp = display_image(rgb, max_side)
+    inst = Instances(disp.image.shape[:2])
+    inst.pred_boxes = Boxes(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4) * disp.scale))
+    inst.scores = torch.as_tensor(np.asarray(scores, np.float32))
+    inst.pred_classes = torch.as_tensor(np.asarray(classes, np.int64))
+    vis = Visualizer(disp.image, metadata=_metadata(class_names), scale=1.0)
+    return vis.draw_instance_predictions(inst).get_image()
+
+
+def draw_overlay(rgb: np.ndarray, reference, variant, agreement, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
+    """One picture of both pipelines: matched, missed (reference only), extra (variant only) and class-flipped
+    boxes in the ``OVERLAY_COLOURS``. ``reference``/``variant`` are :class:`~d2debug.run.RunResult`-like
+    (``boxes``, ``classes``, ``class_names``); boxes are drawn as each pipeline returned them."""
+    from detectron2.utils.visualizer import Visualizer
+
+    disp = display_image(rgb, max_side)
+    names = reference.class_names
+    boxes, labels, colours = [], [], []
+
+    def add(box, label, kind):
+        boxes.append(np.asarray(box, np.float32) * disp.scale)
+        labels.append(label)
+        colours.append(OVERLAY_COLOURS[kind])
+
+    flips = dict(agreement.flip_pairs)
+    for i, j in agreement.pairs:
+        if i in flips:
+            add(variant.boxes[j], f"flip {names[reference.classes[i]]}->{names[variant.classes[j]]}", "class_flip")
+        else:
+            add(variant.boxes[j], f"ok {names[variant.classes[j]]}", "matched")
+    for i in agreement.missed_idx:
+        add(reference.boxes[i], f"missed {names[reference.classes[i]]}", "missed")
+    for j in agreement.extra_idx:
+        add(variant.boxes[j], f"extra {names[variant.classes[j]]}", "extra")
+    vis = Visualizer(disp.image, scale=1.0)
+    if not boxes:
+        return vis.output.get_image()
+    return vis.overlay_instances(boxes=np.stack(boxes), labels=labels, assigned_colors=colours).get_image()
+
+
+def side_by_side(images, labels=None, gap: int = 8, label_height: int = 28) -> np.ndarray:
+    """Place RGB images left to right on a white canvas, each with an optional caption above it."""
+    from PIL import Image, ImageDraw
+
+    h = max(im.shape[0] for im in images) + (label_height if labels else 0)
+    w = sum(im.shape[1] for im in images) + gap * (len(images) - 1)
+    canvas = Image.new("RGB", (w, h), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for k, im in enumerate(images):
+        top = label_height if labels else 0
+        canvas.paste(Image.fromarray(np.ascontiguousarray(im)), (x, top))
+        if labels:
+            draw.text((x + 4, 6), str(labels[k]), fill=(0, 0, 0))
+        x += im.shape[1] + gap
+    return np.asarray(canvas)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode RGB uint8 as PNG (fast compression: these are previews and downloads, not archives)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
