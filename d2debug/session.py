@@ -1,0 +1,409 @@
+"""What one dashboard view computes, as plain functions: reference vs one variant on one image, the
+sensitivity of the image to every single pitfall, and the reference chain with its actual values.
+
+No Streamlit here: the pages call these (through cached wrappers in ``d2debug.ui``) and only draw the result,
+and the speed benchmark can time exactly what a page toggle costs. All pictures are ``HxWx3`` uint8 RGB.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal, Mapping, Optional, Sequence, Union
+
+import numpy as np
+
+from . import render
+from .compare import Agreement, compare
+from .errors import D2DebugError
+from .model import LoadedModel
+from .run import RunResult, run
+from .stages import PipelineSpec, model_norm_values
+from .stats import TensorStats, shared_histograms
+
+__all__ = [
+    "StageId",
+    "STAGES",
+    "Pitfall",
+    "PITFALLS",
+    "ReferenceView",
+    "ComparisonView",
+    "SensitivityRow",
+    "GlanceRow",
+    "IMAGE_SUFFIXES",
+    "prepare_reference",
+    "compare_variant",
+    "sensitivity",
+    "sensitivity_row",
+    "pipeline_at_a_glance",
+    "list_images",
+    "parse_class_names",
+    "stage_of",
+]
+
+StageId = Literal["channel_order", "resize", "normalization", "decoding", "output", "device"]
+
+# Stage id -> (title, the PipelineSpec fields that stage owns). The order is the dashboard's page order.
+STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "channel_order": ("Channel order", ("channel_order",)),
+    "resize": ("Resize policy and interpolation", ("resize", "resize_size", "interpolation", "resize_backend")),
+    "normalization": ("Normalization and value range", ("value_range", "external_norm", "model_norm")),
+    "decoding": ("Decoding and EXIF", ("decoder",)),
+    "output": ("Output frame and thresholds", ("original_size", "score_thresh", "nms_thresh")),
+    "device": ("Device and precision", ("device", "precision")),
+}
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def stage_of(field_name: str) -> str:
+    """The stage id owning a :class:`PipelineSpec` field."""
+    for sid, (_title, fields) in STAGES.items():
+        if field_name in fields:
+            return sid
+    raise KeyError(field_name)
+
+
+@dataclass(frozen=True)
+class Pitfall:
+    """One common mistake as a change of the reference spec. ``id`` is stable (tables, JSON, tests)."""
+
+    id: str
+    title: str
+    stage: str
+    changes: Mapping[str, object]
+
+    def spec(self, reference: PipelineSpec) -> PipelineSpec:
+        return reference.replace(**dict(self.changes))
+
+
+# Every single-stage mistake from PITFALLS.md that a spec can express; each alone, all else at the reference.
+PITFALLS: tuple[Pitfall, ...] = (
+    Pitfall("channel_swap", "Channels swapped (BGR/RGB mix-up)", "channel_order", {"channel_order": "swapped"}),
+    Pitfall("resize_fixed_square", "Fixed square resize (aspect stretched)", "resize", {"resize": "fixed"}),
+    Pitfall("resize_none", "No resize", "resize", {"resize": "none"}),
+    Pitfall("resize_noclamp", "Shortest edge without MAX_SIZE clamp, truncated", "resize",
+            {"resize": "shortest_edge_noclamp"}),
+    Pitfall("interp_nearest", "Nearest-neighbour interpolation", "resize", {"interpolation": "nearest"}),
+    Pitfall("resize_cv2_linear", "cv2.resize INTER_LINEAR (no antialias)", "resize", {"resize_backend": "cv2"}),
+    Pitfall("value_range_0_1", "ToTensor(): values 0..1 instead of 0..255", "normalization", {"value_range": "0_1"}),
+    Pitfall("double_norm_imagenet", "ImageNet T.Normalize outside the model (double normalization)",
+            "normalization", {"external_norm": "imagenet"}),
+    Pitfall("model_zoo_norm", "Model-zoo PIXEL_MEAN/STD instead of the training config's", "normalization",
+            {"model_norm": "d2_default"}),
+    Pitfall("decoder_cv2", "cv2.imread instead of detectron2's read_image", "decoding", {"decoder": "cv2"}),
+    Pitfall("decoder_pil_no_exif", "PIL Image.open without exif_transpose", "decoding", {"decoder": "pil"}),
+    Pitfall("omit_original_size", "height/width not passed (boxes in the resized frame)", "output",
+            {"original_size": "omit"}),
+    Pitfall("score_thresh_low", "Score threshold 0.05 instead of the config's", "output", {"score_thresh": 0.05}),
+    Pitfall("fp16", "fp16 autocast instead of fp32", "device", {"precision": "fp16"}),
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reference and one variant
+
+
+@dataclass
+class ReferenceView:
+    """The reference run on one image and its Visualizer drawing (computed once, reused by every toggle)."""
+
+    result: RunResult
+    drawing: np.ndarray
+
+
+def prepare_reference(loaded: LoadedModel, image: Union[str, Path], spec: PipelineSpec) -> ReferenceView:
+    """Run the reference ``spec`` on ``image`` and draw its detections."""
+    result = run(loaded, image, spec)
+    drawing = render.draw_detections(result.rgb_image(), result.boxes, result.scores, result.classes,
+                                     result.class_names)
+    return ReferenceView(result, drawing)
+
+
+def _channel_labels(ref: RunResult, var: RunResult) -> list[str]:
+    """Names of the tensor channels by position: the colour each pipeline put there."""
+    out = []
+    for i in range(3):
+        a, b = ref.fed_order[i], var.fed_order[i]
+        out.append(f"ch{i} {a}" if a == b else f"ch{i} ref {a} / variant {b}")
+    return out
+
+
+def _hist_records(stats: Sequence[TensorStats], labels: Sequence[str]) -> list[dict]:
+    """Tidy rows ``{pipeline, channel, x, x2, count, fraction}`` for overlaid histograms on shared bins."""
+    rows = []
+    for who, st in zip(labels, stats):
+        e = st.edges
+        for ch, counts in zip(st.channel_names, st.counts):
+            total = max(1, int(counts.sum()))
+            for k, c in enumerate(counts):
+                rows.append({"pipeline": who, "channel": ch, "x": float(e[k]), "x2": float(e[k + 1]),
+                             "count": int(c), "fraction": float(c) / total})
+    return rows
+
+
+@dataclass
+class ComparisonView:
+    """Everything a stage page shows for reference vs one variant on one image.
+
+    - ``reference_drawing`` / ``variant_drawing``: Visualizer drawings, each on its own decoded image.
+    - ``overlay``: both pipelines on the reference image, in :data:`render.OVERLAY_COLOURS`.
+    - ``input_stats`` / ``backbone_stats``: (reference, variant) :class:`TensorStats` on shared bins, for the
+      model input (what was fed as ``"image"``) and for what the backbone sees (after PIXEL_MEAN/STD).
+    - ``input_hist`` / ``backbone_hist``: the same as tidy records for charts.
+    """
+
+    reference: RunResult
+    variant: RunResult
+    agreement: Agreement
+    differences: dict[str, tuple[str, str]]
+    reference_drawing: np.ndarray
+    variant_drawing: np.ndarray
+    overlay: np.ndarray
+    side_by_side: np.ndarray
+    channel_labels: list[str]
+    input_stats: tuple[TensorStats, TensorStats]
+    backbone_stats: tuple[TensorStats, TensorStats]
+    input_hist: list[dict]
+    backbone_hist: list[dict]
+    image_name: str
+    model_summary: dict = field(default_factory=dict)
+
+    def metrics(self) -> dict[str, dict]:
+        """The agreement numbers with their deltas from the reference (the reference has F1 1, IoU 1, ...)."""
+        a, r = self.agreement, self.reference
+        n_ref = len(r.boxes)
+        return {
+            "f1": {"label": "Agreement F1", "value": round(a.f1, 4), "delta": round(a.f1 - 1.0, 4)},
+            "detections": {"label": "Detections", "value": a.n_variant, "delta": a.n_variant - n_ref},
+            "matched": {"label": "Matched", "value": a.matched, "delta": a.matched - n_ref},
+            "missed": {"label": "Missed", "value": a.missed, "delta": a.missed},
+            "extra": {"label": "Extra", "value": a.extra, "delta": a.extra},
+            "class_flips": {"label": "Class flips", "value": a.class_flips, "delta": a.class_flips},
+            "mean_iou": {"label": "Mean IoU of pairs", "value": round(a.mean_iou, 4),
+                         "delta": round(a.mean_iou - 1.0, 4)},
+        }
+
+    def to_dict(self) -> dict:
+        names = ("reference", "variant")
+        return {
+            "image": self.image_name,
+            "model": self.model_summary,
+            "differences": {k: {"reference": a, "variant": b} for k, (a, b) in self.differences.items()},
+            "reference_spec": self.reference.spec.to_dict(),
+            "variant_spec": self.variant.spec.to_dict(),
+            "agreement": self.agreement.to_dict(),
+            "reference": self.reference.summary(),
+            "variant": self.variant.summary(),
+            "model_input_stats": {n: s.to_dict() for n, s in zip(names, self.input_stats)},
+            "backbone_input_stats": {n: s.to_dict() for n, s in zip(names, self.backbone_stats)},
+            "channels": self.channel_labels,
+        }
+
+    def to_json(self) -> str:
+        """The numbers, for a bug report or a teammate."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def png(self) -> bytes:
+        """The side-by-side picture (reference | variant | overlay) as PNG bytes."""
+        return render.png_bytes(self.side_by_side)
+
+
+def compare_variant(
+    loaded: LoadedModel,
+    image: Union[str, Path],
+    variant_spec: PipelineSpec,
+    reference: Union[ReferenceView, RunResult],
+    variant_result: Optional[RunResult] = None,
+    bins: int = 64,
+) -> ComparisonView:
+    """Run ``variant_spec`` on ``image`` (unless ``variant_result`` is given) and compare it with the cached
+    ``reference``: drawings, overlay, side-by-side, agreement and histograms on shared bins.
+
+    The variant always runs through the same code as the reference, so the reference spec itself gives
+    agreement F1 exactly 1.0. Raises :class:`D2DebugError` for an unreadable image or an unsupported variant.
+    """
+    if isinstance(reference, RunResult):
+        ref_result = reference
+        ref_drawing = render.draw_detections(ref_result.rgb_image(), ref_result.boxes, ref_result.scores,
+                                             ref_result.classes, ref_result.class_names)
+    else:
+        ref_result, ref_drawing = reference.result, reference.drawing
+    var = variant_result if variant_result is not None else run(loaded, image, variant_spec)
+    agreement = compare(ref_result, var)
+    var_drawing = render.draw_detections(var.rgb_image(), var.boxes, var.scores, var.classes, var.class_names)
+    overlay = render.draw_overlay(ref_result.rgb_image(), ref_result, var, agreement)
+    sbs = render.side_by_side(
+        [ref_drawing, var_drawing, overlay],
+        ["reference", "variant: " + _diff_text(ref_result.spec, variant_spec), "overlay (matched/missed/extra/flip)"],
+    )
+    labels = _channel_labels(ref_result, var)
+    in_stats = shared_histograms([ref_result.input_tensor, var.input_tensor], labels, bins)
+    bb_stats = shared_histograms([ref_result.backbone_input, var.backbone_input], labels, bins)
+    desc = loaded.describe()
+    return ComparisonView(
+        reference=ref_result,
+        variant=var,
+        agreement=agreement,
+        differences=ref_result.spec.differences(variant_spec),
+        reference_drawing=ref_drawing,
+        variant_drawing=var_drawing,
+        overlay=overlay,
+        side_by_side=sbs,
+        channel_labels=labels,
+        input_stats=(in_stats[0], in_stats[1]),
+        backbone_stats=(bb_stats[0], bb_stats[1]),
+        input_hist=_hist_records(in_stats, ("reference", "variant")),
+        backbone_hist=_hist_records(bb_stats, ("reference", "variant")),
+        image_name=Path(image).name,
+        model_summary={k: desc[k] for k in ("config", "weights", "architecture", "input_format", "pixel_mean",
+                                             "pixel_std", "min_size_test", "max_size_test", "device")},
+    )
+
+
+def _diff_text(reference: PipelineSpec, variant: PipelineSpec) -> str:
+    diffs = reference.differences(variant)
+    return ", ".join(f"{k}={b}" for k, (_a, b) in diffs.items()) or "same as reference"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sensitivity: every single pitfall on one image
+
+
+@dataclass(frozen=True)
+class SensitivityRow:
+    """One pitfall's effect on one image. ``error`` is set when the variant cannot run (e.g. fp16 on CPU)."""
+
+    pitfall: Pitfall
+    agreement: Optional[Agreement]
+    error: Optional[str] = None
+
+    @property
+    def lost(self) -> int:
+        """Reference detections not reproduced: missed plus class-flipped."""
+        return 0 if self.agreement is None else self.agreement.missed + self.agreement.class_flips
+
+    def damage_key(self) -> tuple:
+        """Sort key, most damaging first; pitfalls that could not run last."""
+        if self.agreement is None:
+            return (1, 0.0, 0, 0)
+        return (0, self.agreement.f1, -self.lost, -self.agreement.extra)
+
+    def to_dict(self) -> dict:
+        return {"id": self.pitfall.id, "title": self.pitfall.title, "stage": self.pitfall.stage,
+                "agreement": None if self.agreement is None else self.agreement.to_dict(),
+                "lost": self.lost, "error": self.error}
+
+
+def sensitivity_row(loaded: LoadedModel, image: Union[str, Path], pitfall: Pitfall,
+                    reference: Union[ReferenceView, RunResult]) -> tuple[SensitivityRow, Optional[RunResult]]:
+    """Run one pitfall against the reference. Returns the row and the variant's result (``None`` on error)."""
+    ref = reference.result if isinstance(reference, ReferenceView) else reference
+    try:
+        var = run(loaded, image, pitfall.spec(ref.spec))
+    except D2DebugError as exc:
+        return SensitivityRow(pitfall, None, str(exc)), None
+    return SensitivityRow(pitfall, compare(ref, var)), var
+
+
+def sensitivity(
+    loaded: LoadedModel,
+    image: Union[str, Path],
+    reference: Union[ReferenceView, RunResult],
+    pitfalls: Iterable[Pitfall] = PITFALLS,
+    progress: Optional[Callable[[int, int, Pitfall], None]] = None,
+) -> list[SensitivityRow]:
+    """Every pitfall alone on ``image``, sorted by damage (lowest agreement F1, then most detections lost)."""
+    pitfalls = list(pitfalls)
+    rows = []
+    for k, p in enumerate(pitfalls):
+        if progress is not None:
+            progress(k, len(pitfalls), p)
+        rows.append(sensitivity_row(loaded, image, p, reference)[0])
+    return sorted(rows, key=SensitivityRow.damage_key)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reference chain with its actual values
+
+
+@dataclass(frozen=True)
+class GlanceRow:
+    stage: str
+    setting: str
+    value: str
+
+
+_INTERP_TEXT = {"pil": "PIL (antialiased when downscaling)", "cv2": "cv2.resize (no antialias)",
+                "torch": "torch F.interpolate (no antialias)", "torch_antialias": "torch F.interpolate antialias"}
+
+
+def pipeline_at_a_glance(loaded: LoadedModel, reference: Union[ReferenceView, RunResult]) -> list[GlanceRow]:
+    """The reference chain for the loaded config, with the values it used on this image."""
+    r = reference.result if isinstance(reference, ReferenceView) else reference
+    cfg, spec = loaded.cfg, r.spec
+    h, w = r.original_size
+    ih, iw = r.input_size
+    mean, std = model_norm_values(spec.model_norm, cfg)
+    pred = cfg.MODEL.ROI_HEADS
+    fmt = cfg.INPUT.FORMAT
+    decode_note = "; ".join(r.notes) if r.notes else "3-channel image, nothing converted"
+    rows = [
+        GlanceRow("Decode", "detectron2 read_image(path, 'BGR')",
+                  f"PIL decoder, EXIF orientation applied -> {w}x{h} (WxH) uint8 BGR; {decode_note}"),
+        GlanceRow("Channel order", f"cfg.INPUT.FORMAT = {fmt}",
+                  "BGR array flipped to RGB by DefaultPredictor" if fmt == "RGB" else "BGR array used as is"),
+        GlanceRow("Resize", f"ResizeShortestEdge({cfg.INPUT.MIN_SIZE_TEST}, max {cfg.INPUT.MAX_SIZE_TEST})",
+                  f"{w}x{h} -> {iw}x{ih} (WxH), scale {iw / w:.3f}"),
+        GlanceRow("Interpolation", f"{spec.interpolation}, {_INTERP_TEXT[spec.resize_backend]}",
+                  "detectron2 ResizeTransform on uint8"),
+        GlanceRow("Model input", "float32 CxHxW, 0..255, no external normalization",
+                  f"shape {list(r.input_tensor.shape)} in {r.fed_order} order"),
+        GlanceRow("Normalization (inside the model)", "(x - PIXEL_MEAN) / PIXEL_STD",
+                  f"PIXEL_MEAN {[round(v, 3) for v in mean]}, PIXEL_STD {[round(v, 3) for v in std]} ({fmt} order)"),
+        GlanceRow("Output frame", "height/width passed",
+                  f"boxes rescaled to the original {w}x{h} (WxH)"),
+        GlanceRow("Thresholds", "ROI_HEADS.SCORE_THRESH_TEST / NMS_THRESH_TEST",
+                  f"score {float(pred.SCORE_THRESH_TEST):g}, NMS {float(pred.NMS_THRESH_TEST):g}, "
+                  f"at most {int(cfg.TEST.DETECTIONS_PER_IMAGE)} detections"),
+        GlanceRow("Device and precision", f"{r.device}, {spec.precision}", f"{len(r.boxes)} detections"),
+    ]
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Inputs from the sidebar
+
+
+def list_images(folder: Union[str, Path]) -> list[Path]:
+    """Image files (by suffix) directly in ``folder``, sorted by name. Raises :class:`D2DebugError` naming the
+    folder when it does not exist, is not a folder, or holds no images."""
+    path = Path(str(folder)).expanduser()
+    if not path.exists():
+        raise D2DebugError(f"{path}: no such folder")
+    if not path.is_dir():
+        raise D2DebugError(f"{path}: not a folder")
+    try:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise D2DebugError(f"{path}: cannot list folder ({exc.strerror})") from None
+    if not files:
+        raise D2DebugError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    return files
+
+
+def parse_class_names(text: str) -> Union[None, str, list[str]]:
+    """The sidebar's class-names field: empty -> ``None``; a ``.json`` path -> that COCO file (checked);
+    otherwise comma-separated names."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if text.lower().endswith(".json"):
+        p = Path(text).expanduser()
+        if not p.is_file():
+            raise D2DebugError(f"{p}: class-names file not found")
+        return str(p)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise D2DebugError(f"class names {text!r}: expected a COCO .json path or comma-separated names")
+    return names

@@ -1,0 +1,162 @@
+"""Cached loaders: the model once per (files, options); the reference once per (model, image, device); each
+variant once per (model, image, spec). Toggling a variant therefore never recomputes the reference.
+
+Cache keys are strings built from file paths, sizes and modification times, so replacing a file on disk (a new
+checkpoint, an edited image) invalidates its entries. Arguments starting with ``_`` are not hashed.
+"""
+from __future__ import annotations
+
+import atexit
+import hashlib
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import streamlit as st
+
+from ..model import LoadedModel, load_demo_model, load_model
+from ..run import RunResult
+from ..session import (
+    ComparisonView,
+    Pitfall,
+    ReferenceView,
+    SensitivityRow,
+    compare_variant,
+    prepare_reference,
+    sensitivity_row,
+)
+from ..stages import PipelineSpec
+
+__all__ = [
+    "file_key",
+    "demo_model",
+    "user_model",
+    "reference",
+    "comparison",
+    "pitfall_row",
+    "save_upload",
+]
+
+
+def file_key(path: Union[str, Path, None]) -> str:
+    """``path|size|mtime`` (or ``path|missing``): changes when the file changes."""
+    if path is None:
+        return "-"
+    p = Path(str(path)).expanduser()
+    try:
+        s = p.stat()
+        return f"{p.resolve()}|{s.st_size}|{s.st_mtime_ns}"
+    except OSError:
+        return f"{p}|missing"
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _demo_model(key: str, device: Optional[str]) -> LoadedModel:
+    return load_demo_model(device=device)
+
+
+def demo_model(device: Optional[str] = None) -> tuple[LoadedModel, str]:
+    """The shipped demo model and its cache key (which follows the files in ``sample_data/``)."""
+    from ..model import DEMO_CONFIG, DEMO_WEIGHTS
+
+    key = f"demo:{file_key(DEMO_CONFIG)}:{file_key(DEMO_WEIGHTS)}:{device}"
+    return _demo_model(key, device), key
+
+
+@st.cache_resource(show_spinner=False, max_entries=3)
+def _user_model(key: str, config: str, weights: Optional[str], classes, trust: bool, allow_mismatch: bool,
+                device: Optional[str]) -> LoadedModel:
+    return load_model(config, weights or None, device=device, class_names=classes,
+                      trust_checkpoint=trust, allow_key_mismatch=allow_mismatch)
+
+
+def user_model(config: str, weights: Optional[str], classes: Union[None, str, Sequence[str]], trust: bool,
+               allow_mismatch: bool, device: Optional[str] = None) -> tuple[LoadedModel, str]:
+    """A user's config + weights (paths on this machine). Raises ``D2DebugError`` naming the bad file."""
+    cls = tuple(classes) if isinstance(classes, (list, tuple)) else classes
+    key = (f"user:{file_key(config)}:{file_key(weights)}:{cls if not isinstance(cls, str) else file_key(cls)}"
+           f":{trust}:{allow_mismatch}:{device}")
+    return _user_model(key, str(config), weights, list(cls) if isinstance(cls, tuple) else cls, trust,
+                       allow_mismatch, device), key
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _reference(model_key: str, image_key: str, spec_key: str, _loaded: LoadedModel, image: str,
+               _spec: PipelineSpec) -> ReferenceView:
+    return prepare_reference(_loaded, image, _spec)
+
+
+def reference(loaded: LoadedModel, model_key: str, image: Path, spec: PipelineSpec) -> ReferenceView:
+    """The reference run and drawing for (model, image, reference spec incl. device), cached."""
+    return _reference(model_key, file_key(image), repr(spec), loaded, str(image), spec)
+
+
+# Variant runs made for the home page's sensitivity table, reused when a stage page asks for the same spec.
+_RUNS: dict[tuple[str, str, str], RunResult] = {}
+_RUNS_LOCK = threading.Lock()
+_RUNS_MAX = 64
+
+
+def _remember_run(key: tuple[str, str, str], result: RunResult) -> None:
+    with _RUNS_LOCK:
+        if len(_RUNS) >= _RUNS_MAX:
+            _RUNS.pop(next(iter(_RUNS)))
+        _RUNS[key] = result
+
+
+@st.cache_resource(show_spinner=False, max_entries=48)
+def _comparison(model_key: str, image_key: str, ref_key: str, spec_key: str, _loaded: LoadedModel, image: str,
+                _spec: PipelineSpec, _reference: ReferenceView) -> ComparisonView:
+    with _RUNS_LOCK:
+        known = _RUNS.get((model_key, image_key, spec_key))
+    return compare_variant(_loaded, image, _spec, _reference, variant_result=known)
+
+
+def comparison(loaded: LoadedModel, model_key: str, image: Path, spec: PipelineSpec,
+               ref: ReferenceView) -> ComparisonView:
+    """Reference vs ``spec`` on ``image``, cached per (model, image, reference, spec)."""
+    return _comparison(model_key, file_key(image), repr(ref.result.spec), repr(spec), loaded, str(image), spec, ref)
+
+
+@st.cache_resource(show_spinner=False, max_entries=256)
+def _pitfall_row(model_key: str, image_key: str, ref_key: str, pitfall_id: str, _loaded: LoadedModel, image: str,
+                 _pitfall: Pitfall, _reference: ReferenceView) -> SensitivityRow:
+    row, result = sensitivity_row(_loaded, image, _pitfall, _reference)
+    if result is not None:
+        _remember_run((model_key, image_key, repr(_pitfall.spec(_reference.result.spec))), result)
+    return row
+
+
+def pitfall_row(loaded: LoadedModel, model_key: str, image: Path, pitfall: Pitfall,
+                ref: ReferenceView) -> SensitivityRow:
+    """One row of the sensitivity table, cached per (model, image, reference, pitfall)."""
+    return _pitfall_row(model_key, file_key(image), repr(ref.result.spec), pitfall.id, loaded, str(image),
+                        pitfall, ref)
+
+
+# Uploads live in one private temporary directory per server process, removed when the process exits; they
+# are never written next to the user's files.
+_UPLOAD_DIR: Optional[Path] = None
+
+
+def _upload_dir() -> Path:
+    global _UPLOAD_DIR
+    if _UPLOAD_DIR is None:
+        _UPLOAD_DIR = Path(tempfile.mkdtemp(prefix="d2debug-uploads-"))
+        atexit.register(shutil.rmtree, _UPLOAD_DIR, True)
+    return _UPLOAD_DIR
+
+
+def save_upload(uploaded) -> Path:
+    """Write an ``st.file_uploader`` file to the upload directory under a content-derived name (same bytes ->
+    same path, so caches keyed by path hit) keeping its suffix, which the decoders and loaders go by."""
+    data = uploaded.getvalue()
+    suffix = Path(uploaded.name).suffix.lower()[:16]
+    path = _upload_dir() / (hashlib.sha256(data).hexdigest()[:24] + suffix)
+    if not path.exists():
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path

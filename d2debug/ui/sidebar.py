@@ -1,0 +1,171 @@
+"""The sidebar every page shares: which model, which image, and where the reference runs."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import streamlit as st
+
+from ..errors import D2DebugError
+from ..model import DEMO_DIR, LoadedModel
+from ..run import reference_spec
+from ..session import IMAGE_SUFFIXES, list_images, parse_class_names
+from ..stages import PipelineSpec
+from . import loaders, state
+
+__all__ = ["Selection", "sidebar", "MODEL_SOURCES", "IMAGE_SOURCES", "SAMPLE_DIR"]
+
+MODEL_SOURCES = ("Demo model", "Files on this workstation", "Upload")
+IMAGE_SOURCES = ("Sample images", "Upload", "Folder on this workstation")
+SAMPLE_DIR = DEMO_DIR / "images"
+_UPLOAD_TYPES = [s.lstrip(".") for s in IMAGE_SUFFIXES]
+
+
+@dataclass
+class Selection:
+    """What the sidebar chose. ``image`` is ``None`` when no usable image is selected (an error was shown)."""
+
+    loaded: LoadedModel
+    model_key: str
+    model_label: str
+    image: Optional[Path]
+    image_label: str
+    reference_spec: PipelineSpec
+
+
+def _step(list_key: str, names: list[str], step: int) -> None:
+    """Button callback: move the selectbox ``list_key`` to the previous/next of ``names`` (wrapping)."""
+    cur = st.session_state.get(list_key)
+    i = names.index(cur) if cur in names else 0
+    st.session_state[list_key] = names[(i + step) % len(names)]
+
+
+def _browse(paths: list[Path], list_key: str) -> Path:
+    """A selectbox over ``paths`` (by file name) with previous/next buttons. Returns the chosen path."""
+    names = [p.name for p in paths]
+    if st.session_state.get(list_key) not in names:
+        st.session_state[list_key] = names[0]
+    st.selectbox(f"Image ({len(names)} in folder)", names, key=list_key)
+    left, right = st.columns(2)
+    left.button("◀ Previous", key=f"btn_{list_key}_prev", on_click=_step, args=(list_key, names, -1),
+                use_container_width=True)
+    right.button("Next ▶", key=f"btn_{list_key}_next", on_click=_step, args=(list_key, names, 1),
+                 use_container_width=True)
+    return paths[names.index(st.session_state[list_key])]
+
+
+def _model_section() -> tuple[LoadedModel, str, str]:
+    st.subheader("Model")
+    state.default("sb_model_source", MODEL_SOURCES[0])
+    source = st.radio("Model", MODEL_SOURCES, key="sb_model_source", label_visibility="collapsed")
+    problem = None
+    if source != MODEL_SOURCES[0]:
+        try:
+            if source == MODEL_SOURCES[1]:
+                state.default("sb_config_path", "")
+                state.default("sb_weights_path", "")
+                config = st.text_input("config.yaml (the training run's dump)", key="sb_config_path",
+                                       placeholder="/path/to/output/config.yaml").strip()
+                weights = st.text_input("weights (.pth / .pt / .safetensors / .pkl)", key="sb_weights_path",
+                                        placeholder="/path/to/output/model_final.pth").strip()
+            else:
+                up_cfg = st.file_uploader("config.yaml", type=["yaml", "yml"], key="up_config")
+                up_w = st.file_uploader("weights", type=["pth", "pt", "safetensors", "pkl"], key="up_weights")
+                config = str(loaders.save_upload(up_cfg)) if up_cfg is not None else ""
+                weights = str(loaders.save_upload(up_w)) if up_w is not None else ""
+            state.default("sb_classes", "")
+            classes_text = st.text_input("class names (COCO .json path or comma-separated; optional)",
+                                         key="sb_classes")
+            state.default("sb_trust_checkpoint", False)
+            state.default("sb_allow_mismatch", False)
+            trust = st.checkbox("Trust this checkpoint (allow pickle .pkl files)", key="sb_trust_checkpoint",
+                                help="Pickle checkpoints can run arbitrary code when loaded.")
+            if trust:
+                st.warning("Pickle checkpoints can run code on this machine when loaded. Only tick this for "
+                           "files you trust.")
+            allow = st.checkbox("Load even if checkpoint keys do not match", key="sb_allow_mismatch",
+                                help="Layers without weights stay random; the mismatch is shown as an error.")
+            if not config:
+                raise D2DebugError("give a config.yaml (and weights) to load your model")
+            classes = parse_class_names(classes_text)
+            with st.spinner("Loading the model..."):
+                loaded, key = loaders.user_model(config, weights or None, classes, trust, allow)
+            return loaded, key, Path(loaded.weights_path or config).name
+        except D2DebugError as exc:
+            problem = str(exc)
+    with st.spinner("Loading the demo model..."):
+        try:
+            loaded, key = loaders.demo_model()
+        except D2DebugError as exc:
+            st.error(str(exc))
+            st.stop()
+    if problem:
+        st.error(f"{problem}. Showing the demo model instead.")
+    return loaded, key, "demo model"
+
+
+def _describe(loaded: LoadedModel, label: str) -> None:
+    d = loaded.describe()
+    st.caption(f"**{label}**: {d['architecture']}, {d['num_classes']} classes, FORMAT {d['input_format']}")
+    with st.expander("What was loaded"):
+        st.markdown(
+            f"- config: `{d['config']}`\n- weights: `{d['weights']}`\n- architecture: {d['architecture']}\n"
+            f"- classes ({d['class_names_source']}): {', '.join(d['class_names'])}\n"
+            f"- INPUT.FORMAT: **{d['input_format']}**\n- PIXEL_MEAN: {d['pixel_mean']}\n"
+            f"- PIXEL_STD: {d['pixel_std']}\n- MIN/MAX_SIZE_TEST: {d['min_size_test']} / {d['max_size_test']}\n"
+            f"- score / NMS threshold: {d['score_thresh_test']} / {d['nms_thresh_test']}\n- device: {d['device']}"
+        )
+    rep = loaded.load_report or {}
+    if any(rep.get(k) for k in ("missing_keys", "unexpected_keys", "incorrect_shapes")):
+        lines = []
+        if rep.get("incorrect_shapes"):
+            lines.append(f"{len(rep['incorrect_shapes'])} tensor(s) of the wrong shape: " + "; ".join(
+                f"{k} checkpoint {a} vs model {b}" for k, a, b in rep["incorrect_shapes"][:5]))
+        if rep.get("missing_keys"):
+            lines.append(f"{len(rep['missing_keys'])} missing key(s): " + ", ".join(rep["missing_keys"][:5]))
+        if rep.get("unexpected_keys"):
+            lines.append(f"{len(rep['unexpected_keys'])} unexpected key(s): " + ", ".join(rep["unexpected_keys"][:5]))
+        st.error("Checkpoint does not match the model; these layers are random:\n\n- " + "\n- ".join(lines))
+
+
+def _image_section() -> tuple[Optional[Path], str]:
+    st.subheader("Image")
+    state.default("sb_image_source", IMAGE_SOURCES[0])
+    source = st.radio("Image", IMAGE_SOURCES, key="sb_image_source", label_visibility="collapsed")
+    try:
+        if source == IMAGE_SOURCES[0]:
+            path = _browse(list_images(SAMPLE_DIR), "sb_sample")
+            return path, path.name
+        if source == IMAGE_SOURCES[1]:
+            up = st.file_uploader("Image file", type=_UPLOAD_TYPES, key="up_image")
+            if up is None:
+                st.info("Upload an image to analyse it.")
+                return None, ""
+            return loaders.save_upload(up), up.name
+        state.default("sb_folder", "")
+        folder = st.text_input("Folder", key="sb_folder", placeholder="/path/to/images").strip()
+        if not folder:
+            st.info("Type a folder path to browse its images.")
+            return None, ""
+        with st.spinner("Listing images..."):
+            paths = list_images(folder)
+        path = _browse(paths, "sb_folder_image")
+        return path, path.name
+    except D2DebugError as exc:
+        st.error(str(exc))
+        return None, ""
+
+
+def sidebar() -> Selection:
+    """Draw the shared sidebar and return the selection. Call first on every page."""
+    state.keep()
+    with st.sidebar:
+        loaded, key, label = _model_section()
+        state.reset_model_dependent(key)
+        _describe(loaded, label)
+        ref_spec = reference_spec(loaded.cfg, device=loaded.device)
+        where = "cuda:0" if ref_spec.device == "cuda" else "cpu"
+        st.markdown(f"**Reference on {where}**" + ("" if where != "cpu" else " (no CUDA GPU on this machine)"))
+        image, image_label = _image_section()
+    return Selection(loaded, key, label, image, image_label, ref_spec)

@@ -1,0 +1,140 @@
+"""The layout every stage page shares: widgets -> variant spec -> cached comparison -> pictures, numbers,
+histograms, downloads and the teaching panel."""
+from __future__ import annotations
+
+import re
+from typing import Optional
+
+import streamlit as st
+
+from ..errors import D2DebugError
+from ..lessons import lesson
+from ..session import STAGES, ComparisonView
+from . import charts, loaders
+from .sidebar import Selection, sidebar
+from .widgets import WIDGETS
+
+__all__ = ["PAGE_FILES", "stage_page", "METRICS_KEY", "show_comparison"]
+
+PAGE_FILES = {
+    "channel_order": "pages/1_Channel_order.py",
+    "resize": "pages/2_Resize.py",
+    "normalization": "pages/3_Normalization.py",
+    "decoding": "pages/4_Decoding.py",
+    "output": "pages/5_Output_and_thresholds.py",
+    "device": "pages/6_Device_and_precision.py",
+}
+# The last comparison's numbers, for tests and for anything else that reads session state.
+METRICS_KEY = "d2debug_metrics"
+
+# st.metric delta colours: for these counts an increase is bad.
+_INVERSE = {"missed", "extra", "class_flips"}
+
+
+def _metrics(view: ComparisonView, stage: str, image_label: str) -> None:
+    m = view.metrics()
+    cols = st.columns(len(m))
+    for col, (name, d) in zip(cols, m.items()):
+        colour = "inverse" if name in _INVERSE else ("off" if name == "detections" else "normal")
+        value = f"{d['value']:.3f}" if isinstance(d["value"], float) else str(d["value"])
+        delta = (f"{d['delta']:+.3f}" if isinstance(d["delta"], float) else f"{d['delta']:+d}")
+        col.metric(d["label"], value, delta, delta_color=colour)
+    st.session_state[METRICS_KEY] = {
+        "stage": stage,
+        "image": image_label,
+        "differences": {k: b for k, (_a, b) in view.differences.items()},
+        "n_reference": view.agreement.n_reference,
+        **{name: d["value"] for name, d in m.items()},
+    }
+
+
+def show_comparison(view: ComparisonView, stage: str, image_label: str) -> None:
+    """Numbers, side-by-side drawings, the overlay with its legend, histograms and downloads."""
+    diffs = ", ".join(f"`{k}={b}`" for k, (_a, b) in view.differences.items())
+    st.markdown(f"**Variant:** {diffs}" if diffs else "**Variant:** identical to the reference")
+    _metrics(view, stage, image_label)
+    for note in view.variant.notes:
+        if note not in view.reference.notes:
+            st.warning(f"Variant decoding: {note}")
+    if view.reference.notes:
+        st.caption("Reference decoding: " + "; ".join(view.reference.notes))
+    if view.variant.frame == "resized":
+        h, w = view.variant.input_size
+        st.warning(f"height/width not passed: the variant's boxes are in the resized {w}x{h} frame, drawn here on "
+                   f"the original {view.reference.original_size[1]}x{view.reference.original_size[0]} image.")
+
+    left, right = st.columns(2)
+    left.image(view.reference_drawing, caption=f"Reference: {len(view.reference.boxes)} detections",
+               use_container_width=True)
+    right.image(view.variant_drawing, caption=f"Variant: {len(view.variant.boxes)} detections",
+                use_container_width=True)
+
+    st.subheader("Both in one picture")
+    a = view.agreement
+    charts.legend({"matched": a.matched, "missed": a.missed, "extra": a.extra, "class_flip": a.class_flips})
+    c1, _ = st.columns([3, 1])
+    c1.image(view.overlay, use_container_width=True)
+
+    st.subheader("Pixel values, reference vs variant")
+    t1, t2 = st.tabs(["Model input (fed as \"image\")", "What the backbone sees ((x - PIXEL_MEAN) / PIXEL_STD)"])
+    with t1:
+        charts.histograms(view.input_hist, "model input")
+        charts.stats_table(view.input_stats)
+    with t2:
+        charts.histograms(view.backbone_hist, "backbone input")
+        charts.stats_table(view.backbone_stats)
+
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{image_label.rsplit('.', 1)[0]}_{stage}")
+    d1, d2 = st.columns(2)
+    d1.download_button("Download side-by-side PNG", view.png(), file_name=f"d2debug_{stem}.png", mime="image/png",
+                       key=f"btn_dl_png_{stage}", use_container_width=True)
+    d2.download_button("Download numbers (JSON)", view.to_json(), file_name=f"d2debug_{stem}.json",
+                       mime="application/json", key=f"btn_dl_json_{stage}", use_container_width=True)
+
+
+def _teaching(stage: str, sel: Selection, view: Optional[ComparisonView]) -> None:
+    les = lesson(stage, sel.loaded.cfg, view, sel.loaded.class_names)
+    with st.container(border=True):
+        st.subheader("Learn: " + les.title)
+        st.markdown("**What Detectron2 does.** " + les.what)
+        st.markdown("**Why the variant hurts on this model.** " + les.why)
+        st.markdown("**Correct code for your own inference script:**")
+        st.code(les.code, language="python")
+
+
+def stage_page(stage: str) -> None:
+    """Draw a whole stage page for ``stage`` (a :data:`d2debug.session.STAGES` id)."""
+    title = STAGES[stage][0]
+    number = list(PAGE_FILES).index(stage) + 1
+    st.set_page_config(page_title=f"d2debug · {title}", layout="wide")
+    sel = sidebar()
+    st.title(f"{number}. {title}")
+    st.caption(f"Image **{sel.image_label or '-'}** · {sel.model_label} · reference on "
+               f"{'cuda:0' if sel.reference_spec.device == 'cuda' else 'cpu'}. This page changes ONE stage; "
+               "every other stage stays at the reference (what DefaultPredictor does).")
+
+    with st.container(border=True):
+        if stage == "device":
+            changes = WIDGETS[stage](sel.loaded.cfg, sel.reference_spec.device)
+        else:
+            changes = WIDGETS[stage](sel.loaded.cfg)
+    view = None
+    try:
+        variant = sel.reference_spec.replace(**changes)
+    except D2DebugError as exc:
+        st.error(str(exc))
+        variant = None
+    if sel.image is None:
+        st.info("Choose an image in the sidebar.")
+    elif variant is not None:
+        try:
+            with st.spinner("Running the reference pipeline (once per image and model)..."):
+                ref = loaders.reference(sel.loaded, sel.model_key, sel.image, sel.reference_spec)
+            with st.spinner("Running the variant..."):
+                view = loaders.comparison(sel.loaded, sel.model_key, sel.image, variant, ref)
+        except D2DebugError as exc:
+            st.error(str(exc))
+            st.session_state.pop(METRICS_KEY, None)
+    if view is not None:
+        show_comparison(view, stage, sel.image_label)
+    _teaching(stage, sel, view)

@@ -1,0 +1,170 @@
+"""One widget group per stage. Each draws only its widgets (explicit ``stage_*`` keys) and returns the
+:class:`~d2debug.stages.PipelineSpec` field changes; the reference setting of every widget returns ``{}``."""
+from __future__ import annotations
+
+from typing import Callable
+
+import streamlit as st
+import torch
+
+from ..stages import FIELD_CHOICES
+from . import state
+
+__all__ = ["WIDGETS", "channel_order_ui", "resize_ui", "normalization_ui", "decoding_ui", "output_ui", "device_ui"]
+
+
+def _radio(label: str, key: str, options: dict[str, str], help: str | None = None) -> str:
+    """A horizontal radio over ``options`` (value -> label); the first option is the reference."""
+    values = list(options)
+    state.default(key, values[0])
+    return st.radio(label, values, key=key, format_func=options.__getitem__, horizontal=True, help=help)
+
+
+def channel_order_ui(cfg) -> dict:
+    fmt = cfg.INPUT.FORMAT
+    other = "BGR" if fmt == "RGB" else "RGB"
+    v = _radio("Channel order fed to the model", "stage_channel_order",
+               {"cfg": f"{fmt}, as cfg.INPUT.FORMAT (reference)", "swapped": f"{other} (swapped)"})
+    return {} if v == "cfg" else {"channel_order": v}
+
+
+_POLICIES = {
+    "shortest_edge": "Shortest edge + MAX_SIZE clamp (reference)",
+    "shortest_edge_noclamp": "Shortest edge, no clamp, truncated",
+    "fixed": "Fixed size (stretch)",
+    "none": "No resize",
+}
+_INTERPS = {k: k for k in FIELD_CHOICES["interpolation"]}
+_BACKENDS = {"pil": "PIL (detectron2 ResizeTransform)", "cv2": "OpenCV cv2.resize",
+             "torch": "torch F.interpolate", "torch_antialias": "torch F.interpolate, antialias=True"}
+
+
+def resize_ui(cfg) -> dict:
+    lo = int(cfg.INPUT.MIN_SIZE_TEST)
+    changes: dict = {}
+    c1, c2, c3 = st.columns(3)
+    with c1:
+        state.default("stage_resize_policy", "shortest_edge")
+        policy = st.selectbox("Policy", list(_POLICIES), key="stage_resize_policy", format_func=_POLICIES.__getitem__)
+        if policy != "shortest_edge":
+            changes["resize"] = policy
+        if policy in ("shortest_edge", "shortest_edge_noclamp"):
+            state.default("stage_resize_short", lo)
+            short = int(st.number_input(f"Short side (cfg MIN_SIZE_TEST = {lo})", 16, 4096, step=16,
+                                        key="stage_resize_short"))
+            if short != lo:
+                changes["resize_size"] = short
+        elif policy == "fixed":
+            state.default("stage_resize_w", lo)
+            state.default("stage_resize_h", lo)
+            w = int(st.number_input("Width", 16, 4096, step=16, key="stage_resize_w"))
+            h = int(st.number_input("Height", 16, 4096, step=16, key="stage_resize_h"))
+            changes["resize_size"] = (w, h)
+    with c2:
+        state.default("stage_resize_interp", "bilinear")
+        interp = st.selectbox("Interpolation", list(_INTERPS), key="stage_resize_interp")
+        if interp != "bilinear":
+            changes["interpolation"] = interp
+    with c3:
+        state.default("stage_resize_backend", "pil")
+        backend = st.selectbox("Backend", list(_BACKENDS), key="stage_resize_backend",
+                               format_func=_BACKENDS.__getitem__,
+                               help="PIL filters antialias when downscaling; cv2 (except area) and torch do not, "
+                                    "unless torch's antialias=True.")
+        if backend != "pil":
+            changes["resize_backend"] = backend
+    return changes
+
+
+_NORMS = {
+    "cfg": "cfg PIXEL_MEAN/STD, 0..255 (reference)",
+    "d2_default": "Model-zoo defaults (get_cfg())",
+    "imagenet": "ImageNet T.Normalize outside (double normalization)",
+    "0_1": "ToTensor(): 0..1",
+    "custom": "Custom",
+}
+
+
+def normalization_ui(cfg) -> dict:
+    choice = _radio("Value range and normalization", "stage_norm", _NORMS)
+    if choice == "cfg":
+        return {}
+    if choice == "d2_default":
+        return {"model_norm": "d2_default"}
+    if choice == "imagenet":
+        return {"external_norm": "imagenet"}
+    if choice == "0_1":
+        return {"value_range": "0_1"}
+    where = _radio("Custom mean/std applied", "stage_norm_custom_where",
+                   {"model": "inside the model (PIXEL_MEAN/STD, 0..255 units)",
+                    "external": "outside, as T.Normalize (0..1 units)"})
+    c1, c2 = st.columns(2)
+    if where == "model":
+        state.default("stage_norm_custom_mean", ",".join(f"{float(v):g}" for v in cfg.MODEL.PIXEL_MEAN))
+        state.default("stage_norm_custom_std", ",".join(f"{float(v):g}" for v in cfg.MODEL.PIXEL_STD))
+        mean = c1.text_input("Mean (3 values)", key="stage_norm_custom_mean")
+        std = c2.text_input("Std (3 values)", key="stage_norm_custom_std")
+        return {"model_norm": f"custom:{mean.replace(' ', '')}/{std.replace(' ', '')}"}
+    state.default("stage_norm_ext_mean", "0.5,0.5,0.5")
+    state.default("stage_norm_ext_std", "0.5,0.5,0.5")
+    mean = c1.text_input("Mean (3 values, 0..1 units)", key="stage_norm_ext_mean")
+    std = c2.text_input("Std (3 values, 0..1 units)", key="stage_norm_ext_std")
+    return {"external_norm": f"custom:{mean.replace(' ', '')}/{std.replace(' ', '')}"}
+
+
+def decoding_ui(cfg) -> dict:
+    v = _radio("Decoder", "stage_decoder", {
+        "detectron2": "detectron2 read_image (reference)",
+        "cv2": "cv2.imread",
+        "pil": "PIL Image.open (no EXIF)",
+        "pil_exif": "PIL + ImageOps.exif_transpose",
+    })
+    return {} if v == "detectron2" else {"decoder": v}
+
+
+def output_ui(cfg) -> dict:
+    pred = cfg.MODEL.ROI_HEADS
+    changes: dict = {}
+    v = _radio("Original height/width", "stage_out_size",
+               {"pass": "passed (reference)", "omit": "omitted (boxes in the resized frame)"})
+    if v != "pass":
+        changes["original_size"] = v
+    c1, c2 = st.columns(2)
+    cfg_score, cfg_nms = round(float(pred.SCORE_THRESH_TEST), 2), round(float(pred.NMS_THRESH_TEST), 2)
+    state.default("stage_out_score", cfg_score)
+    state.default("stage_out_nms", cfg_nms)
+    score = c1.slider(f"Score threshold (cfg {cfg_score:g})", 0.0, 1.0, step=0.05, key="stage_out_score")
+    nms = c2.slider(f"NMS IoU threshold (cfg {cfg_nms:g})", 0.0, 1.0, step=0.05, key="stage_out_nms")
+    # The cfg's own value is the reference; only a different value is a change.
+    if round(score, 4) != round(float(pred.SCORE_THRESH_TEST), 4):
+        changes["score_thresh"] = round(float(score), 4)
+    if round(nms, 4) != round(float(pred.NMS_THRESH_TEST), 4):
+        changes["nms_thresh"] = round(float(nms), 4)
+    return changes
+
+
+def device_ui(cfg, reference_device: str = "cpu") -> dict:
+    changes: dict = {}
+    has_gpu = torch.cuda.is_available()
+    if has_gpu:
+        options = {"cuda": "cuda:0", "cpu": "cpu"} if reference_device == "cuda" else {"cpu": "cpu", "cuda": "cuda:0"}
+        dev = _radio("Device", "stage_device", options)
+        if dev != reference_device:
+            changes["device"] = dev
+    else:
+        st.info("No CUDA GPU on this machine. With a GPU the reference runs on cuda:0 and this page compares it "
+                "with the CPU (kernel and TF32 differences) and with fp16. Here it compares CPU fp32 with CPU fp16.")
+    prec = _radio("Precision", "stage_precision", {"fp32": "fp32 (reference)", "fp16": "fp16 (torch.autocast)"})
+    if prec != "fp32":
+        changes["precision"] = prec
+    return changes
+
+
+WIDGETS: dict[str, Callable] = {
+    "channel_order": channel_order_ui,
+    "resize": resize_ui,
+    "normalization": normalization_ui,
+    "decoding": decoding_ui,
+    "output": output_ui,
+    "device": device_ui,
+}
