@@ -1,0 +1,171 @@
+"""The audit's self-contained HTML report: one file, no external scripts, styles or images.
+
+It holds a bar chart of the damage each pitfall does (inline SVG, sorted), the pitfall table, and for each
+pitfall the images where it disagrees most with the reference, drawn with ``render.draw_overlay`` and embedded
+as base64 PNG.
+"""
+from __future__ import annotations
+
+import base64
+import html
+from typing import Optional, Sequence
+
+__all__ = ["build_report", "damage_chart_svg", "worst_overlays"]
+
+OVERLAY_SIDE = 420  # px, long side of the embedded overlays: keeps the report a few MB
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em}th,td{border:1px solid #ccc;padding:3px 8px}
+td.n{text-align:right;font-variant-numeric:tabular-nums}tr.ref{background:#eef6ee}
+code{background:#f3f3f3;padding:0 3px}.fig{display:inline-block;margin:6px;vertical-align:top;font-size:.85em}
+.fig img{display:block;border:1px solid #ccc}.legend span{display:inline-block;margin-right:14px}
+.sw{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}
+.muted{color:#666}
+"""
+
+
+def _esc(v) -> str:
+    return html.escape(str(v))
+
+
+def _pct(v: Optional[float], signed: bool = False) -> str:
+    if v is None:
+        return "n/a"
+    return f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}"
+
+
+def _damage(row: dict, by_ap: bool) -> float:
+    if by_ap:
+        return max(0.0, -(row["dAP"] or 0.0)) * 100.0
+    return max(0.0, 1.0 - (row["f1"] if row["f1"] is not None else 1.0)) * 100.0
+
+
+def damage_chart_svg(summary: dict) -> str:
+    """Horizontal bars, most damaging pitfall on top: AP points lost (when annotated) or agreement F1 lost."""
+    rows = [r for r in summary["rows"] if r["name"] != "reference"]
+    by_ap = any(r["dAP"] is not None for r in rows)
+    vals = sorted(((_damage(r, by_ap), r) for r in rows), key=lambda t: -t[0])
+    unit = "AP points lost vs the reference" if by_ap else "agreement F1 lost vs the reference (x100)"
+    label_w, bar_w, row_h, top = 260, 520, 24, 28
+    height = top + row_h * len(vals) + 10
+    vmax = max([v for v, _ in vals] + [1e-9])
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 80}" height="{height}" '
+        f'role="img" aria-label="{_esc(unit)}">',
+        f'<text x="{label_w}" y="16" font-size="12" fill="#444">{_esc(unit)}</text>',
+    ]
+    for k, (v, r) in enumerate(vals):
+        y = top + k * row_h
+        w = bar_w * v / vmax if vmax > 0 else 0
+        parts.append(f'<text x="{label_w - 8}" y="{y + 15}" font-size="12" text-anchor="end">{_esc(r["label"])}</text>')
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" fill="#d55e00"/>')
+        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" font-size="12">{v:.1f}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _table(summary: dict) -> str:
+    rows = summary["rows"]
+    has_ap = any(r["AP"] is not None for r in rows)
+    head = ["pitfall", "stage change"] + (["AP", "dAP", "AP50", "dAP50"] if has_ap else [])
+    head += ["agreement F1", "matched", "missed", "extra", "class flips", "detections"]
+    out = ["<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>"]
+    for r in rows:
+        cls = ' class="ref"' if r["name"] == "reference" else ""
+        cells = [f"<td>{_esc(r['label'])}</td>",
+                 f"<td><code>{_esc(r['change'])}</code></td>"]
+        if has_ap:
+            cells += [f'<td class="n">{v}</td>' for v in
+                      (_pct(r["AP"]), _pct(r["dAP"], True), _pct(r["AP50"]), _pct(r["dAP50"], True))]
+        f1 = "n/a" if r["f1"] is None else f"{r['f1']:.3f}"
+        cells += [f'<td class="n">{v}</td>' for v in
+                  (f1, r["matched"], r["missed"], r["extra"], r["class_flips"], r["detections"])]
+        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def worst_overlays(summary: dict, records: Sequence[dict], dataset, class_names: Sequence[str],
+                   max_side: int = OVERLAY_SIDE) -> dict[str, list[tuple[str, bytes]]]:
+    """For each pitfall, ``(caption, PNG bytes)`` of its worst images: the reference-vs-pitfall overlay drawn
+    on the reference decoding of the image (boxes as each pipeline returned them, so a wrong frame shows)."""
+    from .audit import overlay_parts
+    from .render import draw_overlay, png_bytes
+    from .stages import decode
+
+    by_index = {r["index"]: r for r in records}
+    rgb_cache: dict[int, object] = {}
+    out: dict[str, list[tuple[str, bytes]]] = {}
+    for name, worst in summary.get("worst", {}).items():
+        figs = []
+        for w in worst:
+            rec = by_index.get(w["index"])
+            if rec is None or name not in rec.get("variants", {}):
+                continue
+            if w["index"] not in rgb_cache:
+                dec = decode(dataset.images[w["index"]].path, "detectron2")
+                rgb_cache[w["index"]] = dec.image[:, :, ::-1] if dec.order == "BGR" else dec.image
+            ref, var, agr = overlay_parts(rec, name, class_names)
+            img = draw_overlay(rgb_cache[w["index"]], ref, var, agr, max_side=max_side)
+            cap = (f"{w['key']}: F1 {w['f1']:.2f}, matched {w['matched']}, missed {w['missed']}, "
+                   f"extra {w['extra']}, flips {w['class_flips']}")
+            figs.append((cap, png_bytes(img)))
+        out[name] = figs
+    return out
+
+
+def build_report(summary: dict, records: Sequence[dict], dataset, class_names: Sequence[str]) -> str:
+    """The whole report as one HTML string (UTF-8), images inline as ``data:image/png;base64``."""
+    from .render import OVERLAY_COLOURS
+
+    figs = worst_overlays(summary, records, dataset, class_names)
+    ds = summary["dataset"]
+    model = summary.get("model", {})
+    p = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+         "<title>d2debug dataset audit</title>", f"<style>{_CSS}</style></head><body>",
+         "<h1>Dataset audit: what each preprocessing pitfall costs on this data</h1>"]
+    bits = [f"{ds['finished']} of {ds['images']} images from <code>{_esc(ds['source'])}</code>"]
+    if ds.get("annotations"):
+        bits.append(f"AP against <code>{_esc(ds['annotations'])}</code> (COCO 0.50:0.95, pycocotools)")
+    if model:
+        bits.append(f"model <code>{_esc(model.get('weights'))}</code> ({_esc(model.get('architecture'))}, "
+                    f"INPUT.FORMAT {_esc(model.get('input_format'))}, PIXEL_MEAN {_esc(model.get('pixel_mean'))}, "
+                    f"PIXEL_STD {_esc(model.get('pixel_std'))})")
+    p.append("<p>" + "; ".join(bits) + ".</p>")
+    for note in ds.get("notes", []):
+        p.append(f"<p class='muted'>{_esc(note)}</p>")
+    if ds.get("failed"):
+        p.append("<p>Images that could not be read: " + "; ".join(
+            f"<code>{_esc(f['key'])}</code> ({_esc(f['error'])})" for f in ds["failed"]) + "</p>")
+    p.append("<h2>Damage per pitfall</h2>")
+    p.append(damage_chart_svg(summary))
+    p.append("<h2>Table</h2>")
+    p.append("<p class='muted'>Each pitfall is the reference pipeline (exactly what DefaultPredictor does) with "
+             "one stage changed. AP in percent; agreement F1 is against the reference's own detections "
+             "(IoU &ge; 0.5, same class), 1.000 meaning identical output.</p>")
+    p.append(_table(summary))
+    p.append("<h2>Worst images per pitfall</h2>")
+    legend = "".join(
+        f"<span><i class='sw' style='background:rgb({int(r * 255)},{int(g * 255)},{int(b * 255)})'></i>"
+        f"{_esc(k.replace('_', ' '))}</span>"
+        for k, (r, g, b) in OVERLAY_COLOURS.items())
+    p.append(f"<p class='legend'>{legend}</p>")
+    labels = {r["name"]: r for r in summary["rows"]}
+    for row in summary["rows"]:
+        name = row["name"]
+        if name == "reference":
+            continue
+        p.append(f"<h3>{_esc(row['label'])} <code>{_esc(row['change'])}</code></h3>")
+        if labels[name].get("explains"):
+            p.append(f"<p class='muted'>{_esc(labels[name]['explains'])}</p>")
+        if not figs.get(name):
+            p.append("<p>Same detections as the reference on every image.</p>")
+            continue
+        for cap, png in figs[name]:
+            b64 = base64.b64encode(png).decode("ascii")
+            p.append(f"<div class='fig'><img alt='{_esc(cap)}' src='data:image/png;base64,{b64}'>"
+                     f"<span>{_esc(cap)}</span></div>")
+    p.append("</body></html>")
+    return "\n".join(p)
