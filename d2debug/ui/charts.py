@@ -15,14 +15,17 @@ _PIPELINE_COLOURS = alt.Scale(domain=["reference", "variant"], range=["#1f77b4",
 def histograms(records: list[dict], title: str) -> None:
     """Overlaid per-channel histograms (one panel per channel), fraction of pixels per shared bin."""
     df = pd.DataFrame.from_records(records)
-    base = alt.Chart(df).mark_bar(opacity=0.55, binSpacing=0).encode(
+    enc = dict(
         x=alt.X("x:Q", title="value", scale=alt.Scale(zero=False)),
-        x2="x2:Q",
         y=alt.Y("fraction:Q", title="fraction of pixels", stack=None),
         color=alt.Color("pipeline:N", scale=_PIPELINE_COLOURS, legend=alt.Legend(orient="top", title=None)),
-        tooltip=["pipeline", "channel", alt.Tooltip("x:Q", format=".3f"), alt.Tooltip("fraction:Q", format=".4f")],
-    ).properties(width=210, height=140)
-    chart = base.facet(column=alt.Column("channel:N", title=None)).properties(title=title).interactive()
+    )
+    area = alt.Chart().mark_area(opacity=0.35, interpolate="step-after").encode(**enc)
+    line = alt.Chart().mark_line(interpolate="step-after", strokeWidth=1.2).encode(
+        **enc, tooltip=["pipeline", "channel", alt.Tooltip("x:Q", title="bin from", format=".3f"),
+                        alt.Tooltip("fraction:Q", format=".4f")])
+    chart = (alt.layer(area, line, data=df).properties(width=220, height=140)
+             .facet(column=alt.Column("channel:N", title=None)).properties(title=title))
     st.altair_chart(chart, use_container_width=False)
 
 

@@ -55,6 +55,26 @@ def _browse(paths: list[Path], list_key: str) -> Path:
     return paths[names.index(st.session_state[list_key])]
 
 
+def _forget_upload(key: str) -> None:
+    """Uploader callback: a removed file is forgotten (a new one is saved on the next run)."""
+    if st.session_state.get(key) is None:
+        st.session_state.pop(f"_saved_{key}", None)
+
+
+def _uploaded(label: str, types: list[str], key: str) -> tuple[Optional[Path], str]:
+    """An uploader whose file survives page switches: Streamlit empties the widget on another page, so the saved
+    path is kept in session state until the user removes the file. Returns (path, original name)."""
+    up = st.file_uploader(label, type=types, key=key, on_change=_forget_upload, args=(key,))
+    if up is not None:
+        st.session_state[f"_saved_{key}"] = (str(loaders.save_upload(up)), up.name)
+    saved = st.session_state.get(f"_saved_{key}")
+    if saved is None or not Path(saved[0]).is_file():
+        return None, ""
+    if up is None:
+        st.caption(f"Using {saved[1]}, uploaded earlier.")
+    return Path(saved[0]), saved[1]
+
+
 def _model_section() -> tuple[LoadedModel, str, str]:
     st.subheader("Model")
     state.default("sb_model_source", MODEL_SOURCES[0])
@@ -69,11 +89,13 @@ def _model_section() -> tuple[LoadedModel, str, str]:
                                        placeholder="/path/to/output/config.yaml").strip()
                 weights = st.text_input("weights (.pth / .pt / .safetensors / .pkl)", key="sb_weights_path",
                                         placeholder="/path/to/output/model_final.pth").strip()
+                label = Path(weights or config).name
             else:
-                up_cfg = st.file_uploader("config.yaml", type=["yaml", "yml"], key="up_config")
-                up_w = st.file_uploader("weights", type=["pth", "pt", "safetensors", "pkl"], key="up_weights")
-                config = str(loaders.save_upload(up_cfg)) if up_cfg is not None else ""
-                weights = str(loaders.save_upload(up_w)) if up_w is not None else ""
+                cfg_path, cfg_name = _uploaded("config.yaml", ["yaml", "yml"], "up_config")
+                w_path, w_name = _uploaded("weights", ["pth", "pt", "safetensors", "pkl"], "up_weights")
+                label = f"uploaded {w_name or cfg_name}"
+                config = str(cfg_path) if cfg_path else ""
+                weights = str(w_path) if w_path else ""
             state.default("sb_classes", "")
             classes_text = st.text_input("class names (COCO .json path or comma-separated; optional)",
                                          key="sb_classes")
@@ -91,7 +113,7 @@ def _model_section() -> tuple[LoadedModel, str, str]:
             classes = parse_class_names(classes_text)
             with st.spinner("Loading the model..."):
                 loaded, key = loaders.user_model(config, weights or None, classes, trust, allow)
-            return loaded, key, Path(loaded.weights_path or config).name
+            return loaded, key, label
         except D2DebugError as exc:
             problem = str(exc)
     with st.spinner("Loading the demo model..."):
@@ -138,11 +160,11 @@ def _image_section() -> tuple[Optional[Path], str]:
             path = _browse(list_images(SAMPLE_DIR), "sb_sample")
             return path, path.name
         if source == IMAGE_SOURCES[1]:
-            up = st.file_uploader("Image file", type=_UPLOAD_TYPES, key="up_image")
-            if up is None:
+            path, name = _uploaded("Image file", _UPLOAD_TYPES, "up_image")
+            if path is None:
                 st.info("Upload an image to analyse it.")
                 return None, ""
-            return loaders.save_upload(up), up.name
+            return path, name
         state.default("sb_folder", "")
         folder = st.text_input("Folder", key="sb_folder", placeholder="/path/to/images").strip()
         if not folder:

@@ -37,7 +37,9 @@ def _metrics(view: ComparisonView, stage: str, image_label: str) -> None:
     for col, (name, d) in zip(cols, m.items()):
         colour = "inverse" if name in _INVERSE else ("off" if name == "detections" else "normal")
         value = f"{d['value']:.3f}" if isinstance(d["value"], float) else str(d["value"])
-        delta = (f"{d['delta']:+.3f}" if isinstance(d["delta"], float) else f"{d['delta']:+d}")
+        # No arrow when nothing changed; the reference shows clean numbers.
+        delta = None if not d["delta"] else (
+            f"{d['delta']:+.3f}" if isinstance(d["delta"], float) else f"{d['delta']:+d}")
         col.metric(d["label"], value, delta, delta_color=colour)
     st.session_state[METRICS_KEY] = {
         "stage": stage,
@@ -63,17 +65,15 @@ def show_comparison(view: ComparisonView, stage: str, image_label: str) -> None:
         st.warning(f"height/width not passed: the variant's boxes are in the resized {w}x{h} frame, drawn here on "
                    f"the original {view.reference.original_size[1]}x{view.reference.original_size[0]} image.")
 
-    left, right = st.columns(2)
-    left.image(view.reference_drawing, caption=f"Reference: {len(view.reference.boxes)} detections",
-               use_container_width=True)
-    right.image(view.variant_drawing, caption=f"Variant: {len(view.variant.boxes)} detections",
-                use_container_width=True)
-
-    st.subheader("Both in one picture")
     a = view.agreement
+    c_ref, c_var, c_ovl = st.columns(3)
+    c_ref.markdown(f"**Reference**: {len(view.reference.boxes)} detections")
+    c_ref.image(view.reference_drawing, use_container_width=True)
+    c_var.markdown(f"**Variant**: {len(view.variant.boxes)} detections")
+    c_var.image(view.variant_drawing, use_container_width=True)
+    c_ovl.markdown("**Both in one picture**")
+    c_ovl.image(view.overlay, use_container_width=True)
     charts.legend({"matched": a.matched, "missed": a.missed, "extra": a.extra, "class_flip": a.class_flips})
-    c1, _ = st.columns([3, 1])
-    c1.image(view.overlay, use_container_width=True)
 
     st.subheader("Pixel values, reference vs variant")
     t1, t2 = st.tabs(["Model input (fed as \"image\")", "What the backbone sees ((x - PIXEL_MEAN) / PIXEL_STD)"])

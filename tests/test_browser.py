@@ -1,0 +1,105 @@
+"""End to end in a real browser: ``streamlit run app.py`` on a free localhost port, driven by Debian's headless
+Chromium through Playwright. Changes the channel-order toggle on a stage page and waits for the numbers to move.
+
+Set ``D2DEBUG_SCREENSHOT=docs/screenshot_stage_page.png`` to also write the README's screenshot.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+# Model runs on a shared CPU can take seconds each; expect() waits up to this long (it returns as soon as met).
+WAIT_MS = 240_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium "
+                                                     "(apt-get install chromium; scripts/ensure_chromium.sh)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    port = free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.read() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not come up: {log.read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_toggle_channel_order_in_a_real_browser(server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1250})
+            page.goto(f"{server}/Channel_order")
+            expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
+            f1 = page.get_by_test_id("stMetric").filter(has_text="Agreement F1").get_by_test_id("stMetricValue")
+            expect(f1).to_have_text("1.000", timeout=WAIT_MS)
+
+            # An image with red and blue discs, chosen in the sidebar like a user would.
+            box = page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first
+            box.click()
+            page.keyboard.type("val_006")
+            page.keyboard.press("Enter")
+            expect(page.get_by_text("Image val_006.jpg")).to_be_visible(timeout=WAIT_MS)
+            expect(f1).to_have_text("1.000", timeout=WAIT_MS)
+
+            page.get_by_text("BGR (swapped)").click()
+            expect(page.get_by_text("channel_order=swapped").first).to_be_visible(timeout=WAIT_MS)
+            expect(f1).not_to_have_text("1.000", timeout=WAIT_MS)
+            value = float(f1.inner_text())
+            assert 0.0 <= value < 1.0
+            expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=WAIT_MS)
+            page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=WAIT_MS)
+
+            shot = tmp_path / "stage_page.png"
+            page.screenshot(path=str(shot))
+            assert shot.stat().st_size > 10_000
+            target = os.environ.get("D2DEBUG_SCREENSHOT")
+            if target:
+                page.screenshot(path=str(ROOT / target))
+        finally:
+            browser.close()
