@@ -12,7 +12,7 @@ from typing import Optional, Sequence
 
 __all__ = ["build_report", "damage_chart_svg", "worst_overlays"]
 
-OVERLAY_SIDE = 420  # px, long side of the embedded overlays: keeps the report a few MB
+OVERLAY_SIDE = 360  # px, long side of the embedded overlays: keeps the report a few MB
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -36,32 +36,41 @@ def _pct(v: Optional[float], signed: bool = False) -> str:
     return f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}"
 
 
-def _damage(row: dict, by_ap: bool) -> float:
-    if by_ap:
-        return max(0.0, -(row["dAP"] or 0.0)) * 100.0
+def _ap_lost(row: dict) -> Optional[float]:
+    return None if row.get("dAP") is None else max(0.0, -row["dAP"]) * 100.0
+
+
+def _f1_lost(row: dict) -> float:
     return max(0.0, 1.0 - (row["f1"] if row["f1"] is not None else 1.0)) * 100.0
 
 
 def damage_chart_svg(summary: dict) -> str:
-    """Horizontal bars, most damaging pitfall on top: AP points lost (when annotated) or agreement F1 lost."""
+    """Horizontal bars, most damaging pitfall on top: AP points lost (when annotated; orange) and agreement
+    F1 lost x100 (blue), so a pitfall that changes detections without moving AP still shows."""
     rows = [r for r in summary["rows"] if r["name"] != "reference"]
-    by_ap = any(r["dAP"] is not None for r in rows)
-    vals = sorted(((_damage(r, by_ap), r) for r in rows), key=lambda t: -t[0])
-    unit = "AP points lost vs the reference" if by_ap else "agreement F1 lost vs the reference (x100)"
-    label_w, bar_w, row_h, top = 260, 520, 24, 28
+    by_ap = any(r.get("dAP") is not None for r in rows)
+    vals = sorted(rows, key=lambda r: (-(_ap_lost(r) or 0.0), -_f1_lost(r), r["name"]))
+    label_w, bar_w, row_h, top = 260, 520, 30 if by_ap else 22, 30
     height = top + row_h * len(vals) + 10
-    vmax = max([v for v, _ in vals] + [1e-9])
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 80}" height="{height}" '
-        f'role="img" aria-label="{_esc(unit)}">',
-        f'<text x="{label_w}" y="16" font-size="12" fill="#444">{_esc(unit)}</text>',
-    ]
-    for k, (v, r) in enumerate(vals):
+    vmax = max([_f1_lost(r) for r in vals] + [(_ap_lost(r) or 0.0) for r in vals] + [1e-9])
+    legend = []
+    if by_ap:
+        legend.append('<rect x="{x}" y="6" width="12" height="12" fill="#d55e00"/>'
+                      '<text x="{tx}" y="16" font-size="12">AP points lost</text>'.format(x=label_w, tx=label_w + 16))
+    off = label_w + (130 if by_ap else 0)
+    legend.append(f'<rect x="{off}" y="6" width="12" height="12" fill="#0072b2"/>'
+                  f'<text x="{off + 16}" y="16" font-size="12">agreement F1 lost (x100) vs the reference</text>')
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 80}" height="{height}" '
+             'role="img" aria-label="damage per pitfall">', *legend]
+    for k, r in enumerate(vals):
         y = top + k * row_h
-        w = bar_w * v / vmax if vmax > 0 else 0
-        parts.append(f'<text x="{label_w - 8}" y="{y + 15}" font-size="12" text-anchor="end">{_esc(r["label"])}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w:.1f}" height="{row_h - 8}" fill="#d55e00"/>')
-        parts.append(f'<text x="{label_w + w + 6:.1f}" y="{y + 15}" font-size="12">{v:.1f}</text>')
+        parts.append(f'<text x="{label_w - 8}" y="{y + 14}" font-size="12" text-anchor="end">{_esc(r["label"])}</text>')
+        bars = ([(_ap_lost(r) or 0.0, "#d55e00")] if by_ap else []) + [(_f1_lost(r), "#0072b2")]
+        for j, (v, colour) in enumerate(bars):
+            w = bar_w * v / vmax
+            yy = y + 2 + j * 12
+            parts.append(f'<rect x="{label_w}" y="{yy}" width="{w:.1f}" height="10" fill="{colour}"/>')
+            parts.append(f'<text x="{label_w + w + 6:.1f}" y="{yy + 9}" font-size="10">{v:.1f}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
