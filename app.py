@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from d2debug.errors import D2DebugError
-from d2debug.session import PITFALLS, STAGES, pipeline_at_a_glance
+from d2debug.session import PITFALLS, STAGES, pipeline_at_a_glance, pitfall_stage
 from d2debug.ui import PAGE_FILES, sidebar
 from d2debug.ui import loaders
 
@@ -22,10 +22,10 @@ st.markdown(
 )
 
 st.subheader("Stage pages")
-cols = st.columns(len(PAGE_FILES))
-for col, (stage, page) in zip(cols, PAGE_FILES.items()):
-    with col:
-        st.page_link(page, label=STAGES[stage][0])
+cols = st.columns(3)
+for k, (stage, page) in enumerate(PAGE_FILES.items()):
+    with cols[k % 3]:
+        st.page_link(page, label=f"{k + 1}. {STAGES[stage][0]}")
 
 ref = None
 if sel.image is None:
@@ -40,13 +40,10 @@ else:
 if ref is not None:
     st.subheader(f"Your pipeline at a glance: {sel.image_label}")
     glance = pipeline_at_a_glance(sel.loaded, ref)
-    st.dataframe(
-        pd.DataFrame([{"stage": g.stage, "reference setting": g.setting, "on this image": g.value} for g in glance]),
-        hide_index=True,
-        use_container_width=True,
-    )
-    left, right = st.columns([3, 2])
-    left.image(ref.drawing, caption=f"Reference detections: {len(ref.result.boxes)}", use_container_width=True)
+    left, right = st.columns([3, 1])
+    left.table(pd.DataFrame([{"stage": g.stage, "reference setting": g.setting, "on this image": g.value}
+                             for g in glance]).set_index("stage"))
+    right.image(ref.drawing, caption=f"Reference: {len(ref.result.boxes)} detections", use_container_width=True)
 
     st.subheader("Sensitivity: every single pitfall on this image")
     st.caption("Each pitfall alone, all other stages at the reference, sorted by damage. Agreement F1 is 1.0 "
@@ -55,7 +52,7 @@ if ref is not None:
     bar = st.progress(0.0, text="Running the pitfalls...")
     rows = []
     for k, pitfall in enumerate(PITFALLS):
-        bar.progress(k / len(PITFALLS), text=f"Running pitfall {k + 1}/{len(PITFALLS)}: {pitfall.title}")
+        bar.progress(k / len(PITFALLS), text=f"Running pitfall {k + 1}/{len(PITFALLS)}: {pitfall.label}")
         rows.append(loaders.pitfall_row(sel.loaded, sel.model_key, sel.image, pitfall, ref))
     bar.empty()
     rows.sort(key=lambda r: r.damage_key())
@@ -66,7 +63,7 @@ if ref is not None:
         c.markdown(f"**{h}**")
     for r in rows:
         c = st.columns([4, 1, 1, 1, 1, 2])
-        c[0].markdown(f"{r.pitfall.title}  \n`{r.pitfall.id}`")
+        c[0].markdown(f"{r.pitfall.label}  \n`{r.pitfall.change_text()}`")
         if r.agreement is None:
             c[1].markdown("could not run")
             c[2].caption(r.error)
@@ -77,4 +74,5 @@ if ref is not None:
             c[3].markdown(str(a.extra))
             c[4].markdown(str(a.class_flips))
         with c[5]:
-            st.page_link(PAGE_FILES[r.pitfall.stage], label=STAGES[r.pitfall.stage][0])
+            stage = pitfall_stage(r.pitfall)
+            st.page_link(PAGE_FILES[stage], label=STAGES[stage][0])

@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Literal, Mapping, Optional, Sequence, Uni
 import numpy as np
 
 from . import render
+from .audit import STANDARD_PITFALLS, Pitfall
 from .compare import Agreement, compare
 from .errors import D2DebugError
 from .model import LoadedModel
@@ -26,6 +27,8 @@ __all__ = [
     "STAGES",
     "Pitfall",
     "PITFALLS",
+    "EXTRA_PITFALLS",
+    "pitfall_stage",
     "ReferenceView",
     "ComparisonView",
     "SensitivityRow",
@@ -64,39 +67,24 @@ def stage_of(field_name: str) -> str:
     raise KeyError(field_name)
 
 
-@dataclass(frozen=True)
-class Pitfall:
-    """One common mistake as a change of the reference spec. ``id`` is stable (tables, JSON, tests)."""
-
-    id: str
-    title: str
-    stage: str
-    changes: Mapping[str, object]
-
-    def spec(self, reference: PipelineSpec) -> PipelineSpec:
-        return reference.replace(**dict(self.changes))
+def pitfall_stage(pitfall: Pitfall) -> str:
+    """The stage a single-stage pitfall changes (the stage of its first changed field)."""
+    return stage_of(pitfall.changes[0][0]) if pitfall.changes else "channel_order"
 
 
-# Every single-stage mistake from PITFALLS.md that a spec can express; each alone, all else at the reference.
-PITFALLS: tuple[Pitfall, ...] = (
-    Pitfall("channel_swap", "Channels swapped (BGR/RGB mix-up)", "channel_order", {"channel_order": "swapped"}),
-    Pitfall("resize_fixed_square", "Fixed square resize (aspect stretched)", "resize", {"resize": "fixed"}),
-    Pitfall("resize_none", "No resize", "resize", {"resize": "none"}),
-    Pitfall("resize_noclamp", "Shortest edge without MAX_SIZE clamp, truncated", "resize",
-            {"resize": "shortest_edge_noclamp"}),
-    Pitfall("interp_nearest", "Nearest-neighbour interpolation", "resize", {"interpolation": "nearest"}),
-    Pitfall("resize_cv2_linear", "cv2.resize INTER_LINEAR (no antialias)", "resize", {"resize_backend": "cv2"}),
-    Pitfall("value_range_0_1", "ToTensor(): values 0..1 instead of 0..255", "normalization", {"value_range": "0_1"}),
-    Pitfall("double_norm_imagenet", "ImageNet T.Normalize outside the model (double normalization)",
-            "normalization", {"external_norm": "imagenet"}),
-    Pitfall("model_zoo_norm", "Model-zoo PIXEL_MEAN/STD instead of the training config's", "normalization",
-            {"model_norm": "d2_default"}),
-    Pitfall("decoder_cv2", "cv2.imread instead of detectron2's read_image", "decoding", {"decoder": "cv2"}),
-    Pitfall("decoder_pil_no_exif", "PIL Image.open without exif_transpose", "decoding", {"decoder": "pil"}),
-    Pitfall("omit_original_size", "height/width not passed (boxes in the resized frame)", "output",
-            {"original_size": "omit"}),
-    Pitfall("score_thresh_low", "Score threshold 0.05 instead of the config's", "output", {"score_thresh": 0.05}),
-    Pitfall("fp16", "fp16 autocast instead of fp32", "device", {"precision": "fp16"}),
+# The audit's standard pitfalls (same names everywhere: CLI, reports, README) plus the single-stage mistakes
+# that are cheap enough to show for one image but are not in the dataset audit's default set.
+EXTRA_PITFALLS: tuple[Pitfall, ...] = (
+    Pitfall("resize_noclamp", "shortest edge without MAX_SIZE clamp", (("resize", "shortest_edge_noclamp"),),
+            "short side scaled, long side not clamped, sizes truncated"),
+    Pitfall("cv2_decoder", "cv2.imread decoding", (("decoder", "cv2"),),
+            "OpenCV's JPEG decoder instead of detectron2's read_image (PIL)"),
+    Pitfall("score_thresh_low", "score threshold 0.05", (("score_thresh", 0.05),),
+            "deploy code with a lower score threshold than the config's"),
+    Pitfall("fp16", "fp16 autocast", (("precision", "fp16"),), "reduced precision instead of fp32"),
+)
+PITFALLS: tuple[Pitfall, ...] = tuple(STANDARD_PITFALLS) + tuple(
+    p for p in EXTRA_PITFALLS if p.name not in {q.name for q in STANDARD_PITFALLS}
 )
 
 
@@ -290,7 +278,8 @@ class SensitivityRow:
         return (0, self.agreement.f1, -self.lost, -self.agreement.extra)
 
     def to_dict(self) -> dict:
-        return {"id": self.pitfall.id, "title": self.pitfall.title, "stage": self.pitfall.stage,
+        return {"id": self.pitfall.name, "title": self.pitfall.label, "stage": pitfall_stage(self.pitfall),
+                "change": self.pitfall.change_text(),
                 "agreement": None if self.agreement is None else self.agreement.to_dict(),
                 "lost": self.lost, "error": self.error}
 

@@ -232,18 +232,17 @@ def test_home_glance_and_sensitivity_table():
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT * 3)
     run(at)
     assert not errors(at)
-    glance = at.dataframe[0].value
-    resize = glance[glance["stage"] == "Resize"].iloc[0]
-    assert "393x524 -> 320x427" in resize["on this image"]
-    assert "RGB" in " ".join(glance["reference setting"])
+    glance = at.table[0].value
+    assert "393x524 -> 320x427" in glance.loc["Resize", "on this image"]
+    assert glance.loc["Channel order", "reference setting"] == "cfg.INPUT.FORMAT = RGB"
     rows = at.session_state["d2debug_sensitivity"]
-    assert sorted(r["id"] for r in rows) == sorted(p.id for p in PITFALLS)
+    assert sorted(r["id"] for r in rows) == sorted(p.name for p in PITFALLS)
     f1s = [r["agreement"]["f1"] for r in rows if r["agreement"] is not None]
     assert f1s == sorted(f1s), "sorted by damage"
     by_id = {r["id"]: r for r in rows}
     assert by_id["channel_swap"]["agreement"]["f1"] < 1.0
-    assert by_id["value_range_0_1"]["agreement"]["f1"] < 1.0
-    assert by_id["decoder_pil_no_exif"]["agreement"]["f1"] == 1.0, "val_000 has no EXIF orientation"
+    assert by_id["range_0_1"]["agreement"]["f1"] < 1.0
+    assert by_id["pil_no_exif"]["agreement"]["f1"] == 1.0, "val_000 has no EXIF orientation"
 
 
 def test_user_model_by_path(tiny_weights):

@@ -121,7 +121,7 @@ def comparison(loaded: LoadedModel, model_key: str, image: Path, spec: PipelineS
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
-def _pitfall_row(model_key: str, image_key: str, ref_key: str, pitfall_id: str, _loaded: LoadedModel, image: str,
+def _pitfall_row(model_key: str, image_key: str, ref_key: str, changes_key: str, _loaded: LoadedModel, image: str,
                  _pitfall: Pitfall, _reference: ReferenceView) -> SensitivityRow:
     row, result = sensitivity_row(_loaded, image, _pitfall, _reference)
     if result is not None:
@@ -132,7 +132,7 @@ def _pitfall_row(model_key: str, image_key: str, ref_key: str, pitfall_id: str, 
 def pitfall_row(loaded: LoadedModel, model_key: str, image: Path, pitfall: Pitfall,
                 ref: ReferenceView) -> SensitivityRow:
     """One row of the sensitivity table, cached per (model, image, reference, pitfall)."""
-    return _pitfall_row(model_key, file_key(image), repr(ref.result.spec), pitfall.id, loaded, str(image),
+    return _pitfall_row(model_key, file_key(image), repr(ref.result.spec), repr(pitfall.changes), loaded, str(image),
                         pitfall, ref)
 
 
