@@ -103,3 +103,38 @@ def test_toggle_channel_order_in_a_real_browser(server, tmp_path):
                 page.screenshot(path=str(ROOT / target))
         finally:
             browser.close()
+
+
+def test_uploaded_model_and_image_survive_a_page_switch(server):
+    """Uploads cannot be driven from AppTest: upload the demo config + weights and an EXIF-rotated photo, toggle
+    the decoder, switch pages, and check both uploads are still in use."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1250})
+            page.goto(f"{server}/Decoding")
+            expect(page.get_by_role("heading", name="4. Decoding and EXIF")).to_be_visible(timeout=WAIT_MS)
+            bar = page.get_by_test_id("stSidebar")
+            bar.get_by_test_id("stRadio").nth(0).get_by_text("Upload").click()
+            files = bar.locator("input[type=file]")
+            expect(files).to_have_count(2, timeout=WAIT_MS)
+            files.nth(0).set_input_files(str(ROOT / "sample_data/demo_config.yaml"))
+            files.nth(1).set_input_files(str(ROOT / "sample_data/demo_model.pth"))
+            expect(bar.get_by_text("uploaded demo_model.pth")).to_be_visible(timeout=WAIT_MS)
+
+            bar.get_by_test_id("stRadio").nth(1).get_by_text("Upload").click()
+            expect(files).to_have_count(3, timeout=WAIT_MS)
+            files.nth(2).set_input_files(str(ROOT / "sample_data/images/val_044_exif6.jpg"))
+            expect(page.get_by_text("Image val_044_exif6.jpg")).to_be_visible(timeout=WAIT_MS)
+            page.get_by_text("PIL Image.open (no EXIF)").click()
+            expect(page.get_by_text("EXIF orientation 6 IGNORED").first).to_be_visible(timeout=WAIT_MS)
+
+            page.get_by_test_id("stSidebarNav").get_by_text("Channel order").click()
+            expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_text("Image val_044_exif6.jpg")).to_be_visible(timeout=WAIT_MS)
+            expect(bar.get_by_text("uploaded demo_model.pth")).to_be_visible(timeout=WAIT_MS)
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+        finally:
+            browser.close()
