@@ -156,6 +156,7 @@ class ComparisonView:
     backbone_hist: list[dict]
     image_name: str
     model_summary: dict = field(default_factory=dict)
+    _encoded: dict = field(default_factory=dict, repr=False)  # png/json, encoded once per view
 
     def metrics(self) -> dict[str, dict]:
         """The agreement numbers with their deltas from the reference (the reference has F1 1, IoU 1, ...)."""
@@ -190,11 +191,15 @@ class ComparisonView:
 
     def to_json(self) -> str:
         """The numbers, for a bug report or a teammate."""
-        return json.dumps(self.to_dict(), indent=2)
+        if "json" not in self._encoded:
+            self._encoded["json"] = json.dumps(self.to_dict(), indent=2)
+        return self._encoded["json"]
 
     def png(self) -> bytes:
         """The side-by-side picture (reference | variant | overlay) as PNG bytes."""
-        return render.png_bytes(self.side_by_side)
+        if "png" not in self._encoded:
+            self._encoded["png"] = render.png_bytes(self.side_by_side)
+        return self._encoded["png"]
 
 
 def compare_variant(

@@ -1,0 +1,109 @@
+"""d2debug.session: what a dashboard view computes, without Streamlit, on the real demo model."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from d2debug.errors import D2DebugError
+from d2debug.lessons import correct_code, lesson
+from d2debug.run import reference_spec
+from d2debug.session import (
+    PITFALLS,
+    STAGES,
+    compare_variant,
+    list_images,
+    parse_class_names,
+    pipeline_at_a_glance,
+    pitfall_stage,
+    prepare_reference,
+    sensitivity,
+)
+
+from conftest import SAMPLES, sample
+
+
+@pytest.fixture(scope="module")
+def ref_view(demo):
+    return prepare_reference(demo, sample("val_000"), reference_spec(demo.cfg, "cpu"))
+
+
+def test_reference_spec_as_variant_is_exactly_the_reference(demo, ref_view):
+    image = sample("val_000")
+    view = compare_variant(demo, image, ref_view.result.spec, ref_view)
+    assert view.differences == {}
+    assert view.agreement.f1 == 1.0 and view.agreement.missed == 0 and view.agreement.extra == 0
+    np.testing.assert_array_equal(view.variant.boxes, ref_view.result.boxes)
+    np.testing.assert_array_equal(view.variant.scores, ref_view.result.scores)
+    assert all(m["delta"] == 0 for m in view.metrics().values())
+    # Same bins for both, so the histograms overlay; identical inputs give identical counts.
+    for a, b in (view.input_stats, view.backbone_stats):
+        np.testing.assert_array_equal(a.edges, b.edges)
+        for ca, cb in zip(a.counts, b.counts):
+            np.testing.assert_array_equal(ca, cb)
+
+
+def test_channel_swap_view_has_pictures_numbers_and_downloads(demo, ref_view):
+    image = sample("val_000")
+    view = compare_variant(demo, image, ref_view.result.spec.replace(channel_order="swapped"), ref_view)
+    assert view.differences == {"channel_order": ("cfg", "swapped")}
+    assert view.channel_labels[0] == "ch0 ref R / variant B" and view.channel_labels[1] == "ch1 G"
+    # The swap exchanges channels 0 and 2 of the model input exactly.
+    assert view.input_stats[1].channels[0].mean == pytest.approx(view.input_stats[0].channels[2].mean, rel=1e-6)
+    h, w = ref_view.result.original_size
+    assert view.overlay.shape[:2] == (h, w) and view.overlay.dtype == np.uint8
+    assert view.side_by_side.shape[1] > 3 * w
+    assert view.png()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(view.to_json())
+    assert data["differences"] == {"channel_order": {"reference": "cfg", "variant": "swapped"}}
+    assert data["agreement"]["f1"] == round(view.agreement.f1, 4)
+    assert set(data["model_input_stats"]) == {"reference", "variant"}
+    rows = view.input_hist
+    assert {r["pipeline"] for r in rows} == {"reference", "variant"} and len(rows) == 2 * 3 * 64
+
+
+def test_sensitivity_sorted_by_damage_and_pitfalls_map_to_stages(demo, ref_view):
+    assert {pitfall_stage(p) for p in PITFALLS} == set(STAGES)
+    some = [p for p in PITFALLS if p.name in ("channel_swap", "range_0_1", "pil_no_exif")]
+    calls = []
+    rows = sensitivity(demo, sample("val_000"), ref_view, some, progress=lambda k, n, p: calls.append((k, n)))
+    assert calls == [(0, 3), (1, 3), (2, 3)]
+    assert [r.damage_key() for r in rows] == sorted(r.damage_key() for r in rows)
+    by = {r.pitfall.name: r for r in rows}
+    assert by["pil_no_exif"].agreement.f1 == 1.0, "no EXIF tag in val_000: PIL decodes the same pixels"
+
+
+def test_pipeline_at_a_glance_has_the_real_values(demo, ref_view):
+    rows = {r.stage: r for r in pipeline_at_a_glance(demo, ref_view)}
+    assert rows["Resize"].value.startswith("393x524 -> 320x427")
+    assert "FORMAT = RGB" in rows["Channel order"].setting
+    assert "127.5" in rows["Normalization (inside the model)"].value
+    assert "score 0.5" in rows["Thresholds"].value
+
+
+def test_lessons_use_the_detectron2_contract(demo):
+    code = correct_code(demo.cfg)
+    assert '"height": h, "width": w' in code and "DefaultPredictor(cfg)" in code
+    assert "ResizeShortestEdge([320, 320], 533)" in code and 'format="RGB"' in code
+    assert "predictor.model(" not in code and "/ 255" not in code
+    for stage in STAGES:
+        les = lesson(stage, demo.cfg, None, demo.class_names)
+        assert les.what and les.why and les.code
+    assert "red_disc" in lesson("channel_order", demo.cfg, None, demo.class_names).why
+
+
+def test_inputs_from_the_sidebar(tmp_path):
+    assert len(list_images(SAMPLES / "images")) == 48
+    with pytest.raises(D2DebugError, match="no such folder"):
+        list_images(tmp_path / "nope")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(D2DebugError, match="no image files"):
+        list_images(tmp_path)
+    with pytest.raises(D2DebugError, match="not a folder"):
+        list_images(tmp_path / "notes.txt")
+    assert parse_class_names("") is None
+    assert parse_class_names(" a, b ,c ") == ["a", "b", "c"]
+    assert parse_class_names(str(SAMPLES / "annotations.json")) == str(SAMPLES / "annotations.json")
+    with pytest.raises(D2DebugError, match="not found"):
+        parse_class_names(str(tmp_path / "missing.json"))
