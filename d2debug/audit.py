@@ -48,6 +48,7 @@ __all__ = [
     "parse_variants",
     "load_dataset",
     "audit_settings",
+    "auto_out_dir",
     "read_results",
     "run_audit",
     "summarize",
@@ -295,6 +296,16 @@ def audit_settings(loaded: LoadedModel, dataset: AuditDataset, pitfalls: Sequenc
     }
 
 
+def auto_out_dir(root: str | Path, loaded: LoadedModel, dataset: AuditDataset,
+                 pitfalls: Optional[Sequence[Pitfall]] = None) -> Path:
+    """A results folder under ``root`` named after the audit's settings: the same model, variants and images
+    always land in (and resume from) the same folder, other settings in another one."""
+    pitfalls = list(STANDARD_PITFALLS if pitfalls is None else pitfalls)
+    ref = reference_spec(loaded.cfg, "cuda" if str(loaded.device).startswith("cuda") else "cpu")
+    settings = audit_settings(loaded, dataset, pitfalls, ref)
+    return Path(root).expanduser() / ("audit-" + _sha256_text(json.dumps(settings, sort_keys=True))[:16])
+
+
 def _settings_difference(old: dict, new: dict) -> str:
     parts = []
     if old.get("format") != new.get("format"):
@@ -456,6 +467,7 @@ class AuditRun:
     dropped_tail: bool
     set_aside: Optional[Path]
     outputs: dict[str, Path] = field(default_factory=dict)
+    figures: dict[str, list[tuple[str, bytes]]] = field(default_factory=dict)  # worst overlays (caption, PNG)
 
 
 ProgressFn = Callable[[int, int, Optional[AuditImage]], None]
@@ -695,15 +707,16 @@ def pitfalls_markdown(summary: dict) -> str:
 def write_outputs(audit: AuditRun, dataset: AuditDataset, class_names: Sequence[str]) -> dict[str, Path]:
     """Write ``summary.json``, ``pitfalls.md`` and ``report.html`` into the audit's directory (each written
     to a temporary file and renamed, so a reader never sees half a file)."""
-    from .report import build_report
+    from .report import build_report, worst_overlays
 
     out = audit.out_dir
+    audit.figures = worst_overlays(audit.summary, audit.records, dataset, class_names)
     paths = {"summary": out / "summary.json", "markdown": out / "pitfalls.md", "report": out / "report.html",
              "results": out / RESULTS_NAME}
     texts = {
         "summary": json.dumps(audit.summary, indent=1),
         "markdown": pitfalls_markdown(audit.summary),
-        "report": build_report(audit.summary, audit.records, dataset, class_names),
+        "report": build_report(audit.summary, audit.records, dataset, class_names, figures=audit.figures),
     }
     for k, text in texts.items():
         tmp = paths[k].with_name(paths[k].name + ".tmp")

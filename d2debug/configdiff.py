@@ -19,7 +19,7 @@ from typing import Callable, Optional
 from .model import load_cfg
 from .stages import D2_DEFAULT_PIXEL_MEAN, D2_DEFAULT_PIXEL_STD
 
-__all__ = ["ConfigDifference", "ConfigDiff", "diff_configs", "diff_cfg_nodes", "explain", "GROUPS"]
+__all__ = ["ConfigDifference", "ConfigDiff", "diff_configs", "diff_cfg_nodes", "explain", "GROUPS", "DEFAULTS_LABEL"]
 
 GROUPS = ("preprocessing", "thresholds", "model identity", "architecture", "test-time augmentation",
           "training only")
@@ -316,11 +316,23 @@ def diff_cfg_nodes(train_cfg, deploy_cfg, train_path: Optional[str] = None,
     return ConfigDiff(train_path, deploy_path, tuple(diffs), len(keys))
 
 
-def diff_configs(train: str | Path, deploy: str | Path) -> ConfigDiff:
+DEFAULTS_LABEL = "detectron2 defaults (get_cfg())"
+
+
+def _load(path: str | Path | None):
+    if path is None:
+        from detectron2.config import get_cfg
+
+        return get_cfg(), DEFAULTS_LABEL
+    return load_cfg(path), str(path)
+
+
+def diff_configs(train: str | Path | None, deploy: str | Path | None) -> ConfigDiff:
     """Merge both YAML files onto ``get_cfg()`` and list the keys that differ, inference-relevant first.
 
-    Raises :class:`~d2debug.errors.D2DebugError` naming the file that cannot be read or merged.
+    ``None`` stands for detectron2's bare defaults (what a deployment gets when it builds ``get_cfg()`` and only
+    sets the weights). Raises :class:`~d2debug.errors.D2DebugError` naming the file that cannot be read or merged.
     """
-    train_cfg = load_cfg(train)
-    deploy_cfg = load_cfg(deploy)
-    return diff_cfg_nodes(train_cfg, deploy_cfg, str(train), str(deploy))
+    train_cfg, train_label = _load(train)
+    deploy_cfg, deploy_label = _load(deploy)
+    return diff_cfg_nodes(train_cfg, deploy_cfg, train_label, deploy_label)

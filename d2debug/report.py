@@ -125,11 +125,13 @@ def worst_overlays(summary: dict, records: Sequence[dict], dataset, class_names:
     return out
 
 
-def build_report(summary: dict, records: Sequence[dict], dataset, class_names: Sequence[str]) -> str:
-    """The whole report as one HTML string (UTF-8), images inline as ``data:image/png;base64``."""
+def build_report(summary: dict, records: Sequence[dict], dataset, class_names: Sequence[str],
+                 figures: Optional[dict[str, list[tuple[str, bytes]]]] = None) -> str:
+    """The whole report as one HTML string (UTF-8), images inline as ``data:image/png;base64``.
+    ``figures``: the :func:`worst_overlays` when already drawn."""
     from .render import OVERLAY_COLOURS
 
-    figs = worst_overlays(summary, records, dataset, class_names)
+    figs = worst_overlays(summary, records, dataset, class_names) if figures is None else figures
     ds = summary["dataset"]
     model = summary.get("model", {})
     p = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",

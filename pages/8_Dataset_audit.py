@@ -1,0 +1,141 @@
+"""Dashboard page: the dataset audit. Every single-stage pitfall over a set of images, with agreement and COCO
+AP per pitfall, the damage chart, the worst images, and the same report the CLI writes. All work is done by
+``d2debug.audit.run_audit``; this page reads widgets, calls it with a progress callback, and shows the result.
+"""
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from d2debug.audit import STANDARD_PITFALLS, auto_out_dir, load_dataset, parse_variants, run_audit
+from d2debug.errors import D2DebugError
+from d2debug.model import DEMO_DIR
+from d2debug.report import damage_chart_svg
+from d2debug.ui import sidebar
+
+RESULT_KEY = "d2debug_audit"
+AUDIT_ROOT = Path(tempfile.gettempdir()) / "d2debug-audits"
+SOURCES = ("Sample images (demo set, with annotations)", "Folder or COCO json on this workstation")
+LABELS = {p.name: f"{p.label} ({p.change_text()})" for p in STANDARD_PITFALLS}
+
+st.set_page_config(page_title="d2debug: dataset audit", layout="wide")
+sel = sidebar()
+st.title("Dataset audit: what each pitfall costs on your data")
+st.markdown(
+    "Runs the **reference** pipeline (exactly `DefaultPredictor`) and each pitfall (one stage changed) on every "
+    "image, compares each with the reference, and with COCO annotations scores each with pycocotools. "
+    "Uses the model chosen in the sidebar. Finished images are saved as they complete, so an interrupted "
+    "audit (a click elsewhere, a closed tab) resumes where it stopped when you press **Run** again."
+)
+
+left, right = st.columns(2)
+with left:
+    source = st.radio("Images", SOURCES, key="audit_source")
+    if source == SOURCES[0]:
+        images, annotations = str(DEMO_DIR / "annotations.json"), ""
+        st.caption(f"`{images}`: 48 images with COCO boxes.")
+    else:
+        images = st.text_input("Image folder, or a COCO json listing the images", key="audit_images",
+                               placeholder="/path/to/val/images or /path/to/val.json").strip()
+        annotations = st.text_input("COCO annotations json (optional; gives AP)", key="audit_annotations",
+                                    placeholder="/path/to/val.json").strip()
+    limit = st.number_input("Audit the first N images (0 = all)", min_value=0, value=0, step=1, key="audit_limit")
+with right:
+    chosen = st.multiselect("Pitfalls (the reference always runs)", list(LABELS), default=list(LABELS),
+                            format_func=LABELS.get, key="audit_variants")
+    out_text = st.text_input("Results folder (empty: one under the temporary folder, named after the settings)",
+                             key="audit_out").strip()
+go = st.button("Run audit", key="audit_run", type="primary")
+
+if go:
+    try:
+        if not images:
+            raise D2DebugError("type an image folder or a COCO json path")
+        dataset = load_dataset(images, annotations or None, int(limit) or None)
+        pitfalls = parse_variants(chosen) if chosen else []
+        out_dir = Path(out_text) if out_text else auto_out_dir(AUDIT_ROOT, sel.loaded, dataset, pitfalls)
+        bar = st.progress(0.0, text="Starting...")
+        started = {"t": time.monotonic(), "done": 0}
+
+        def progress(done: int, total: int, item) -> None:
+            if item is None:
+                started.update(t=time.monotonic(), done=done)
+                text = f"{done} of {total} images already saved; running the rest..." if done else "Running..."
+            else:
+                per = (time.monotonic() - started["t"]) / max(1, done - started["done"])
+                text = f"{done} of {total} images ({item.key}); about {per * (total - done):.0f} s left"
+            bar.progress(done / total if total else 1.0, text=text)
+
+        audit = run_audit(sel.loaded, dataset, out_dir, pitfalls, progress=progress)
+        bar.empty()
+        st.session_state[RESULT_KEY] = {
+            "summary": audit.summary,
+            "figures": audit.figures,
+            "outputs": {k: str(v) for k, v in audit.outputs.items()},
+            "computed": audit.computed,
+            "resumed": audit.resumed,
+            "model": sel.model_label,
+        }
+    except D2DebugError as exc:
+        st.error(str(exc))
+
+result = st.session_state.get(RESULT_KEY)
+if result is None:
+    st.info("Choose the images and pitfalls, then press **Run audit**.")
+    st.stop()
+
+summary = result["summary"]
+ds = summary["dataset"]
+st.subheader(f"Results: {ds['finished']} images from {Path(ds['source']).name}, model: {result['model']}")
+st.caption(f"Computed {result['computed']} image(s) now, {result['resumed']} resumed from "
+           f"`{result['outputs']['results']}`.")
+for note in ds.get("notes", []):
+    st.info(note)
+for failed in ds.get("failed", []):
+    st.warning(f"{failed['key']}: {failed['error']}")
+
+st.markdown("**Damage per pitfall** (most damaging first)")
+st.markdown(damage_chart_svg(summary), unsafe_allow_html=True)
+
+has_ap = any(r["AP"] is not None for r in summary["rows"])
+table = pd.DataFrame([
+    {
+        "pitfall": r["label"],
+        "stage change": r["change"],
+        **({"AP": r["AP"] * 100, "dAP": r["dAP"] * 100, "AP50": r["AP50"] * 100, "dAP50": r["dAP50"] * 100}
+           if has_ap and r["AP"] is not None else {}),
+        "agreement F1": r["f1"],
+        "matched": r["matched"],
+        "missed": r["missed"],
+        "extra": r["extra"],
+        "class flips": r["class_flips"],
+    }
+    for r in summary["rows"]
+])
+st.dataframe(table.style.format(precision=3, subset=["agreement F1"]).format(
+    precision=1, subset=[c for c in ("AP", "dAP", "AP50", "dAP50") if c in table]),
+    hide_index=True, use_container_width=True)
+
+cols = st.columns(4)
+for col, (key, label, mime) in zip(cols, [("report", "report.html", "text/html"),
+                                          ("markdown", "pitfalls.md", "text/markdown"),
+                                          ("summary", "summary.json", "application/json"),
+                                          ("results", "results.jsonl", "application/jsonl")]):
+    path = Path(result["outputs"][key])
+    if path.is_file():
+        col.download_button(f"Download {label}", path.read_bytes(), file_name=label, mime=mime,
+                            key=f"audit_dl_{key}", use_container_width=True)
+
+st.subheader("Worst images per pitfall")
+st.caption("Boxes: green matched, orange missed (reference only), blue extra (pitfall only), pink class flipped; "
+           "drawn where each pipeline put them on the correctly decoded image.")
+for r in summary["rows"][1:]:
+    figs = result["figures"].get(r["name"], [])
+    with st.expander(f"{r['label']}: {len(figs)} image(s) disagree most" if figs else
+                     f"{r['label']}: same detections as the reference everywhere", expanded=False):
+        if r.get("explains"):
+            st.caption(r["explains"])
+        for (caption, png), col in zip(figs, st.columns(max(1, len(figs)))):
+            col.image(png, caption=caption, use_container_width=True)

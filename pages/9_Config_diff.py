@@ -1,0 +1,86 @@
+"""Dashboard page: training vs deployment config. Both merged onto detectron2's get_cfg() by
+``d2debug.configdiff.diff_configs``; this page picks the two files and shows the differences, inference-relevant
+first, each with what it changes at inference."""
+import json
+
+import pandas as pd
+import streamlit as st
+
+from d2debug.configdiff import DEFAULTS_LABEL, GROUPS, diff_configs
+from d2debug.errors import D2DebugError
+from d2debug.ui import sidebar
+from d2debug.ui.loaders import save_upload
+
+RESULT_KEY = "d2debug_configdiff"
+TRAIN_SOURCES = ("The sidebar model's config", "Path on this workstation", "Upload")
+DEPLOY_SOURCES = ("Path on this workstation", "Upload", DEFAULTS_LABEL)
+
+st.set_page_config(page_title="d2debug: config diff", layout="wide")
+sel = sidebar()
+st.title("Config diff: training vs deployment")
+st.markdown(
+    "Deployments often rebuild the config from a model-zoo file or from `get_cfg()` instead of the training "
+    "run's dumped `config.yaml`, and lose custom `PIXEL_MEAN/STD`, `INPUT.FORMAT`, test sizes or thresholds. "
+    "Both files are merged onto detectron2's defaults (a key a file leaves out counts with its default, as "
+    "detectron2 would use it); the keys that change inference come first."
+)
+
+
+def pick(label: str, sources, key: str):
+    """A file chosen by path, upload, or a fixed choice. Returns (path or None for defaults, display name)."""
+    choice = st.radio(label, sources, key=f"{key}_source")
+    if choice == TRAIN_SOURCES[0]:
+        return str(sel.loaded.config_path), f"{sel.model_label}: {sel.loaded.config_path}"
+    if choice == DEFAULTS_LABEL:
+        return None, DEFAULTS_LABEL
+    if choice == "Upload":
+        up = st.file_uploader(f"{label} (.yaml)", type=["yaml", "yml"], key=f"{key}_upload")
+        if up is None:
+            return "", ""
+        return str(save_upload(up)), up.name
+    path = st.text_input(f"{label}: path", key=f"{key}_path", placeholder="/path/to/config.yaml").strip()
+    return path, path
+
+
+left, right = st.columns(2)
+with left:
+    train, train_name = pick("Training config", TRAIN_SOURCES, "cdiff_train")
+with right:
+    deploy, deploy_name = pick("Deployment config", DEPLOY_SOURCES, "cdiff_deploy")
+
+if train == "" or deploy == "":
+    st.info("Choose both configs.")
+    st.stop()
+
+try:
+    diff = diff_configs(train, deploy)
+except D2DebugError as exc:
+    st.session_state.pop(RESULT_KEY, None)
+    st.error(str(exc))
+    st.stop()
+
+st.session_state[RESULT_KEY] = diff.to_dict()
+c1, c2, c3 = st.columns(3)
+c1.metric("Keys compared", diff.n_keys)
+c2.metric("Keys that differ", len(diff.differences))
+c3.metric("Change inference", len(diff.inference_differences))
+if not diff.differences:
+    st.success(f"No differences between {train_name} and {deploy_name}.")
+    st.stop()
+if not diff.inference_differences:
+    st.success("Only training settings differ: inference is the same.")
+
+for group in GROUPS:
+    items = [d for d in diff.differences if d.group == group]
+    if not items:
+        continue
+    if group == "training only":
+        with st.expander(f"Training only ({len(items)} keys, no effect at inference)"):
+            st.dataframe(pd.DataFrame([{"key": d.key, "training": str(d.train), "deployment": str(d.deploy)}
+                                       for d in items]), hide_index=True, use_container_width=True)
+        continue
+    st.subheader(group.capitalize())
+    st.markdown("\n".join(f"- **{d.key}**: `{d.train!s}` → `{d.deploy!s}`  \n  {d.effect}" for d in items))
+
+st.download_button("Download as JSON", json.dumps(diff.to_dict(), indent=1, default=str),
+                   file_name="config_diff.json", mime="application/json", key="cdiff_download")

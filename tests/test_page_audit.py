@@ -1,0 +1,103 @@
+"""AppTest for the dataset-audit and config-diff pages on the real demo model: widgets by key, no exceptions,
+bad input shows st.error and the page keeps working."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+ROOT = Path(__file__).resolve().parent.parent
+AUDIT_PAGE = str(ROOT / "pages" / "8_Dataset_audit.py")
+DIFF_PAGE = str(ROOT / "pages" / "9_Config_diff.py")
+TIMEOUT = 600  # the CPU is shared; an audit of a few images runs many forward passes
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def errors(at: AppTest) -> list[str]:
+    return [str(e.value) for e in at.error]
+
+
+def test_audit_page_runs_resumes_and_survives_bad_input(tmp_path):
+    at = run(AppTest.from_file(AUDIT_PAGE, default_timeout=TIMEOUT))
+    assert not errors(at)
+    assert "d2debug_audit" not in at.session_state
+
+    # A folder that does not exist: one error naming it, nothing else breaks.
+    at.radio(key="audit_source").set_value("Folder or COCO json on this workstation")
+    run(at)
+    at.text_input(key="audit_images").set_value(str(tmp_path / "nope"))
+    at.button(key="audit_run").click()
+    run(at)
+    assert any("nope" in e for e in errors(at)), errors(at)
+    assert "d2debug_audit" not in at.session_state
+
+    # Two sample images, two pitfalls, into a known folder.
+    at.text_input(key="audit_images").set_value(str(ROOT / "sample_data" / "annotations.json"))
+    at.number_input(key="audit_limit").set_value(2)
+    at.multiselect(key="audit_variants").set_value(["channel_swap", "range_0_1"])
+    out = tmp_path / "out"
+    at.text_input(key="audit_out").set_value(str(out))
+    at.button(key="audit_run").click()
+    run(at)
+    assert not errors(at), errors(at)
+    res = at.session_state["d2debug_audit"]
+    assert res["computed"] == 2 and res["resumed"] == 0
+    rows = {r["name"]: r for r in res["summary"]["rows"]}
+    assert set(rows) == {"reference", "channel_swap", "range_0_1"}
+    assert rows["reference"]["f1"] == 1.0 and rows["reference"]["dAP"] == 0.0
+    assert (out / "report.html").is_file() and (out / "results.jsonl").is_file()
+    assert len(at.dataframe) >= 1
+
+    # Run again: everything is resumed from the results file, nothing recomputed.
+    at.button(key="audit_run").click()
+    run(at)
+    res2 = at.session_state["d2debug_audit"]
+    assert res2["computed"] == 0 and res2["resumed"] == 2
+    assert res2["summary"]["rows"] == res["summary"]["rows"]
+
+    # Other settings into the same folder: refused with one error, the earlier result still shown.
+    at.multiselect(key="audit_variants").set_value(["channel_swap"])
+    at.button(key="audit_run").click()
+    run(at)
+    assert any("other settings" in e for e in errors(at)), errors(at)
+    assert at.session_state["d2debug_audit"]["summary"]["rows"] == res["summary"]["rows"]
+
+
+def test_config_diff_page_default_bad_file_and_recovery(tmp_path):
+    at = run(AppTest.from_file(DIFF_PAGE, default_timeout=TIMEOUT))
+    # Default: path input empty -> asks for both.
+    assert not errors(at)
+    at.radio(key="cdiff_deploy_source").set_value("detectron2 defaults (get_cfg())")
+    run(at)
+    diff = at.session_state["d2debug_configdiff"]
+    assert diff["differences"][0]["key"] == "INPUT.FORMAT"
+    assert "red and blue swap" in diff["differences"][0]["effect"]
+    assert not errors(at)
+
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("MODEL: [unclosed\n")
+    at.radio(key="cdiff_deploy_source").set_value("Path on this workstation")
+    run(at)
+    at.text_input(key="cdiff_deploy_path").set_value(str(bad))
+    run(at)
+    assert any("broken.yaml" in e and "YAML" in e for e in errors(at)), errors(at)
+    assert "d2debug_configdiff" not in at.session_state
+
+    good = tmp_path / "deploy.yaml"
+    good.write_text((ROOT / "sample_data" / "demo_config.yaml").read_text()
+                    .replace("SCORE_THRESH_TEST: 0.5", "SCORE_THRESH_TEST: 0.9"))
+    at.text_input(key="cdiff_deploy_path").set_value(str(good))
+    run(at)
+    assert not errors(at)
+    diff = at.session_state["d2debug_configdiff"]
+    keys = [d["key"] for d in diff["differences"]]
+    assert "MODEL.ROI_HEADS.SCORE_THRESH_TEST" in keys
+    json.dumps(diff, default=str)
