@@ -212,7 +212,10 @@ def load_dataset(images: str | Path, annotations: str | Path | None = None, limi
             rel = str(img.get("file_name", ""))
             path = root / rel
             if not rel or not path.is_file():
-                raise D2DebugError(f"{images}: image {rel!r} (id {img['id']}) not found at {path}")
+                raise D2DebugError(
+                    f"{images}: image {rel!r} (id {img['id']}) not found at {path}; if the images live elsewhere, "
+                    "pass --images IMAGE_DIR --annotations JSON"
+                )
             items.append(AuditImage(path.resolve(), rel, int(img["id"])))
         ann_path = Path(annotations).expanduser() if annotations else images
         coco = listing if ann_path == images else _coco_or_error(ann_path)
