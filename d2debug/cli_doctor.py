@@ -1,0 +1,143 @@
+"""CLI: ``doctor``, ``fingerprint`` and ``doctor-suite`` subcommands.
+
+    python -m d2debug doctor [--config C --weights W] --image I --input FILE [--json] [--fingerprint fp.json]
+    python -m d2debug fingerprint [--config C --weights W] [--images DIR] --out fp.json
+    python -m d2debug doctor-suite [--per-case N]
+
+``doctor`` exits 0 when the input matches the reference, 1 when it has findings, 2 on bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import D2DebugError
+
+__all__ = ["register", "cmd_doctor", "cmd_fingerprint", "cmd_doctor_suite"]
+
+SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_data" / "images"
+
+
+def cmd_doctor(a: argparse.Namespace) -> int:
+    from .cli import load_from_args
+    from .doctor import container_findings, diagnose, load_user_input
+    from .fingerprint import check_config, check_statistics, load_fingerprint
+
+    fp = load_fingerprint(a.fingerprint) if a.fingerprint else None
+    if a.image is None and fp is None:
+        raise D2DebugError("--image is required (it may be left out only with --fingerprint: statistics-only check)")
+    ui = load_user_input(a.input)  # bad input files fail before any model loads
+    if a.image is not None and not Path(a.image).is_file():
+        raise D2DebugError(f"{a.image}: image file not found")
+    # With a fingerprint and no --config, the fingerprint IS the reference: no model needed.
+    loaded = load_from_args(a) if (a.config is not None or fp is None) else None
+    if a.image is not None:
+        diag = diagnose(loaded, a.image, ui, fingerprint=fp)
+        out = diag.to_dict()
+        text = diag.report()
+        ok = diag.is_match
+    else:
+        findings = container_findings(ui) + check_statistics(fp, ui.tensor, (ui.height, ui.width))
+        findings += check_config(fp, loaded.cfg) if loaded is not None else []
+        findings.sort(key=lambda f: -f.confidence)
+        out = {"findings": [f.to_dict() for f in findings], "mode": "statistics only (no --image)",
+               "input": {"container": ui.container, "shape": list(ui.tensor.shape), "dtype": ui.dtype}}
+        lines = [f"your input  {ui.describe()} (statistics-only check against {a.fingerprint})"]
+        for i, f in enumerate(findings, 1):
+            lines += [f"finding {i}   {f.id} (confidence {f.confidence:.2f})", f"  evidence  {f.evidence}",
+                      f"  fix       {f.fix}"]
+        if not findings:
+            lines.append("finding     none: the input's statistics fit the recorded training inputs")
+        text = "\n".join(lines)
+        ok = not findings
+    print(json.dumps(out, indent=1) if a.json else text)
+    return 0 if ok else 1
+
+
+def cmd_fingerprint(a: argparse.Namespace) -> int:
+    from .cli import load_from_args
+    from .fingerprint import make_fingerprint, save_fingerprint
+
+    images = a.images if a.images is not None else (SAMPLE_IMAGES if a.config is None else None)
+    if images is not None and not Path(images).exists():
+        raise D2DebugError(f"{images}: no such file or directory")
+    out = Path(a.out)
+    if not out.parent.exists():
+        raise D2DebugError(f"{out.parent}: output directory does not exist")
+    loaded = load_from_args(a)
+    fp = make_fingerprint(loaded, images, max_images=a.max_images)
+    save_fingerprint(fp, out)
+    st = fp["stages"]
+    stats = fp.get("input_stats")
+    if a.json:
+        print(json.dumps({k: v for k, v in fp.items() if k != "input_stats"} | (
+            {"input_stats": {k: v for k, v in stats.items() if k not in ("per_image", "histogram")}} if stats else {}),
+            indent=1))
+        return 0
+    print(f"wrote       {out}")
+    print(f"stages      FORMAT {st['input_format']}, ResizeShortestEdge({st['min_size_test']}, {st['max_size_test']}) "
+          f"PIL bilinear, float32 0..255, PIXEL_MEAN {st['pixel_mean']} / PIXEL_STD {st['pixel_std']}, "
+          f"score {st['score_thresh_test']}, nms {st['nms_thresh_test']}")
+    if stats:
+        print(f"statistics  {stats['images']} images; model input mean {stats['mean']} std {stats['std']} "
+              f"({''.join(stats['channels'])}); short side {stats['sizes']['short_side']}, long side "
+              f"{stats['sizes']['long_side']}")
+    else:
+        print("statistics  none (pass --images DIR to record the model input's per-channel statistics)")
+    return 0
+
+
+def cmd_doctor_suite(a: argparse.Namespace) -> int:
+    from .cli import load_from_args
+    from .testing import confusion_table, run_suite
+
+    images_dir = Path(a.images) if a.images else SAMPLE_IMAGES
+    if not images_dir.is_dir():
+        raise D2DebugError(f"{images_dir}: not a directory of images")
+    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    loaded = load_from_args(a)
+
+    def progress(i, n, r):
+        mark = "ok " if r.top_right else "BAD"
+        print(f"[{i:3d}/{n}] {mark} {r.case} on {r.image}: top {r.top}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory() as td:
+        results = run_suite(loaded, images, per_case=a.per_case, tmpdir=Path(td), progress=progress)
+    print(confusion_table(results))
+    n = len(results)
+    top = sum(r.top_right for r in results)
+    refs_ok = all(r.top == "match" for r in results if not r.truth)
+    return 0 if top >= 0.95 * n and refs_ok else 1
+
+
+def register(sub) -> None:
+    from .cli import add_model_args
+
+    d = sub.add_parser("doctor", help="say which preprocessing stage(s) of YOUR model input differ from the reference")
+    add_model_args(d)
+    d.add_argument("--image", type=Path, help="the image file your code preprocessed")
+    d.add_argument("--input", type=Path, required=True,
+                   help="what your code feeds the model, saved with torch.save or numpy.save: a dict "
+                        "{'image', 'height', 'width'}, a list of them, or a CxHxW / 1xCxHxW tensor or array")
+    d.add_argument("--fingerprint", type=Path,
+                   help="a pipeline fingerprint recorded at training time (the reference when --config is absent)")
+    d.add_argument("--json", action="store_true", help='print {"findings": [{"id", "confidence", "evidence", "fix"}]}')
+    d.set_defaults(func=cmd_doctor)
+
+    f = sub.add_parser("fingerprint", help="record the reference pipeline's stage values and input statistics")
+    add_model_args(f)
+    f.add_argument("--images", type=Path, help="a directory (or one image) to record statistics on "
+                                               "(default with the demo model: sample_data/images)")
+    f.add_argument("--max-images", type=int, default=200, help="use at most this many images (default 200)")
+    f.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_fingerprint)
+
+    s = sub.add_parser("doctor-suite", help="the Doctor's accuracy suite: generated pipelines, confusion table")
+    add_model_args(s)
+    s.add_argument("--images", type=Path, help="directory of images (default: sample_data/images)")
+    s.add_argument("--per-case", type=int, default=2, help="images per generated pipeline (default 2)")
+    s.set_defaults(func=cmd_doctor_suite)

@@ -1,0 +1,329 @@
+"""Pipeline fingerprint: the reference pipeline's stage values and model-input statistics, recorded at training time.
+
+A fingerprint is a small JSON file written next to the checkpoint (``python -m d2debug fingerprint``). At
+deployment, ``python -m d2debug doctor --fingerprint fp.json`` checks the deployed input against it even when the
+training config is lost: the recorded stage values rebuild the reference pipeline (:func:`cfg_from_fingerprint`),
+the deployment config is compared with them (:func:`check_config`), and the recorded per-channel statistics of
+the model input flag value range, normalization, channel order and size differences from a tensor alone
+(:func:`check_statistics`).
+
+Statistics are of the model input (``3xHxW`` float32, 0..255, ``INPUT.FORMAT`` order), what the reference
+pipeline feeds the model; no forward pass is needed to compute them.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .errors import D2DebugError
+from .stages import IMAGENET_MEAN, IMAGENET_STD
+
+__all__ = [
+    "FINGERPRINT_VERSION",
+    "make_fingerprint",
+    "save_fingerprint",
+    "load_fingerprint",
+    "cfg_from_fingerprint",
+    "check_config",
+    "check_statistics",
+]
+
+FINGERPRINT_VERSION = 1
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _image_list(images: Union[str, Path, Sequence[Union[str, Path]], None]) -> list[Path]:
+    if images is None:
+        return []
+    if isinstance(images, (str, Path)):
+        p = Path(images).expanduser()
+        if not p.exists():
+            raise D2DebugError(f"{p}: no such file or directory")
+        if p.is_dir():
+            files = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+            if not files:
+                raise D2DebugError(f"{p}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this directory")
+            return files
+        return [p]
+    return [Path(q) for q in images]
+
+
+def make_fingerprint(model_or_cfg, images=None, max_images: int = 200) -> dict:
+    """Record the reference pipeline of ``model_or_cfg`` (a LoadedModel or CfgNode) and, when ``images`` (a
+    directory, a file or a list of files) are given, per-channel statistics of its model input on them."""
+    from . import __version__
+    from .doctor import preprocess
+
+    cfg = getattr(model_or_cfg, "cfg", model_or_cfg)
+    fmt = cfg.INPUT.FORMAT
+    stages = {
+        "decoder": "detectron2.data.detection_utils.read_image(path, 'BGR'), EXIF orientation applied",
+        "input_format": fmt,
+        "resize": "ResizeShortestEdge",
+        "min_size_test": int(cfg.INPUT.MIN_SIZE_TEST),
+        "max_size_test": int(cfg.INPUT.MAX_SIZE_TEST),
+        "interpolation": "bilinear",
+        "resize_backend": "pil (detectron2 ResizeTransform on uint8)",
+        "value_range": "0..255",
+        "dtype": "float32",
+        "layout": "list[dict(image=3xHxW, height=original H, width=original W)]",
+        "pixel_mean": [float(v) for v in cfg.MODEL.PIXEL_MEAN],
+        "pixel_std": [float(v) for v in cfg.MODEL.PIXEL_STD],
+        "score_thresh_test": float(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST),
+        "nms_thresh_test": float(cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST),
+        "detections_per_image": int(cfg.TEST.DETECTIONS_PER_IMAGE),
+        "num_classes": int(cfg.MODEL.ROI_HEADS.NUM_CLASSES),
+        "meta_architecture": str(cfg.MODEL.META_ARCHITECTURE),
+    }
+    source: dict = {"d2debug": __version__}
+    for key in ("config_path", "weights_path"):
+        p = getattr(model_or_cfg, key, None)
+        if p is not None:
+            source[key.replace("_path", "")] = str(p)
+    wp = getattr(model_or_cfg, "weights_path", None)
+    if wp is not None and Path(wp).is_file():
+        source["weights_sha256"] = _sha256(Path(wp))
+    class_names = getattr(model_or_cfg, "class_names", None)
+    if class_names is not None:
+        stages["class_names"] = list(class_names)
+    fp = {
+        "d2debug_fingerprint": FINGERPRINT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "source": source,
+        "stages": stages,
+    }
+    files = _image_list(images)[:max_images]
+    if files:
+        fp["input_stats"] = _input_stats(cfg, files, preprocess)
+    return fp
+
+
+def _input_stats(cfg, files: list[Path], preprocess) -> dict:
+    means, stds, rows, samples = [], [], [], []
+    rng = np.random.default_rng(0)
+    s1 = np.zeros(3)
+    s2 = np.zeros(3)
+    n = 0
+    lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
+    edges = np.linspace(0, 256, 33)
+    counts = np.zeros((3, 32), np.int64)
+    for f in files:
+        t, (H, W) = preprocess(cfg, f)
+        a = t.numpy().reshape(3, -1).astype(np.float64)
+        means.append(a.mean(1))
+        stds.append(a.std(1))
+        s1 += a.sum(1)
+        s2 += (a * a).sum(1)
+        n += a.shape[1]
+        lo, hi = np.minimum(lo, a.min(1)), np.maximum(hi, a.max(1))
+        for c in range(3):
+            counts[c] += np.histogram(a[c], bins=edges)[0]
+        samples.append(a[:, rng.integers(0, a.shape[1], size=min(2000, a.shape[1]))])
+        rows.append({"file": f.name, "original_size": [H, W], "input_size": [int(t.shape[1]), int(t.shape[2])],
+                     "mean": [round(float(v), 3) for v in a.mean(1)], "std": [round(float(v), 3) for v in a.std(1)]})
+    mean = s1 / n
+    std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0))
+    sample = np.concatenate(samples, axis=1)
+    M = np.array([float(v) for v in cfg.MODEL.PIXEL_MEAN])
+    S = np.array([float(v) for v in cfg.MODEL.PIXEL_STD])
+    r = lambda v, nd=3: [round(float(x), nd) for x in v]  # noqa: E731
+    return {
+        "images": len(files),
+        "channels": list(cfg.INPUT.FORMAT),
+        "mean": r(mean),
+        "std": r(std),
+        "min": r(lo),
+        "max": r(hi),
+        "p01": r(np.percentile(sample, 1, axis=1)),
+        "p99": r(np.percentile(sample, 99, axis=1)),
+        "image_mean_spread": r(np.std(np.array(means), axis=0)),
+        "image_std_mean": r(np.mean(np.array(stds), axis=0)),
+        "image_std_spread": r(np.std(np.array(stds), axis=0)),
+        "backbone_input": {"mean": r((mean - M) / S, 4), "std": r(std / S, 4)},
+        "histogram": {"edges": r(edges, 1), "counts": counts.tolist()},
+        "sizes": {
+            "short_side": [min(min(x["input_size"]) for x in rows), max(min(x["input_size"]) for x in rows)],
+            "long_side": [min(max(x["input_size"]) for x in rows), max(max(x["input_size"]) for x in rows)],
+        },
+        "per_image": rows,
+    }
+
+
+def save_fingerprint(fp: dict, path: Union[str, Path]) -> Path:
+    path = Path(path).expanduser()
+    if path.parent and not path.parent.exists():
+        raise D2DebugError(f"{path.parent}: output directory does not exist")
+    path.write_text(json.dumps(fp, indent=1))
+    return path
+
+
+_REQUIRED = ("input_format", "min_size_test", "max_size_test", "pixel_mean", "pixel_std")
+
+
+def load_fingerprint(source: Union[str, Path, dict]) -> dict:
+    """Read and validate a fingerprint (a JSON file or an already-parsed dict). One-line errors name the problem."""
+    if isinstance(source, dict):
+        fp, label = source, "fingerprint"
+    else:
+        path = Path(source).expanduser()
+        label = str(path)
+        if not path.is_file():
+            raise D2DebugError(f"{path}: fingerprint file not found")
+        try:
+            fp = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise D2DebugError(f"{path}: not a JSON fingerprint ({exc})") from None
+    if not isinstance(fp, dict) or fp.get("d2debug_fingerprint") != FINGERPRINT_VERSION:
+        raise D2DebugError(f"{label}: not a d2debug fingerprint (version {FINGERPRINT_VERSION})")
+    st = fp.get("stages")
+    if not isinstance(st, dict) or any(k not in st for k in _REQUIRED):
+        raise D2DebugError(f"{label}: fingerprint 'stages' lacks one of {', '.join(_REQUIRED)}")
+    if st["input_format"] not in ("BGR", "RGB"):
+        raise D2DebugError(f"{label}: input_format={st['input_format']!r}; expected BGR or RGB")
+    for k in ("pixel_mean", "pixel_std"):
+        v = st[k]
+        if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)):
+            raise D2DebugError(f"{label}: {k}={v!r}; expected three numbers")
+    if any(x <= 0 for x in st["pixel_std"]):
+        raise D2DebugError(f"{label}: pixel_std={st['pixel_std']!r}; every std must be positive")
+    return fp
+
+
+def cfg_from_fingerprint(fp: dict):
+    """A detectron2 config carrying the fingerprint's preprocessing values (enough to build the reference
+    pipeline without the training config). Frozen."""
+    from detectron2.config import get_cfg
+
+    st = fp["stages"]
+    cfg = get_cfg()
+    cfg.INPUT.FORMAT = st["input_format"]
+    cfg.INPUT.MIN_SIZE_TEST = int(st["min_size_test"])
+    cfg.INPUT.MAX_SIZE_TEST = int(st["max_size_test"])
+    cfg.MODEL.PIXEL_MEAN = [float(v) for v in st["pixel_mean"]]
+    cfg.MODEL.PIXEL_STD = [float(v) for v in st["pixel_std"]]
+    if "score_thresh_test" in st:
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = float(st["score_thresh_test"])
+    if "nms_thresh_test" in st:
+        cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST = float(st["nms_thresh_test"])
+    cfg.freeze()
+    return cfg
+
+
+def check_config(fp: dict, cfg) -> list:
+    """Findings for where a deployment config's preprocessing differs from the recorded training values."""
+    from .doctor import Finding
+
+    st = fp["stages"]
+    out = []
+    mean = [float(v) for v in cfg.MODEL.PIXEL_MEAN]
+    std = [float(v) for v in cfg.MODEL.PIXEL_STD]
+    if not (np.allclose(mean, st["pixel_mean"], atol=1e-3) and np.allclose(std, st["pixel_std"], atol=1e-3)):
+        out.append(Finding(
+            "pixel_mean_std", 0.99,
+            f"the deployment config has PIXEL_MEAN {mean} / PIXEL_STD {std}; the fingerprint recorded training with "
+            f"{st['pixel_mean']} / {st['pixel_std']}",
+            f"cfg.MODEL.PIXEL_MEAN = {st['pixel_mean']}; cfg.MODEL.PIXEL_STD = {st['pixel_std']}  "
+            "# or deploy with the training run's dumped config.yaml",
+        ))
+    if cfg.INPUT.FORMAT != st["input_format"]:
+        out.append(Finding(
+            "channel_order", 0.95,
+            f"the deployment config has INPUT.FORMAT={cfg.INPUT.FORMAT}; training used {st['input_format']}: "
+            "DefaultPredictor would feed the channels reversed",
+            f"cfg.INPUT.FORMAT = '{st['input_format']}'",
+        ))
+    if (int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)) != (st["min_size_test"], st["max_size_test"]):
+        out.append(Finding(
+            "resize_size", 0.95,
+            f"the deployment config resizes with MIN/MAX_SIZE_TEST {cfg.INPUT.MIN_SIZE_TEST}/{cfg.INPUT.MAX_SIZE_TEST}; "
+            f"training evaluated with {st['min_size_test']}/{st['max_size_test']}",
+            f"cfg.INPUT.MIN_SIZE_TEST = {st['min_size_test']}; cfg.INPUT.MAX_SIZE_TEST = {st['max_size_test']}",
+        ))
+    return out
+
+
+def check_statistics(fp: dict, tensor: torch.Tensor, original_size: Optional[tuple[int, int]] = None) -> list:
+    """Findings from statistics alone: a ``3xHxW`` model input (any value range) against the recorded
+    per-channel statistics and size rule. ``original_size``: the ``(height, width)`` a dict passed, which
+    pins the expected size. Weaker than the Doctor's pixel analysis (one image vs a dataset average), so
+    value confidences are moderate; size facts are exact."""
+    from .doctor import Finding, _explain_size, _feed_code
+
+    st = fp["stages"]
+    cfg = cfg_from_fingerprint(fp)
+    out = []
+    h, w = int(tensor.shape[1]), int(tensor.shape[2])
+    mn, mx = st["min_size_test"], st["max_size_test"]
+    if original_size is not None and all(original_size):
+        f = _explain_size(h, w, int(original_size[0]), int(original_size[1]), cfg)
+        if f is not None:
+            out.append(f)
+    elif mn > 0 and min(h, w) != mn and max(h, w) != mx:
+        out.append(Finding(
+            "resize_size", 0.9,
+            f"input {h}x{w}: under ResizeShortestEdge({mn}, {mx}) the short side is {mn} or the long side is {mx}; "
+            "neither holds",
+            f"aug = T.ResizeShortestEdge([{mn}, {mn}], {mx}); image = aug.get_transform(image).apply_image(image)",
+        ))
+    stats = fp.get("input_stats")
+    if not stats:
+        return out
+    mu = np.array(stats["mean"])
+    sigma = np.array(stats["std"])
+    tau = np.maximum(np.array(stats["image_mean_spread"]), 8.0)
+    a = tensor.detach().float().reshape(3, -1).numpy().astype(np.float64)
+    u, v = a.mean(1), a.std(1)
+    M = np.array(st["pixel_mean"], dtype=np.float64)
+    S = np.array(st["pixel_std"], dtype=np.float64)
+    inet_m, inet_s = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    hyps = {  # id -> per-channel (slope, offset) mapping 0..255 reference values to the user's values
+        "match": (np.ones(3), np.zeros(3)),
+        "value_range_0_1": (np.full(3, 1 / 255), np.zeros(3)),
+        "double_normalization": (1 / S, -M / S),
+        "external_normalization": (1 / (255 * inet_s), -inet_m / inet_s),
+        "external_normalization ": (1 / (255 * inet_s[::-1]), -inet_m[::-1] / inet_s[::-1]),
+        "external_normalization  ": (np.full(3, 2 / 255), np.full(3, -1.0)),
+    }
+    scored = []
+    for name, (sl, off) in hyps.items():
+        for perm in ((0, 1, 2), (2, 1, 0)):
+            x = (u - off) / sl
+            s = v / sl
+            d = float(np.sum(((x - mu[list(perm)]) / tau) ** 2) + np.sum((np.log(np.maximum(s, 1e-9) / sigma) / 0.7) ** 2))
+            scored.append((d, name.strip(), perm))
+    scored.sort()
+    d_best, best, perm = scored[0]
+    d_match = min(d for d, n, p in scored if n == "match" and p == (0, 1, 2))
+    if best != "match" and d_match - d_best > 6:
+        conf = float(np.clip(1 - math.exp(-(d_match - d_best) / 20), 0.5, 0.85))
+        out.append(Finding(
+            best, conf,
+            f"channel means {[round(float(x), 3) for x in u]} / stds {[round(float(x), 3) for x in v]} fit "
+            f"'{best}' applied to the recorded training inputs (means {stats['mean']}, stds {stats['std']}) far "
+            f"better than the recorded pipeline itself (distance {d_best:.1f} vs {d_match:.1f})",
+            _feed_code(cfg),
+        ))
+    d_perm_same = min(d for d, n, p in scored if n == best and p == (0, 1, 2))
+    if perm != (0, 1, 2) and d_perm_same - d_best > 6:
+        out.append(Finding(
+            "channel_order", float(np.clip(1 - math.exp(-(d_perm_same - d_best) / 20), 0.5, 0.8)),
+            f"channel means {[round(float(x), 3) for x in u]} fit the recorded {st['input_format']} means reversed "
+            f"(distance {d_best:.1f} vs {d_perm_same:.1f} as they stand)",
+            f"feed {st['input_format']} order (read_image(path, format='{st['input_format']}'))",
+        ))
+    return out
