@@ -70,8 +70,10 @@ def build_train_cfg(out_dir: Path, train_name: str, test_name: str, max_iter: in
     cfg.SOLVER.IMS_PER_BATCH = 4
     cfg.SOLVER.BASE_LR = 0.02
     cfg.SOLVER.MAX_ITER = max_iter
-    cfg.SOLVER.STEPS = (int(max_iter * 0.75), int(max_iter * 0.9))
     cfg.SOLVER.WARMUP_ITERS = min(300, max_iter // 2)
+    # LR drops at 75% and 90%; very short runs (tests) keep only the drops the scheduler can place.
+    steps = sorted({int(max_iter * 0.75), int(max_iter * 0.9)})
+    cfg.SOLVER.STEPS = tuple(s for s in steps if cfg.SOLVER.WARMUP_ITERS < s < max_iter)
     # From scratch with BN, early steps can explode; clipping keeps the run alive without changing the model.
     cfg.SOLVER.CLIP_GRADIENTS.ENABLED = True
     cfg.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "norm"
