@@ -1,6 +1,7 @@
 """Cached loaders: the model once per (files, options); the reference once per (model, image, device); each
 variant once per (model, image, spec). Toggling a variant therefore never recomputes the reference.
 
+Entry counts are small because each entry holds decoded images (36 MB for a 12-megapixel photo).
 Cache keys are strings built from file paths, sizes and modification times, so replacing a file on disk (a new
 checkpoint, an edited image) invalidates its entries. Arguments starting with ``_`` are not hashed.
 """
@@ -82,7 +83,7 @@ def user_model(config: str, weights: Optional[str], classes: Union[None, str, Se
                        allow_mismatch, device), key
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _reference(model_key: str, image_key: str, spec_key: str, _loaded: LoadedModel, image: str,
                _spec: PipelineSpec) -> ReferenceView:
     return prepare_reference(_loaded, image, _spec)
@@ -96,7 +97,7 @@ def reference(loaded: LoadedModel, model_key: str, image: Path, spec: PipelineSp
 # Variant runs made for the home page's sensitivity table, reused when a stage page asks for the same spec.
 _RUNS: dict[tuple[str, str, str], RunResult] = {}
 _RUNS_LOCK = threading.Lock()
-_RUNS_MAX = 64
+_RUNS_MAX = 16  # one image's pitfalls; each run holds the decoded image, so keep this small
 
 
 def _remember_run(key: tuple[str, str, str], result: RunResult) -> None:
@@ -106,7 +107,7 @@ def _remember_run(key: tuple[str, str, str], result: RunResult) -> None:
         _RUNS[key] = result
 
 
-@st.cache_resource(show_spinner=False, max_entries=48)
+@st.cache_resource(show_spinner=False, max_entries=24)
 def _comparison(model_key: str, image_key: str, ref_key: str, spec_key: str, _loaded: LoadedModel, image: str,
                 _spec: PipelineSpec, _reference: ReferenceView) -> ComparisonView:
     with _RUNS_LOCK:

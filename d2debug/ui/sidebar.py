@@ -109,13 +109,17 @@ def _model_section() -> tuple[LoadedModel, str, str]:
             allow = st.checkbox("Load even if checkpoint keys do not match", key="sb_allow_mismatch",
                                 help="Layers without weights stay random; the mismatch is shown as an error.")
             if not config:
-                raise D2DebugError("give a config.yaml (and weights) to load your model")
-            classes = parse_class_names(classes_text)
-            with st.spinner("Loading the model..."):
-                loaded, key = loaders.user_model(config, weights or None, classes, trust, allow)
-            return loaded, key, label
+                st.info("Give the training run's config.yaml and weights to load your model; showing the demo "
+                        "model meanwhile.")
+            else:
+                classes = parse_class_names(classes_text)
+                with st.spinner("Loading the model..."):
+                    loaded, key = loaders.user_model(config, weights or None, classes, trust, allow)
+                return loaded, key, label
         except D2DebugError as exc:
             problem = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a bug, but the dashboard must stay usable; say what happened
+            problem = f"unexpected error while loading the model ({type(exc).__name__}: {exc})"
     with st.spinner("Loading the demo model..."):
         try:
             loaded, key = loaders.demo_model()

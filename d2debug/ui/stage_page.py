@@ -135,6 +135,9 @@ def stage_page(stage: str) -> None:
         except D2DebugError as exc:
             st.error(str(exc))
             st.session_state.pop(METRICS_KEY, None)
+        except Exception as exc:  # noqa: BLE001 - a bug; show it and keep the rest of the page working
+            st.error(f"Unexpected error running this comparison ({type(exc).__name__}: {exc})")
+            st.session_state.pop(METRICS_KEY, None)
     if view is not None:
         show_comparison(view, stage, sel.image_label)
     _teaching(stage, sel, view)
