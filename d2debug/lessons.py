@@ -91,6 +91,13 @@ def lesson(stage: str, cfg, view=None, class_names: Optional[list[str]] = None) 
             code,
         )
     if stage == "resize":
+        demo = ""
+        if {"green_square", "green_wide_rect"} <= set(names):
+            demo += (" This model tells `green_square` from `green_wide_rect` by aspect ratio alone, so a stretch "
+                     "turns one into the other.")
+        if {"striped_disc", "grey_disc"} <= set(names):
+            demo += (" It tells `striped_disc` from `grey_disc` by texture; the large `*_large.png` samples are "
+                     "halftone-printed, so non-antialiased downscaling changes their texture.")
         return Lesson(
             "Resize policy and interpolation",
             f"`ResizeShortestEdge([{lo}, {lo}], {hi})`: the short side goes to {lo}, then the image shrinks so "
@@ -100,7 +107,7 @@ def lesson(stage: str, cfg, view=None, class_names: Optional[list[str]] = None) 
             "A fixed square stretches the aspect ratio (shapes told apart by aspect change class); no resize "
             "shows objects at a scale the model never saw; a different short side or no MAX_SIZE clamp shifts the "
             "scale; `cv2.resize` INTER_LINEAR and nearest neighbour do not antialias, so fine textures (halftone "
-            "prints, stripes) alias into different patterns on large images." + _measured(view),
+            "prints, stripes) alias into different patterns on large images." + demo + _measured(view),
             code,
         )
     if stage == "normalization":
