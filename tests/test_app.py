@@ -334,3 +334,20 @@ def test_measure_toggle_rerender_time():
           f"reference {timings['cfg'][0]:.2f} s, swap again (cached) {timings['swapped'][1]:.2f} s, "
           f"re-render with nothing new {cached:.2f} s")
     assert metrics(at)["differences"] == {"channel_order": "swapped"}
+
+
+def test_a_broken_image_is_one_error_and_the_next_image_works(tmp_path):
+    (tmp_path / "a_broken.jpg").write_text("not a jpeg")
+    # A link to a sample: same file, so the cached results of val_000 are reused (keys follow the real file).
+    (tmp_path / "b_good.jpg").symlink_to(ROOT / "sample_data/images/val_000.jpg")
+    for page in (PAGES["channel_order"], "app.py"):
+        at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT * 3)
+        run(at)
+        set_radio(at, "sb_image_source", "Folder on this workstation")
+        at.text_input(key="sb_folder").input(str(tmp_path))
+        run(at)
+        assert at.selectbox(key="sb_folder_image").value == "a_broken.jpg"
+        assert any("a_broken.jpg" in e for e in errors(at)), errors(at)
+        at.button(key="btn_sb_folder_image_next").click()
+        run(at)
+        assert not errors(at), errors(at)

@@ -84,9 +84,9 @@ def user_model(config: str, weights: Optional[str], classes: Union[None, str, Se
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _reference(model_key: str, image_key: str, spec_key: str, _loaded: LoadedModel, image: str,
+def _reference(model_key: str, image_key: str, spec_key: str, _loaded: LoadedModel, _image: str,
                _spec: PipelineSpec) -> ReferenceView:
-    return prepare_reference(_loaded, image, _spec)
+    return prepare_reference(_loaded, _image, _spec)
 
 
 def reference(loaded: LoadedModel, model_key: str, image: Path, spec: PipelineSpec) -> ReferenceView:
@@ -108,11 +108,11 @@ def _remember_run(key: tuple[str, str, str], result: RunResult) -> None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=24)
-def _comparison(model_key: str, image_key: str, ref_key: str, spec_key: str, _loaded: LoadedModel, image: str,
+def _comparison(model_key: str, image_key: str, ref_key: str, spec_key: str, _loaded: LoadedModel, _image: str,
                 _spec: PipelineSpec, _reference: ReferenceView) -> ComparisonView:
     with _RUNS_LOCK:
         known = _RUNS.get((model_key, image_key, spec_key))
-    return compare_variant(_loaded, image, _spec, _reference, variant_result=known)
+    return compare_variant(_loaded, _image, _spec, _reference, variant_result=known)
 
 
 def comparison(loaded: LoadedModel, model_key: str, image: Path, spec: PipelineSpec,
@@ -122,9 +122,9 @@ def comparison(loaded: LoadedModel, model_key: str, image: Path, spec: PipelineS
 
 
 @st.cache_resource(show_spinner=False, max_entries=256)
-def _pitfall_row(model_key: str, image_key: str, ref_key: str, changes_key: str, _loaded: LoadedModel, image: str,
-                 _pitfall: Pitfall, _reference: ReferenceView) -> SensitivityRow:
-    row, result = sensitivity_row(_loaded, image, _pitfall, _reference)
+def _pitfall_row(model_key: str, image_key: str, ref_key: str, changes_key: str, _loaded: LoadedModel,
+                 _image: str, _pitfall: Pitfall, _reference: ReferenceView) -> SensitivityRow:
+    row, result = sensitivity_row(_loaded, _image, _pitfall, _reference)
     if result is not None:
         _remember_run((model_key, image_key, repr(_pitfall.spec(_reference.result.spec))), result)
     return row
