@@ -9,6 +9,7 @@ import streamlit as st
 
 from ..errors import D2DebugError
 from ..lessons import lesson
+from ..render import MAX_DISPLAY_SIDE
 from ..session import STAGES, ComparisonView
 from . import charts, loaders
 from .sidebar import Selection, sidebar
@@ -65,6 +66,10 @@ def show_comparison(view: ComparisonView, stage: str, image_label: str) -> None:
         st.warning(f"height/width not passed: the variant's boxes are in the resized {w}x{h} frame, drawn here on "
                    f"the original {view.reference.original_size[1]}x{view.reference.original_size[0]} image.")
 
+    h0, w0 = view.reference.original_size
+    if max(h0, w0) > MAX_DISPLAY_SIDE:
+        st.caption(f"The {w0}x{h0} image is shown downscaled to a long side of {MAX_DISPLAY_SIDE} px (boxes scaled "
+                   "with it); the models ran on the full image.")
     a = view.agreement
     c_ref, c_var, c_ovl = st.columns(3)
     c_ref.markdown(f"**Reference**: {len(view.reference.boxes)} detections")
