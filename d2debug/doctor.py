@@ -656,7 +656,7 @@ def _explain_size(h: int, w: int, H: int, W: int, cfg) -> Optional[Finding]:
             "resize_aspect", 0.98,
             f"aspect ratio changed: the input is {h}x{w} (w/h {w / h:.3f}), {shape}; the image is {H}x{W} "
             f"(w/h {W / H:.3f}): stretched x{sx / sy:.3f} horizontally; {ref_txt}",
-            fix + "  # keeps the aspect ratio; do not cv2.resize(image, (S, S))",
+            "keep the aspect ratio (no cv2.resize(image, (S, S))): " + fix,
         )
     short, long_ = min(h, w), max(h, w)
     s0 = mn / min(H, W)

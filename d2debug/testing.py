@@ -45,7 +45,7 @@ def _resolve_reference(cfg_or_loaded) -> tuple[Any, Optional[dict]]:
         if p.suffix.lower() == ".json":
             return None, load_fingerprint(p)
         return load_cfg(p), None
-    if isinstance(cfg_or_loaded, dict):
+    if isinstance(cfg_or_loaded, dict) and "d2debug_fingerprint" in cfg_or_loaded:  # (a CfgNode is a dict too)
         return None, load_fingerprint(cfg_or_loaded)
     return cfg_or_loaded, None
 
