@@ -582,6 +582,40 @@ class Diagnosis:
 
         return tensor_stats(self.reference, self.user, list(self.cfg_format), bins=bins)
 
+    def histogram_records(self, labels: Sequence[str] = ("reference", "your input"), bins: int = 64) -> list[dict]:
+        """Tidy rows ``{pipeline, channel, x, x2, count, fraction}`` of :meth:`histograms`, for charts."""
+        rows = []
+        for who, st in zip(labels, self.histograms(bins)):
+            e = st.edges
+            for ch, counts in zip(st.channel_names, st.counts):
+                total = max(1, int(counts.sum()))
+                rows += [{"pipeline": who, "channel": ch, "x": float(e[k]), "x2": float(e[k + 1]), "count": int(c),
+                          "fraction": float(c) / total} for k, c in enumerate(counts)]
+        return rows
+
+    def difference_heatmap(self) -> tuple[np.ndarray, float]:
+        """:meth:`difference` as an ``HxWx3`` uint8 RGB heat map (black = equal, white-hot = the largest
+        difference) and the difference value shown at full scale."""
+        import cv2
+
+        d = self.difference()
+        top = float(d.max())
+        scaled = np.zeros(d.shape, np.uint8) if top <= 0 else np.clip(d / top * 255 + 0.5, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO)[:, :, ::-1]), top
+
+    def display_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(reference, user)`` as ``HxWx3`` uint8 RGB for display: channels read in ``cfg_format`` order (as
+        the model reads them), each tensor min-max stretched to 0..255 (so a 0..1 or normalized input is
+        visible; its value range is shown by the histograms)."""
+        out = []
+        for t in (self.reference, self.user):
+            a = t.numpy().astype(np.float64)
+            lo, hi = float(a.min()), float(a.max())
+            a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
+            img = np.clip(a + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+            out.append(np.ascontiguousarray(img if self.cfg_format == "RGB" else img[:, :, ::-1]))
+        return out[0], out[1]
+
     def report(self) -> str:
         """Human-readable lines (the CLI's text output)."""
         a = self.analysis

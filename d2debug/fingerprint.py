@@ -299,9 +299,14 @@ def check_statistics(fp: dict, tensor: torch.Tensor, original_size: Optional[tup
         "external_normalization ": (1 / (255 * inet_s[::-1]), -inet_m[::-1] / inet_s[::-1]),
         "external_normalization  ": (np.full(3, 2 / 255), np.full(3, -1.0)),
     }
+    # Reversed channels are only told apart when the recorded first and last channel means differ by far
+    # more than images vary (a dataset of grey-ish scenes carries no channel-order signal).
+    perms = [(0, 1, 2)]
+    if abs(mu[0] - mu[2]) > 3 * max(tau[0], tau[2]) and stats["images"] >= 8:
+        perms.append((2, 1, 0))
     scored = []
     for name, (sl, off) in hyps.items():
-        for perm in ((0, 1, 2), (2, 1, 0)):
+        for perm in perms:
             x = (u - off) / sl
             s = v / sl
             d = float(np.sum(((x - mu[list(perm)]) / tau) ** 2) + np.sum((np.log(np.maximum(s, 1e-9) / sigma) / 0.7) ** 2))

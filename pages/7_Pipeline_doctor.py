@@ -1,0 +1,128 @@
+"""Dashboard page: the Pipeline Doctor. The user gives what their own code feeds the model for the sidebar's
+image (a saved dict or tensor); ``d2debug.doctor.diagnose`` says which stages differ from the reference, with
+evidence and the fix. This page only picks the files and renders the diagnosis."""
+import hashlib
+import json
+
+import streamlit as st
+
+from d2debug.doctor import diagnose, load_user_input
+from d2debug.errors import D2DebugError
+from d2debug.fingerprint import load_fingerprint
+from d2debug.ui import sidebar
+from d2debug.ui import charts
+from d2debug.ui.loaders import file_key
+
+RESULT_KEY = "d2debug_doctor"
+SOURCES = ("Upload", "Path on this workstation")
+INPUT_TYPES = ["pt", "pth", "npy", "npz"]
+
+st.set_page_config(page_title="d2debug: pipeline doctor", layout="wide")
+sel = sidebar()
+st.title("Pipeline doctor")
+st.markdown(
+    "Save what **your** inference code feeds the model for the image chosen in the sidebar, load it here, and "
+    "the Doctor works out which preprocessing stages differ from the reference (what `DefaultPredictor` does), "
+    "with the numbers behind each finding and the fix. Files are read safely: tensors and plain containers only "
+    "(`torch.load(weights_only=True)`, `numpy.load(allow_pickle=False)`)."
+)
+with st.expander("How to save your model input"):
+    st.code(
+        "inputs = my_preprocess(path)            # what you pass to model(...)\n"
+        "torch.save(inputs, 'my_input.pt')        # a dict {'image', 'height', 'width'}, a list of them, or a tensor\n"
+        "# or: numpy.save('my_input.npy', tensor.numpy())\n"
+        "# command line: python -m d2debug doctor --image IMAGE --input my_input.pt [--json]",
+        language="python",
+    )
+
+
+def pick(label: str, key: str, types: list[str]):
+    """A file by upload or path. Returns (bytes or path or None, display name, cache key)."""
+    choice = st.radio(label, SOURCES, key=f"{key}_source", horizontal=True)
+    if choice == SOURCES[0]:
+        up = st.file_uploader(label, type=types, key=f"{key}_upload", label_visibility="collapsed")
+        if up is None:
+            return None, "", ""
+        data = up.getvalue()
+        return data, up.name, hashlib.sha256(data).hexdigest()
+    path = st.text_input(f"{label}: path", key=f"{key}_path", placeholder=f"/path/to/file.{types[0]}").strip()
+    return (path or None), path, file_key(path) if path else ""
+
+
+left, right = st.columns(2)
+with left:
+    source, source_name, source_key = pick("Your model input (.pt / .pth / .npy / .npz)", "doctor_input", INPUT_TYPES)
+with right:
+    use_fp = st.checkbox("Check against a pipeline fingerprint (recorded at training time)", key="doctor_use_fp")
+    fp_source, fp_name, fp_key = pick("Fingerprint (.json)", "doctor_fp", ["json"]) if use_fp else (None, "", "")
+
+if sel.image is None:
+    st.info("Choose an image in the sidebar: the one your input was made from.")
+    st.stop()
+if source is None:
+    st.info("Give your saved model input to diagnose it.")
+    st.stop()
+
+run_key = f"{sel.model_key}|{file_key(sel.image)}|{source_key}|{fp_key}"
+if st.session_state.get(f"_{RESULT_KEY}_key") != run_key:
+    st.session_state.pop(RESULT_KEY, None)
+    st.session_state.pop(f"_{RESULT_KEY}_diag", None)
+    try:
+        fingerprint = None
+        if fp_source is not None:
+            fingerprint = load_fingerprint(json.loads(fp_source) if isinstance(fp_source, bytes) else fp_source)
+        user = load_user_input(source, name=source_name)
+        with st.spinner("Re-rendering the image under each candidate explanation..."):
+            diag = diagnose(sel.loaded, sel.image, user, fingerprint=fingerprint)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        st.error(f"{fp_name}: not a JSON fingerprint ({exc})")
+        st.stop()
+    except D2DebugError as exc:
+        st.error(str(exc))
+        st.stop()
+    st.session_state[f"_{RESULT_KEY}_key"] = run_key
+    st.session_state[f"_{RESULT_KEY}_diag"] = diag
+    st.session_state[RESULT_KEY] = diag.to_dict()
+diag = st.session_state[f"_{RESULT_KEY}_diag"]
+result = st.session_state[RESULT_KEY]
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Reference input", "x".join(map(str, result["reference"]["shape"])))
+c2.metric("Your input", "x".join(map(str, result["input"]["shape"])), help=diag.user_input.describe())
+c3.metric("Your dtype / range", f"{result['input']['dtype']}",
+          f"{result['input']['range'][0]:.4g} .. {result['input']['range'][1]:.4g}", delta_color="off")
+if "residual" in result["analysis"]:
+    c4.metric("Unexplained after diagnosis", f"{result['analysis']['residual']:.3g} grey levels",
+              help="RMS error left after the best explanation: ~0 means the findings reproduce your input exactly")
+
+st.subheader("Findings")
+if diag.is_match:
+    f = diag.findings[0]
+    st.success(f"**match**: {f.evidence}")
+elif not diag.findings:
+    st.warning("The input differs from the reference, but no stage the Doctor knows explains it (see notes).")
+for i, f in enumerate(diag.findings if not diag.is_match else [], 1):
+    with st.container(border=True):
+        st.markdown(f"**{i}. `{f.id}`** &nbsp; confidence {f.confidence:.2f}")
+        st.markdown(f.evidence)
+        st.code(f.fix, language="python")
+for n in diag.notes:
+    st.caption(f"Note: {n}")
+
+st.subheader("Reference vs your input")
+ref_img, user_img = diag.display_images()
+heat, top = diag.difference_heatmap()
+a, b, c = st.columns(3)
+a.image(ref_img, caption=f"reference model input ({diag.cfg_format}, 0..255)", use_container_width=True)
+b.image(user_img, caption=f"your input, channels read as {diag.cfg_format}, stretched to its own min..max",
+        use_container_width=True)
+c.image(heat, caption=f"per-pixel |your input - reference|, channel mean; white-hot = {top:.4g}"
+        + ("" if tuple(diag.user.shape) == tuple(diag.reference.shape) else " (your input resampled to the reference grid)"),
+        use_container_width=True)
+charts.histograms(diag.histogram_records(labels=("reference", "variant")),
+                  "model input per channel: reference (blue) vs your input (red), shared bins")
+
+with st.expander("Analysis details"):
+    st.json(result["analysis"], expanded=False)
+st.download_button("Download the diagnosis (JSON)", json.dumps(result, indent=1), file_name="doctor.json",
+                   mime="application/json", key="doctor_download")

@@ -1,0 +1,86 @@
+"""AppTest for the Pipeline doctor page on the real demo model: widgets by key, no exceptions, a refused
+pickle and a broken fingerprint are one st.error each and the page keeps working."""
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from conftest import ROOT, SAMPLE_IMAGES
+
+PAGE = str(ROOT / "pages" / "7_Pipeline_doctor.py")
+TIMEOUT = 300
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def run(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def errors(at: AppTest) -> list[str]:
+    return [str(e.value) for e in at.error]
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_doctor_page_diagnoses_refuses_pickles_and_recovers(tmp_path):
+    from d2debug.doctor import make_user_input
+    from d2debug.fingerprint import make_fingerprint, save_fingerprint
+    from d2debug.model import DEMO_CONFIG, load_cfg
+    from d2debug.stages import PipelineSpec
+
+    cfg = load_cfg(DEMO_CONFIG)
+    image = SAMPLE_IMAGES[0]  # the sidebar's default sample image
+    torch.save(make_user_input(cfg, image, PipelineSpec(channel_order="swapped", resize="fixed")), tmp_path / "bad.pt")
+    torch.save(make_user_input(cfg, image), tmp_path / "ok.pt")
+    (tmp_path / "evil.pt").write_bytes(pickle.dumps({"image": _Evil(tmp_path / "ran")}))
+    save_fingerprint(make_fingerprint(cfg, SAMPLE_IMAGES[:3]), tmp_path / "fp.json")
+    (tmp_path / "broken.json").write_text("{not json")
+
+    at = run(AppTest.from_file(PAGE, default_timeout=TIMEOUT))
+    assert not errors(at) and "d2debug_doctor" not in at.session_state
+    at.radio(key="doctor_input_source").set_value("Path on this workstation")
+    run(at)
+
+    # A pickle disguised as .pt: one error naming the file, never unpickled.
+    at.text_input(key="doctor_input_path").set_value(str(tmp_path / "evil.pt"))
+    run(at)
+    assert len(errors(at)) == 1 and "evil.pt" in errors(at)[0] and "refused" in errors(at)[0]
+    assert not (tmp_path / "ran").exists() and "d2debug_doctor" not in at.session_state
+
+    # The page keeps working: a BGR, square-resized input gets both findings with their fixes.
+    at.text_input(key="doctor_input_path").set_value(str(tmp_path / "bad.pt"))
+    run(at)
+    assert not errors(at)
+    res = at.session_state["d2debug_doctor"]
+    assert [f["id"] for f in res["findings"]] == ["channel_order", "resize_aspect"]
+    assert any("ResizeShortestEdge" in c.value for c in at.code)
+
+    # The exact reference input is a match.
+    at.text_input(key="doctor_input_path").set_value(str(tmp_path / "ok.pt"))
+    run(at)
+    assert [f["id"] for f in at.session_state["d2debug_doctor"]["findings"]] == ["match"]
+    assert at.success and "match" in at.success[0].value
+
+    # A broken fingerprint: one error; a good one: still a match.
+    at.checkbox(key="doctor_use_fp").check()
+    run(at)
+    at.radio(key="doctor_fp_source").set_value("Path on this workstation")
+    run(at)
+    at.text_input(key="doctor_fp_path").set_value(str(tmp_path / "broken.json"))
+    run(at)
+    assert len(errors(at)) == 1 and "broken.json" in errors(at)[0]
+    at.text_input(key="doctor_fp_path").set_value(str(tmp_path / "fp.json"))
+    run(at)
+    assert not errors(at)
+    assert [f["id"] for f in at.session_state["d2debug_doctor"]["findings"]] == ["match"]
