@@ -50,24 +50,27 @@ def shared_histograms(tensors, channel_names=None, bins: int = 64) -> list[Tenso
     """Stats of several ``CxHxW`` tensors with histograms on ONE set of bin edges spanning all of them, so
     the histograms overlay. ``channel_names`` default to ``c0, c1, ...``."""
     arrays = [_as_array(t) for t in tensors]
-    finite = [a[np.isfinite(a)] for a in arrays]
+    all_finite = [bool(np.isfinite(a).all()) for a in arrays]
+    finite = [a if ok else a[np.isfinite(a)] for a, ok in zip(arrays, all_finite)]  # copy only when needed
     lo = min((float(f.min()) for f in finite if f.size), default=0.0)
     hi = max((float(f.max()) for f in finite if f.size), default=1.0)
     if hi <= lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, bins + 1)
     out = []
-    for a in arrays:
+    for a, ok in zip(arrays, all_finite):
         names = tuple(channel_names or [f"c{i}" for i in range(a.shape[0])])
         chans, counts = [], []
         for c in range(a.shape[0]):
-            x = a[c][np.isfinite(a[c])]
+            x = a[c] if ok else a[c][np.isfinite(a[c])]
             chans.append(
                 ChannelStats(float(x.mean()), float(x.std()), float(x.min()), float(x.max()))
                 if x.size
                 else ChannelStats(float("nan"), float("nan"), float("nan"), float("nan"))
             )
-            counts.append(np.histogram(x, bins=edges)[0])
+            # bins + range (not the edges array) takes numpy's equal-width path: the same counts on the same
+            # edges (numpy corrects each index against linspace(lo, hi)), without sorting the data.
+            counts.append(np.histogram(x, bins=bins, range=(lo, hi))[0])
         out.append(TensorStats(tuple(chans), tuple(counts), edges, names))
     return out
 
