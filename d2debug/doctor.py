@@ -711,51 +711,89 @@ def _explain_size(h: int, w: int, H: int, W: int, cfg) -> Optional[Finding]:
     return Finding("resize_size", 0.98, ev, fix)
 
 
-def _value_findings(a: np.ndarray, b: np.ndarray, cfg, fmt: str, quality: float) -> list[Finding]:
-    """Name the value mapping ``user = a * reference + b`` (per user channel, reference in 0..255)."""
+def _named_mappings(cfg) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Known value mappings ``user = a * reference + b`` per tensor channel (reference in 0..255)."""
+    M = np.array([float(v) for v in cfg.MODEL.PIXEL_MEAN])
+    S = np.array([float(v) for v in cfg.MODEL.PIXEL_STD])
+    m, s = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
+    one = np.ones(3)
+    # The model's own values first: with PIXEL_MEAN = PIXEL_STD = 127.5, "x / 127.5 - 1" IS double normalization.
+    return [
+        ("identity", one, 0 * one),
+        ("value_range_0_1", one / 255, 0 * one),
+        ("double_normalization", 1 / S, -M / S),
+        ("ImageNet mean/std (torchvision T.Normalize), RGB order", 1 / (255 * s), -m / s),
+        ("ImageNet mean/std in BGR order", 1 / (255 * s[::-1]), -m[::-1] / s[::-1]),
+        ("mean = std = 0.5 (x / 127.5 - 1)", 2 * one / 255, -one),
+    ]
+
+
+def _value_findings(U: np.ndarray, Rp: np.ndarray, a: np.ndarray, b: np.ndarray, r_free: float, cfg,
+                    quality: float) -> tuple[list[Finding], dict]:
+    """Name the value mapping between the user tensor ``U`` and the (channel-matched) reference render ``Rp``
+    (both ``3xN``; ``Rp`` in 0..255). Each known mapping is scored by its RMS error in grey levels; the best
+    is accepted when it explains the pixels about as well as the free per-channel affine fit ``(a, b)`` with
+    residual ``r_free`` (so noise from a decoder or blur does not turn into a made-up normalization).
+    Otherwise the free fit's estimated mean/std are reported."""
     model_mean = np.array([float(v) for v in cfg.MODEL.PIXEL_MEAN])
     model_std = np.array([float(v) for v in cfg.MODEL.PIXEL_STD])
-    if np.all(np.abs(a - 1) < 0.01) and np.all(np.abs(b) < 0.5):
-        return []
+    errors = {}
+    for name, ah, bh in _named_mappings(cfg):
+        errors[name] = float(np.sqrt(np.mean(((U - bh[:, None]) / ah[:, None] - Rp) ** 2)))
+    best = min(errors, key=errors.get)  # ties keep the earlier (the model's own values first)
+    info = {"value_mapping_errors": {k: round(v, 4) for k, v in errors.items()}}
     fix_feed = _feed_code(cfg)
-    if np.all(np.abs(a * 255 - 1) < 0.01) and np.all(np.abs(b * 255) < 0.5):
-        return [Finding(
-            "value_range_0_1", 0.99 * quality,
-            f"values are the reference divided by {1 / a.mean():.1f} (slopes {_fmt(a, 5)}, offsets {_fmt(b, 4)}): a 0..1 "
-            "tensor (ToTensor() or / 255); after the model's own normalization the backbone sees a nearly constant image",
-            "drop ToTensor() / the division by 255: " + fix_feed,
-        )]
-    if np.all(a > 0):
+    with np.errstate(divide="ignore", invalid="ignore"):
         std01 = 1.0 / (255.0 * a)
         mean01 = -b * std01
-        mean255, std255 = mean01 * 255, std01 * 255
-        est = f"estimated mean {_fmt(mean01)} / std {_fmt(std01)} in 0..1 units ({_fmt(mean255, 1)} / {_fmt(std255, 2)} in 0..255)"
-        if np.all(np.abs(mean255 - model_mean) < 2.0) and np.all(np.abs(std255 / model_std - 1) < 0.03):
-            return [Finding(
-                "double_normalization", 0.97 * quality,
-                f"the tensor is already normalized with the model's own PIXEL_MEAN {_fmt(model_mean, 2)} / PIXEL_STD "
-                f"{_fmt(model_std, 2)} ({est}); GeneralizedRCNN.preprocess_image normalizes again",
-                "remove your (x - mean) / std (T.Normalize): " + fix_feed,
-            )]
-        name = "a custom normalization"
-        for label, m, s in (("ImageNet mean/std (torchvision T.Normalize), RGB order", IMAGENET_MEAN, IMAGENET_STD),
-                            ("ImageNet mean/std in BGR order", IMAGENET_MEAN[::-1], IMAGENET_STD[::-1]),
-                            ("mean = std = 0.5 (x / 127.5 - 1)", (0.5,) * 3, (0.5,) * 3)):
-            if np.all(np.abs(mean01 - np.array(m)) < 0.01) and np.all(np.abs(std01 / np.array(s) - 1) < 0.03):
-                name = label
-                break
+    est = (f"estimated mean {_fmt(mean01)} / std {_fmt(std01)} in 0..1 units ({_fmt(mean01 * 255, 1)} / "
+           f"{_fmt(std01 * 255, 2)} in 0..255)")
+    named_ok = errors[best] <= max(1.25 * r_free, r_free + 0.3)
+    info["value_mapping"] = best if named_ok else "fitted"
+    if named_ok and best == "identity":
+        return [], info
+    ev_err = f"error {errors[best]:.3g} grey levels vs {errors['identity']:.3g} for 0..255 as is"
+    if named_ok and best == "value_range_0_1":
+        return [Finding(
+            "value_range_0_1", 0.99 * quality,
+            f"values are the reference / 255 (slopes {_fmt(a, 5)}, offsets {_fmt(b, 4)}; {ev_err}): a 0..1 tensor "
+            "(ToTensor() or / 255); after the model's own normalization the backbone sees a nearly constant image",
+            "drop ToTensor() / the division by 255: " + fix_feed,
+        )], info
+    if named_ok and best == "double_normalization":
+        return [Finding(
+            "double_normalization", 0.97 * quality,
+            f"the tensor is already normalized with the model's own PIXEL_MEAN {_fmt(model_mean, 2)} / PIXEL_STD "
+            f"{_fmt(model_std, 2)} ({est}; {ev_err}); GeneralizedRCNN.preprocess_image normalizes again",
+            "remove your (x - mean) / std (T.Normalize): " + fix_feed,
+        )], info
+    if named_ok:
         return [Finding(
             "external_normalization", 0.97 * quality,
-            f"{name} applied outside the model: {est}; the model then applies PIXEL_MEAN {_fmt(model_mean, 2)} / "
-            f"PIXEL_STD {_fmt(model_std, 2)} on top",
+            f"{best} applied outside the model: {est}; {ev_err}; the model then applies PIXEL_MEAN "
+            f"{_fmt(model_mean, 2)} / PIXEL_STD {_fmt(model_std, 2)} on top",
             "remove T.Normalize(...) and ToTensor(): " + fix_feed,
-        )]
+        )], info
+    if np.all(np.abs(a - 1) < 0.25):
+        # Still 0..255 with a mild per-channel gain/offset: a colour change (re-encoding, colour conversion),
+        # not a normalization. Say so without inventing a stage.
+        info["value_note"] = (f"values stay in 0..255 but with a per-channel gain {_fmt(a, 3)} and offset {_fmt(b, 1)} "
+                              "(a colour change such as JPEG re-encoding or a colour conversion, not a normalization)")
+        return [], info
+    if np.all(a > 0):
+        return [Finding(
+            "external_normalization", 0.9 * quality,
+            f"a custom normalization applied outside the model: {est} (fit residual {r_free:.3g} grey levels; the "
+            f"closest known mapping, {best}, leaves {errors[best]:.3g}); the model then applies PIXEL_MEAN "
+            f"{_fmt(model_mean, 2)} / PIXEL_STD {_fmt(model_std, 2)} on top",
+            "remove T.Normalize(...) / the scaling: " + fix_feed,
+        )], info
     return [Finding(
         "external_normalization", 0.6 * quality,
         f"an unexpected value mapping: user = a * reference + b with a = {_fmt(a, 5)}, b = {_fmt(b, 3)} "
         "(a negative slope inverts the image)",
         fix_feed,
-    )]
+    )], info
 
 
 def container_findings(ui: UserInput) -> list[Finding]:
@@ -869,13 +907,15 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
 
     # 4. Resampler: re-render every candidate at the user's size; the right one reproduces the tensor.
     if (h, w) == (Hc, Wc):
-        renders = [(("none", "none"), base)]
+        renders = {("none", "none"): base}
     else:
-        renders = [(RESAMPLERS[0], resize_image(base, h, w, RESAMPLERS[0][1], RESAMPLERS[0][0]))]
-    fits = [(key, _fit(U, img)) for key, img in renders]
+        renders = {RESAMPLERS[0]: resize_image(base, h, w, RESAMPLERS[0][1], RESAMPLERS[0][0])}
+    fits = [(key, _fit(U, img)) for key, img in renders.items()]
     if (h, w) != (Hc, Wc) and fits[0][1][0] > _EXACT:
         # The reference resampler does not reproduce the pixels exactly: try every other one.
-        fits += [((be, it), _fit(U, resize_image(base, h, w, it, be))) for be, it in RESAMPLERS[1:]]
+        for be, it in RESAMPLERS[1:]:
+            renders[(be, it)] = resize_image(base, h, w, it, be)
+            fits.append(((be, it), _fit(U, renders[(be, it)])))
     analysis["resampler_residuals"] = {f"{k[0]}/{k[1]}": round(float(f[0]), 4) for k, f in fits}
     best_key, best = min(fits, key=lambda kf: kf[1][0])
     ref_fit = fits[0][1]
@@ -894,6 +934,8 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
         ))
     else:
         best_key, (residual, perm, a, b, ident) = fits[0]
+    Rp = np.ascontiguousarray(renders[best_key].transpose(2, 0, 1).reshape(3, -1), dtype=np.float64)[list(perm)]
+    del renders
     analysis.update(resampler=f"{best_key[0]}/{best_key[1]}", residual=round(float(residual), 4),
                     permutation=list(perm), slope=[float(f"{v:.6g}") for v in a], offset=[float(f"{v:.6g}") for v in b])
     quality = 1.0 / (1.0 + max(0.0, residual - _EXACT) / 5.0)
@@ -908,7 +950,11 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
             (f"DefaultPredictor takes the BGR array of cv2.imread / read_image(path, 'BGR') and flips it itself; "
              f"calling the model directly, feed {fmt}: image = read_image(path, format='{fmt}')  # or image[:, :, ::-1]"),
         ))
-    findings += _value_findings(a, b, ref_cfg, fmt, quality)
+    value_findings, value_info = _value_findings(U, Rp, a, b, residual, ref_cfg, quality)
+    findings += value_findings
+    if "value_note" in value_info:
+        notes.append(value_info.pop("value_note"))
+    analysis.update(value_info)
 
     # 6. Original size (dicts only).
     # (absent keys are a container finding; here: keys present but not the original size)
@@ -963,13 +1009,21 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
                     f"the input equals the reference: max |difference| {float(diff.max()):.3g}, mean {float(diff.mean()):.3g}",
                     "nothing to fix",
                 ))
-            elif residual < _UNEXPLAINED:
-                findings.append(Finding(
-                    "match", 0.6,
-                    f"same stages as the reference; small pixel differences remain (max {float(diff.max()):.2f}, mean "
-                    f"{float(diff.mean()):.3f} grey levels), e.g. another JPEG decoder",
-                    "nothing to fix in the stages the Doctor checks",
-                ))
+            else:
+                rms = float(diff.pow(2).mean().sqrt())
+                if rms < 1.0:
+                    findings.append(Finding(
+                        "match", 0.6,
+                        f"every stage the Doctor checks agrees with the reference; small pixel differences remain "
+                        f"(RMS {rms:.2f}, max {float(diff.max()):.1f} grey levels: another JPEG decoder, re-encoding, "
+                        "a light filter)",
+                        "nothing to fix in the stages the Doctor checks",
+                    ))
+                else:
+                    notes.append(f"the input differs from the reference by RMS {rms:.2f} grey levels (max "
+                                 f"{float(diff.max()):.1f}) in a way no stage the Doctor checks explains")
+        else:
+            notes.append("the input's size differs from the reference, but no resize rule the Doctor knows explains it")
     merged: dict[str, Finding] = {}
     for f in findings:  # the pixels and the fingerprint may both report one stage: one finding, both evidences
         g = merged.get(f.id)

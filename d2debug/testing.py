@@ -119,6 +119,7 @@ _D2_DEFAULT = {"MODEL.PIXEL_MEAN": [103.53, 116.28, 123.675], "MODEL.PIXEL_STD":
 SUITE: tuple[SuiteCase, ...] = (
     SuiteCase("reference", ()),
     SuiteCase("reference, list of dicts", (), container="list"),
+    SuiteCase("reference, bare tensor (numpy.save)", (), container="tensor"),
     # single pitfalls
     SuiteCase("BGR fed to an RGB model", ("channel_order",), {"channel_order": "swapped"}),
     SuiteCase("ToTensor (0..1)", ("value_range_0_1",), {"value_range": "0_1"}),

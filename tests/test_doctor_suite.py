@@ -8,7 +8,9 @@ must be one of the true pitfalls in at least 95% of the cases, and the exact ref
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
 from conftest import SAMPLE_IMAGES
 from d2debug.doctor import diagnose, make_user_input
@@ -61,3 +63,82 @@ def test_suite_scores_a_wrong_answer_as_wrong(demo, tmp_path):
     bad = run_case(demo, replace(case, pitfalls=("value_range_0_1",)), img, tmp_path)
     assert good.top_right and not bad.top_right
     assert "WRONG" in confusion_table([good, bad])
+
+
+# --- pipelines written the way users write them (not by the library's stage functions) -----------------------
+
+
+def _torchvision_classic(path):
+    import torchvision.transforms as T
+    from PIL import Image
+
+    im = Image.open(path).convert("RGB")  # no exif_transpose
+    t = T.Compose([T.Resize(320), T.ToTensor(), T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])(im)
+    return {"image": t, "height": im.height, "width": im.width}
+
+
+def _cvtcolor_then_predictor(path):
+    import cv2
+    from detectron2.data import transforms as T
+
+    img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)  # RGB handed to DefaultPredictor...
+    img = img[:, :, ::-1]  # ...which flips it for an RGB model, thinking it is BGR
+    out = T.ResizeShortestEdge([320, 320], 533).get_transform(img).apply_image(img)
+    return {"image": torch.as_tensor(out.astype("float32").transpose(2, 0, 1)), "height": img.shape[0],
+            "width": img.shape[1]}
+
+
+def _cv2_area_right_size(path):
+    import cv2
+    from detectron2.data import transforms as T
+    from detectron2.data.detection_utils import read_image
+
+    img = read_image(str(path), "RGB")
+    h, w = img.shape[:2]
+    nh, nw = T.ResizeShortestEdge.get_output_shape(h, w, 320, 533)
+    out = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    return {"image": torch.as_tensor(out.astype("float32").transpose(2, 0, 1)), "height": h, "width": w}
+
+
+def _jpeg_reencoded(path):
+    import io
+
+    from detectron2.data import transforms as T
+    from detectron2.data.detection_utils import read_image
+    from PIL import Image
+
+    img = read_image(str(path), "RGB")
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=90)
+    img = np.asarray(Image.open(buf))
+    out = T.ResizeShortestEdge([320, 320], 533).get_transform(img).apply_image(img)
+    return {"image": torch.as_tensor(out.astype("float32").transpose(2, 0, 1)), "height": img.shape[0],
+            "width": img.shape[1]}
+
+
+@pytest.mark.parametrize("fn, image, expected", [
+    (_torchvision_classic, "val_000", {"resize_size", "external_normalization"}),
+    (_torchvision_classic, "val_043_exif5", {"exif_orientation", "resize_size", "external_normalization"}),
+    (_cvtcolor_then_predictor, "val_021", {"channel_order"}),
+    (_cv2_area_right_size, "val_040_large", {"resize_interpolation"}),
+])
+def test_hand_written_pipelines(demo, fn, image, expected):
+    from conftest import sample
+
+    img = sample(image)
+    d = diagnose(demo, img, fn(img))
+    assert set(d.ids) == expected, d.report()
+    if fn is _torchvision_classic:
+        assert "ImageNet" in next(f.evidence for f in d.findings if f.id == "external_normalization")
+
+
+def test_a_difference_no_stage_explains_is_not_called_a_stage(demo):
+    # JPEG re-encoding changes pixels but no preprocessing stage: no invented finding, and not an exact match.
+    from conftest import sample
+
+    for name in ("val_000", "val_037_large"):
+        img = sample(name)
+        d = diagnose(demo, img, _jpeg_reencoded(img))
+        assert set(d.ids) <= {"match"}, d.report()
+        assert not (d.ids == ["match"] and d.findings[0].confidence > 0.9)
+        assert d.notes
