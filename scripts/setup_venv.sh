@@ -41,7 +41,6 @@ fi
 echo "setup: installing pinned requirements into $VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade "pip>=24,<26"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-torch.txt -r requirements.txt
-"$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -c 'from detectron2 import _C' || { echo "error: detectron2's compiled ops do not load in $VENV" >&2; exit 1; }
 echo "$want_hash" > "$STAMP"
 echo "setup: done"
