@@ -116,9 +116,14 @@ def cmd_doctor_suite(a: argparse.Namespace) -> int:
 def register(sub) -> None:
     from .cli import add_model_args
 
-    d = sub.add_parser("doctor", help="say which preprocessing stage(s) of YOUR model input differ from the reference")
+    d = sub.add_parser(
+        "doctor", help="say which preprocessing stage(s) of YOUR model input differ from the reference",
+        description="Compare what your code feeds the model for one image with the reference pipeline "
+                    "(DefaultPredictor) and say which stages differ, with evidence and the fix. Exit status: 0 the "
+                    "input matches, 1 findings (or a difference no stage explains), 2 bad input.")
     add_model_args(d)
-    d.add_argument("--image", type=Path, help="the image file your code preprocessed")
+    d.add_argument("--image", type=Path, help="the image file your code preprocessed (may be left out with "
+                                              "--fingerprint: a statistics-only check)")
     d.add_argument("--input", type=Path, required=True,
                    help="what your code feeds the model, saved with torch.save or numpy.save: a dict "
                         "{'image', 'height', 'width'}, a list of them, or a CxHxW / 1xCxHxW tensor or array")

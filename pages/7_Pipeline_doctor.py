@@ -86,13 +86,14 @@ if st.session_state.get(f"_{RESULT_KEY}_key") != run_key:
 diag = st.session_state[f"_{RESULT_KEY}_diag"]
 result = st.session_state[RESULT_KEY]
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Reference input", "x".join(map(str, result["reference"]["shape"])))
 c2.metric("Your input", "x".join(map(str, result["input"]["shape"])), help=diag.user_input.describe())
-c3.metric("Your dtype / range", f"{result['input']['dtype']}",
-          f"{result['input']['range'][0]:.4g} .. {result['input']['range'][1]:.4g}", delta_color="off")
+c3.metric("Your dtype", result["input"]["dtype"])
+c4.metric("Your value range", f"{result['input']['range'][0]:.4g} .. {result['input']['range'][1]:.4g}",
+          help="the reference is float32 0..255")
 if "residual" in result["analysis"]:
-    c4.metric("Unexplained after diagnosis", f"{result['analysis']['residual']:.3g} grey levels",
+    c5.metric("Unexplained after diagnosis", f"{result['analysis']['residual']:.3g} grey levels",
               help="RMS error left after the best explanation: ~0 means the findings reproduce your input exactly")
 
 st.subheader("Findings")
@@ -105,7 +106,7 @@ for i, f in enumerate(diag.findings if not diag.is_match else [], 1):
     with st.container(border=True):
         st.markdown(f"**{i}. `{f.id}`** &nbsp; confidence {f.confidence:.2f}")
         st.markdown(f.evidence)
-        st.code(f.fix, language="python")
+        st.code(f.fix, language="python", wrap_lines=True)
 for n in diag.notes:
     st.caption(f"Note: {n}")
 

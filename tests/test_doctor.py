@@ -273,6 +273,22 @@ def test_cli_doctor_json_and_exit_codes(demo, tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+def test_cli_doctor_on_a_user_model_by_path(tiny_weights, tmp_path):
+    from conftest import TINY_CONFIG
+    from d2debug.model import load_cfg
+
+    cfg = load_cfg(TINY_CONFIG)  # BGR, MIN/MAX_SIZE_TEST 256/400
+    img = sample("val_014")
+    np.save(tmp_path / "x.npy", make_user_input(cfg, img, PipelineSpec(channel_order="swapped"), "batch").numpy())
+    r = _cli("doctor", "--config", TINY_CONFIG, "--weights", tiny_weights, "--image", img, "--input", tmp_path / "x.npy",
+             "--json")
+    assert r.returncode == 1, r.stderr
+    out = json.loads(r.stdout)
+    assert {f["id"] for f in out["findings"]} == {"channel_order", "batch_contract"}
+    assert out["reference"]["channel_order"] == "BGR"
+    assert max(out["reference"]["shape"][1:]) <= 400
+
+
 # --- the pytest helper, with preprocessing written the way users write it --------------------------------------
 
 
