@@ -1,0 +1,122 @@
+"""``python -m d2debug bench``: what d2debug costs on top of the model's forward pass, as ratios in one run."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["register", "cmd_bench"]
+
+ROWS = ("predictor", "reference", "toggle", "audit", "memory")
+MODELS = ("demo", "r50")
+
+
+def register(sub) -> None:
+    from .cli import add_model_args
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmark: DefaultPredictor vs d2debug's reference, a stage-page toggle, the audit, peak memory",
+        description=(
+            "Times, in one run on the same images: (1) DefaultPredictor, (2) the reference through d2debug, "
+            "(3) one stage-page toggle with the reference cached, (4) the audit vs K x N DefaultPredictor calls, "
+            "and (5) the dashboard's peak memory, on the demo model and a user-sized R50-FPN (800/1333, seeded "
+            "random weights), and prints the ratios. With --config/--weights, your model instead."
+        ),
+    )
+    add_model_args(p)
+    p.add_argument("--images", type=Path, help="directory of images (default: sample images from sample_data)")
+    p.add_argument("--limit", type=int, default=6, help="use this many images (default: 6)")
+    p.add_argument("--annotations", type=Path,
+                   help="COCO json for the audit's AP (default: sample_data's, when the sample images are used)")
+    p.add_argument("--repeats", type=int, default=5, help="repeats per row; medians are reported (default: 5)")
+    p.add_argument("--audit-repeats", type=int, help="repeats of the audit row (default: --repeats)")
+    p.add_argument("--variants", nargs="+", metavar="NAME",
+                   help="audit pitfalls (default: the standard set; see `audit --help`)")
+    p.add_argument("--models", default="demo,r50",
+                   help="without --config: which of demo,r50 to run (default: both)")
+    p.add_argument("--rows", default=",".join(ROWS), help=f"rows to run (default: {','.join(ROWS)})")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    p.set_defaults(func=cmd_bench)
+
+
+def _split(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
+    from .errors import D2DebugError
+
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in items if s not in allowed]
+    if bad or not items:
+        raise D2DebugError(f"--{what} {text!r}: expected a comma-separated subset of {','.join(allowed)}")
+    return items
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    import tempfile
+
+    from .audit import parse_variants
+    from .bench import SAMPLE_ANNOTATIONS, default_images, run_bench, to_markdown, to_text, user_sized_model
+    from .cli import load_from_args
+    from .errors import D2DebugError
+    from .session import list_images
+
+    rows = _split(a.rows, ROWS, "rows")
+    if a.repeats < 1:
+        raise D2DebugError(f"--repeats {a.repeats}: must be at least 1")
+    if a.limit is not None and a.limit < 1:
+        raise D2DebugError(f"--limit {a.limit}: must be at least 1")
+    if a.audit_repeats is not None and a.audit_repeats < 1:
+        raise D2DebugError(f"--audit-repeats {a.audit_repeats}: must be at least 1")
+    pitfalls = parse_variants(a.variants)
+    if a.images is None:
+        images = default_images(a.limit)
+        annotations = a.annotations or SAMPLE_ANNOTATIONS
+    else:
+        images = list_images(a.images)[: a.limit]
+        annotations = a.annotations
+    if a.config is not None:
+        models = [(a.config.name, lambda device: load_from_args(_with_device(a, device)), 1)]
+    else:
+        if a.weights is not None:
+            raise D2DebugError("--weights needs --config (the training run's config.yaml)")
+        chosen = _split(a.models, MODELS, "models")
+        models = []
+        if "demo" in chosen:
+            models.append(("demo", lambda device: load_from_args(_with_device(a, device)), 0))
+        if "r50" in chosen:
+            models.append(("R50-FPN 800/1333", None, 1))
+
+    def log(msg: str) -> None:
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="d2debug-bench-r50-") as tmp:
+        loaders = []
+        for name, load, kind in models:
+            if load is None:
+                def load(device, _tmp=Path(tmp)):
+                    model = user_sized_model(_tmp)
+                    return model if device == "cpu" else _to(model, device)
+            loaders.append((name, load, kind))
+        res = run_bench(loaders, images, a.repeats, rows, a.audit_repeats, annotations, pitfalls, log)
+    if a.json:
+        print(json.dumps(res.to_dict(), indent=1))
+    elif a.markdown:
+        print(to_markdown(res), end="")
+    else:
+        print(to_text(res), end="")
+    return 0
+
+
+def _with_device(a: argparse.Namespace, device: str) -> argparse.Namespace:
+    b = argparse.Namespace(**vars(a))
+    b.device = device
+    return b
+
+
+def _to(loaded, device: str):
+    """The same model on ``device`` (``cuda``): a copy, with the device recorded."""
+    import dataclasses
+
+    want = "cuda:0" if device == "cuda" else device
+    return dataclasses.replace(loaded, model=loaded.model_on(want), device=want)

@@ -1,0 +1,154 @@
+"""The benchmark command: behaviour only (it runs, prints every row with its ratio and target, measures what it
+says it measures). No timed assertions: times on a shared machine are noise."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from d2debug.bench import (
+    CHROMIUM,
+    TARGETS,
+    BenchResult,
+    Row,
+    SharedModelPredictor,
+    make_large_image,
+    read_peak_rss_mb,
+    to_markdown,
+    to_text,
+    toggle,
+)
+from d2debug.cli import main
+from d2debug.run import reference_spec, run
+
+from conftest import SAMPLES, sample
+
+TIMED_ROWS = ["1", "2", "3", "4", "4b"]
+
+
+@pytest.fixture(scope="module")
+def two_images(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("bench_images")
+    for name in ("val_000.jpg", "val_006.jpg"):
+        shutil.copy(SAMPLES / "images" / name, d / name)
+    return d
+
+
+def _bench(capsys, two_images, *extra) -> tuple[int, str, str]:
+    code = main(["bench", "--models", "demo", "--images", str(two_images), "--repeats", "1",
+                 "--rows", "predictor,reference,toggle,audit", "--variants", "channel_swap", *extra])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_command_prints_every_row_with_a_ratio_and_its_target(capsys, two_images):
+    code, out, err = _bench(capsys, two_images)
+    assert code == 0, err
+    table = [line for line in out.splitlines() if line.startswith("demo ")]
+    assert [line.split()[2] for line in table] == TIMED_ROWS, out
+    for line in table:
+        ratio = next(tok for tok in line.split() if tok.endswith("x") and tok[:-1].replace(".", "").isdigit())
+        assert float(ratio[:-1]) > 0, line
+    assert "1.00x row 1" in table[0]
+    assert "<= 1.05" in table[1] and "<= 2" in table[2] and "<= 1.1" in table[3]
+    assert "2 pipelines x 2 images" in table[3]
+    assert "the GPU rows are skipped" in out or "cuda" in out
+
+
+def test_json_has_the_rows_ratios_and_the_toggle_breakdown(capsys, two_images):
+    code, out, err = _bench(capsys, two_images, "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    rows = {r["row"]: r for r in res["rows"] if r["device"] == "cpu"}
+    assert sorted(rows) == TIMED_ROWS
+    assert rows["1"]["ratio"] == 1.0
+    for key in TIMED_ROWS:
+        assert math.isfinite(rows[key]["ratio"]) and rows[key]["ratio"] > 0 and rows[key]["value"] > 0
+    assert rows["2"]["target"] == TARGETS["reference"][0] and rows["3"]["target"] == TARGETS["toggle"][0]
+    assert rows["2"]["met"] == (rows["2"]["ratio"] <= rows["2"]["target"])
+    assert len(res["images"]) == 2 and res["repeats"] == 1
+    parts = res["details"]["demo/cpu/toggle_breakdown_s"]
+    assert set(parts) == {"variant_run", "forward", "compare_stats_drawing", "encoding"}
+    assert 0 < parts["forward"] <= parts["variant_run"]
+    audit = res["details"]["demo/cpu/audit"]
+    assert audit["pipelines"] == ["reference", "channel_swap"] and audit["images"] == 2
+    # The printers show every row with its ratio.
+    result = BenchResult([Row(**{k: v for k, v in r.items() if k != "met"}) for r in res["rows"]],
+                         res["environment"], res["images"], res["repeats"], res["details"], res["notes"])
+    text, md = to_text(result), to_markdown(result)
+    for r in result.rows:
+        assert f"{r.ratio:.2f}x" in text and f"{r.ratio:.2f}x" in md
+    assert md.splitlines()[0].startswith("| model |")
+
+
+def test_bad_arguments_fail_in_one_line(capsys):
+    for args in (["--rows", "predictor,nonsense"], ["--repeats", "0"], ["--models", "r101"],
+                 ["--variants", "no_such_pitfall"]):
+        code = main(["bench", *args])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and err[0].startswith("error: "), (args, err)
+
+
+def test_the_floor_is_defaultpredictor_and_equals_the_reference(demo):
+    """Row 1's predictor is detectron2's own DefaultPredictor.__call__ on the loaded model: same detections as
+    d2debug's reference, exactly (so rows 1 and 2 time the same work)."""
+    from detectron2.data.detection_utils import read_image
+    from detectron2.engine import DefaultPredictor
+
+    path = sample("val_006")
+    pred = SharedModelPredictor(demo)
+    assert isinstance(pred, DefaultPredictor) and type(pred).__call__ is DefaultPredictor.__call__
+    inst = pred(read_image(str(path), format="BGR"))["instances"].to("cpu")
+    ref = run(demo, path, reference_spec(demo.cfg, "cpu"))
+    assert len(ref.boxes) > 0
+    np.testing.assert_array_equal(inst.pred_boxes.tensor.numpy(), ref.boxes)
+    np.testing.assert_array_equal(inst.scores.numpy(), ref.scores)
+
+
+def test_toggle_is_the_page_computation(demo):
+    from d2debug.session import prepare_reference
+
+    path = sample("val_006")
+    ref_spec = reference_spec(demo.cfg, "cpu")
+    ref = prepare_reference(demo, path, ref_spec)
+    same, parts = toggle(demo, path, ref_spec, ref)
+    assert same.agreement.f1 == 1.0 and same.differences == {}
+    assert set(parts) == {"variant_run", "forward", "compare_stats_drawing", "encoding"}
+    swapped, _ = toggle(demo, path, ref_spec.replace(channel_order="swapped"), ref)
+    assert swapped.agreement.f1 < 1.0, "val_006's red and blue discs flip when the channels are swapped"
+    assert swapped.png().startswith(b"\x89PNG")
+
+
+def test_large_image_is_twelve_megapixels(tmp_path):
+    from PIL import Image
+
+    path = make_large_image(tmp_path / "big.jpg")
+    with Image.open(path) as im:
+        assert im.size[0] * im.size[1] >= 12_000_000
+
+
+def test_peak_rss_of_this_process_is_read():
+    import os
+
+    assert read_peak_rss_mb(os.getpid()) > 50
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="the memory row drives Debian's chromium at /usr/bin/chromium")
+def test_memory_row_measures_a_real_dashboard(capsys):
+    code = main(["bench", "--rows", "memory", "--json"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    res = json.loads(out.out)
+    rows = {r["row"]: r for r in res["rows"]}
+    assert sorted(rows) == ["5", "5b"]
+    mem = res["details"]["memory_mb"]
+    assert mem["dashboard_after_sample_page"] >= mem["dashboard_idle"] > 0
+    assert mem["dashboard_after_12mp_toggle"] >= mem["dashboard_after_12mp_page"] >= mem["dashboard_after_sample_page"]
+    assert rows["5b"]["value"] == mem["dashboard_after_12mp_toggle"] or abs(
+        rows["5b"]["value"] - mem["dashboard_after_12mp_toggle"]) < 0.1
+    assert all(r["ratio"] > 0 for r in rows.values())
