@@ -25,7 +25,7 @@ st.subheader("Stage pages")
 cols = st.columns(3)
 for k, (stage, page) in enumerate(PAGE_FILES.items()):
     with cols[k % 3]:
-        st.page_link(page, label=f"{k + 1}. {STAGES[stage][0]}")
+        st.page_link(page, label=f"{k + 1}\\. {STAGES[stage][0]}")  # escaped: not a Markdown list
 
 ref = None
 if sel.image is None:

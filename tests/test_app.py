@@ -6,15 +6,19 @@ and a blue disc for the channel swap, an EXIF-rotated photo for decoding, ...).
 """
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from d2debug.session import PITFALLS
-
 ROOT = Path(__file__).resolve().parent.parent
+# The pages import d2debug from the checkout, as `streamlit run app.py` does (it puts app.py's folder on the path).
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from d2debug.session import PITFALLS  # noqa: E402
 PAGES = {
     "channel_order": "pages/1_Channel_order.py",
     "resize": "pages/2_Resize.py",
