@@ -920,15 +920,20 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     best_key, best = min(fits, key=lambda kf: kf[1][0])
     ref_fit = fits[0][1]
     residual, perm, a, b, ident = best
-    if best_key != fits[0][0] and ref_fit[0] - residual > 0.25 and residual < 0.67 * ref_fit[0]:
+    # Decisive: clearly better than the reference resampler, or an exact reproduction where the reference is not
+    # exact (e.g. antialiased F.interpolate, which differs from PIL bilinear by little more than uint8 rounding).
+    exact_only = residual < _EXACT and ref_fit[0] > 2 * _EXACT
+    if best_key != fits[0][0] and ((ref_fit[0] - residual > 0.25 and residual < 0.67 * ref_fit[0]) or exact_only):
         be, it = best_key
         names = _PIL_NAMES if be == "pil" else _CV2_NAMES if be == "cv2" else {k: k for k in _PIL_NAMES}
         code = _RESAMPLER_CODE[be].format(names[it])
         runner = sorted((f[0], f"{k[0]}/{k[1]}") for k, f in fits if k != best_key)[0]
+        small = (f"; a small difference: {ref_fit[0]:.2f} grey levels RMS, about uint8 rounding"
+                 if ref_fit[0] < 1.0 else "")
         findings.append(Finding(
-            "resize_interpolation", float(np.clip(1 - residual / ref_fit[0], 0.5, 0.97)),
+            "resize_interpolation", float(np.clip(1 - residual / ref_fit[0], 0.5, 0.97) * min(1.0, 0.5 + ref_fit[0])),
             f"the pixels are best explained by {be} {it} ({code}): residual {residual:.3f} grey levels vs "
-            f"{ref_fit[0]:.3f} for the reference PIL bilinear (next best {runner[1]} {runner[0]:.3f})",
+            f"{ref_fit[0]:.3f} for the reference PIL bilinear (next best {runner[1]} {runner[0]:.3f}){small}",
             "resize the uint8 HxWx3 image with detectron2's transform (PIL bilinear, antialiased when "
             "downscaling), not cv2.resize / F.interpolate: " + _reference_resize_code(ref_cfg),
         ))
