@@ -37,6 +37,10 @@ def register(sub) -> None:
     p.add_argument("--models", default="demo,r50",
                    help="without --config: which of demo,r50 to run (default: both)")
     p.add_argument("--rows", default=",".join(ROWS), help=f"rows to run (default: {','.join(ROWS)})")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="wall time (default; what a user waits for) or this process's CPU time (with --threads 1, "
+                        "robust to other processes competing for the CPU)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--markdown", action="store_true", help="print the table as markdown")
     p.set_defaults(func=cmd_bench)
@@ -98,7 +102,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
                     model = user_sized_model(_tmp)
                     return model if device == "cpu" else _to(model, device)
             loaders.append((name, load, kind))
-        res = run_bench(loaders, images, a.repeats, rows, a.audit_repeats, annotations, pitfalls, log)
+        res = run_bench(loaders, images, a.repeats, rows, a.audit_repeats, annotations, pitfalls, log, a.clock,
+                        a.threads)
     if a.json:
         print(json.dumps(res.to_dict(), indent=1))
     elif a.markdown:
