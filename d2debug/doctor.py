@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from .errors import D2DebugError
+from .run import preprocess  # the same host-side stages run() uses, without the forward pass
 from .stages import (
     D2_DEFAULT_PIXEL_MEAN,
     D2_DEFAULT_PIXEL_STD,
@@ -331,29 +332,6 @@ def load_user_input(source: Union[str, Path, bytes], name: Optional[str] = None)
 
 # ---------------------------------------------------------------------------------------------------------------
 # The stage chain without the model (the same code path as run.run)
-
-
-def preprocess(cfg, image: Union[str, Path, Decoded], spec: Optional[PipelineSpec] = None) -> tuple[torch.Tensor, tuple[int, int]]:
-    """The model input ``spec`` produces for one image: ``(3xHxW float32 tensor, original (h, w))``.
-
-    Same stage calls as :func:`d2debug.run.run` (reference: ``read_image(path, "BGR")``, flip to
-    ``cfg.INPUT.FORMAT``, ``ResizeShortestEdge`` with PIL bilinear, float32 0..255), without the forward pass.
-    """
-    from detectron2.data import transforms as T
-
-    spec = spec or PipelineSpec()
-    dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
-    img = to_model_order(dec.image, dec.order, cfg.INPUT.FORMAT, spec.channel_order)
-    h, w = img.shape[:2]
-    if spec.resize == "shortest_edge" and spec.interpolation == "bilinear" and spec.resize_backend == "pil":
-        short = spec.resize_size if isinstance(spec.resize_size, int) else cfg.INPUT.MIN_SIZE_TEST
-        resized = T.ResizeShortestEdge([short, short], cfg.INPUT.MAX_SIZE_TEST).get_transform(img).apply_image(img)
-    else:
-        nh, nw = resize_shape(h, w, spec, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-        resized = img if (nh, nw) == (h, w) and spec.resize == "none" else resize_image(
-            img, nh, nw, spec.interpolation, spec.resize_backend
-        )
-    return to_input_tensor(resized, spec.value_range, spec.external_norm), (h, w)
 
 
 def make_user_input(cfg, image, spec: Optional[PipelineSpec] = None, container: str = "dict",

@@ -29,7 +29,7 @@ from .stages import (
     to_model_order,
 )
 
-__all__ = ["RunResult", "run", "run_tensor", "reference_spec", "Frame"]
+__all__ = ["RunResult", "run", "run_tensor", "prepare", "preprocess", "reference_spec", "Frame"]
 
 Frame = Literal["original", "resized"]
 
@@ -129,13 +129,12 @@ def _model_settings(model: torch.nn.Module, mean, std, score: Optional[float], n
         model.pixel_mean, model.pixel_std, pred.test_score_thresh, pred.test_nms_thresh = saved
 
 
-def run(loaded: LoadedModel, image: str | Path | Decoded, spec: PipelineSpec) -> RunResult:
-    """Run ``spec`` on one image file (or an already :class:`Decoded` image, which must come from
-    ``spec.decoder``) and return a :class:`RunResult`. Raises :class:`D2DebugError` for bad input."""
-    t0 = time.perf_counter()
-    dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
-    t1 = time.perf_counter()
-    cfg = loaded.cfg
+def prepare(cfg, dec: Decoded, spec: PipelineSpec) -> tuple[torch.Tensor, tuple[int, int], str]:
+    """The host-side stages after decoding: channel order, resize, value range / external normalization.
+
+    ``dec``: the decoded image (from ``spec.decoder``). Returns the ``3xHxW`` float32 model input, the original
+    ``(h, w)`` and the channel order fed to the model (``"BGR"``/``"RGB"``).
+    """
     img = to_model_order(dec.image, dec.order, cfg.INPUT.FORMAT, spec.channel_order)
     fed_order = cfg.INPUT.FORMAT if spec.channel_order == "cfg" else ("RGB" if cfg.INPUT.FORMAT == "BGR" else "BGR")
     h, w = img.shape[:2]
@@ -150,14 +149,27 @@ def run(loaded: LoadedModel, image: str | Path | Decoded, spec: PipelineSpec) ->
         resized = img if (nh, nw) == (h, w) and spec.resize == "none" else resize_image(
             img, nh, nw, spec.interpolation, spec.resize_backend
         )
-    tensor = to_input_tensor(resized, spec.value_range, spec.external_norm)
+    return to_input_tensor(resized, spec.value_range, spec.external_norm), (h, w), fed_order
+
+
+def preprocess(cfg, image: str | Path | Decoded, spec: Optional[PipelineSpec] = None) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The model input ``spec`` (default: the reference) produces for one image, without the forward pass:
+    ``(3xHxW float32 tensor, original (h, w))``."""
+    spec = spec or PipelineSpec()
+    dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
+    tensor, size, _ = prepare(cfg, dec, spec)
+    return tensor, size
+
+
+def run(loaded: LoadedModel, image: str | Path | Decoded, spec: PipelineSpec) -> RunResult:
+    """Run ``spec`` on one image file (or an already :class:`Decoded` image, which must come from
+    ``spec.decoder``) and return a :class:`RunResult`. Raises :class:`D2DebugError` for bad input."""
+    t0 = time.perf_counter()
+    dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
+    t1 = time.perf_counter()
+    tensor, (h, w), fed_order = prepare(loaded.cfg, dec, spec)
     t2 = time.perf_counter()
-    result = run_tensor(
-        loaded,
-        tensor,
-        spec,
-        original_size=(h, w),
-    )
+    result = run_tensor(loaded, tensor, spec, original_size=(h, w))
     result.timings = {"decode": t1 - t0, "preprocess": t2 - t1, **result.timings}
     result.image = dec.image
     result.image_order = dec.order
