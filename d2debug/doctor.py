@@ -43,12 +43,9 @@ from .stages import (
     D2_DEFAULT_PIXEL_STD,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    Decoded,
     PipelineSpec,
     decode,
     resize_image,
-    resize_shape,
-    to_input_tensor,
     to_model_order,
 )
 
