@@ -69,6 +69,8 @@ def load_cfg(config: str | Path, overrides: Sequence[str] = ()):
     from detectron2.config import get_cfg
 
     path = _check_file(Path(config), "config")
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise D2DebugError(f"{path}: expected a YAML config (.yaml/.yml), got {path.suffix or 'no suffix'!r}")
     cfg = get_cfg()
     # Configs with _BASE_ may be from the model zoo; their base files are resolved relative to the file.
     try:
