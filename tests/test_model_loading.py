@@ -99,8 +99,10 @@ def test_paths_are_checked(tmp_path):
         load_model(TINY_CONFIG, tmp_path, device="cpu")
     with pytest.raises(D2DebugError, match="is a directory"):
         load_model(tmp_path, tmp_path / "x.pth", device="cpu")
+    not_yaml = tmp_path / "weights_in_config_field.pth"
+    not_yaml.write_bytes(b"")
     with pytest.raises(D2DebugError, match="expected a YAML config"):
-        load_model(tmp_path / "x.pth" if (tmp_path / "x.pth").write_bytes(b"") is not None else None, TINY_CONFIG)
+        load_model(not_yaml, TINY_CONFIG)
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"\x00garbage")
     with pytest.raises(D2DebugError, match="junk.pth"):
