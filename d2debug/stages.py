@@ -440,7 +440,8 @@ def resize_image(image: np.ndarray, new_h: int, new_w: int, interpolation: Inter
             "lanczos": cv2.INTER_LANCZOS4,
         }[interpolation]
         return cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=flag)
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    # np.require: decoders may hand back read-only arrays, which torch.from_numpy warns about.
+    t = torch.from_numpy(np.require(image, requirements=["C", "W"])).permute(2, 0, 1)[None].float()
     mode = {"nearest": "nearest", "bilinear": "bilinear", "bicubic": "bicubic", "area": "area"}[interpolation]
     kwargs = {} if mode in ("nearest", "area") else {"align_corners": False}
     if backend == "torch_antialias":
