@@ -121,6 +121,12 @@ class BenchResult:
     details: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchResult":
+        """The inverse of :meth:`to_dict` (to print a saved ``--json`` result as a table)."""
+        rows = [Row(**{k: v for k, v in r.items() if k != "met"}) for r in d["rows"]]
+        return cls(rows, d["environment"], d["images"], d["repeats"], d.get("details", {}), d.get("notes", []))
+
     def to_dict(self) -> dict:
         return {
             "environment": self.environment,
@@ -248,6 +254,7 @@ def bench_model(
     pitfalls=None,
     target_kind: int = 0,
     log: Callable[[str], None] = lambda s: None,
+    audit_limit: Optional[int] = None,
 ) -> tuple[list[Row], dict]:
     """Rows 1-4 for one loaded model on its device. ``target_kind`` 0: demo-model targets, 1: user-sized."""
     from detectron2.data.detection_utils import read_image
@@ -328,7 +335,7 @@ def bench_model(
             page for page, _ in TOGGLES) + " in turn)", _median(toggle_t), "s/toggle", _median(toggle_ratio), "row 1",
             TARGETS["toggle"][target_kind], "median parts: " + note))
     if "audit" in rows:
-        audit_rows, audit_details = _bench_audit(loaded, name, images, audit_repeats or repeats, annotations,
+        audit_rows, audit_details = _bench_audit(loaded, name, images[:audit_limit], audit_repeats or repeats, annotations,
                                                  pitfalls, predictor, ref_spec, target_kind, log)
         out += audit_rows
         details.update(audit_details)
@@ -640,20 +647,23 @@ def run_bench(
     log: Callable[[str], None] = lambda s: None,
     clock: str = "wall",
     threads: Optional[int] = None,
+    audit_limit: Optional[int] = None,
 ) -> BenchResult:
     """Every row for each ``(name, load(device) -> LoadedModel, target_kind)`` on the CPU, and on ``cuda:0``
     when a GPU is available; then the memory row (demo model) when asked. ``clock``: ``wall`` or ``cpu`` (this
-    process's CPU time); ``threads``: torch intra-op threads (default: torch's own choice)."""
+    process's CPU time); ``threads``: torch intra-op threads (default: torch's own choice); ``audit_limit``: the
+    audit row uses the first N images (it runs every pitfall on each, the most expensive row)."""
     global _clock
     saved = (_clock, torch.get_num_threads())
     try:
-        return _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfalls, log, clock, threads)
+        return _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfalls, log, clock, threads,
+                          audit_limit)
     finally:
         _clock = saved[0]  # the caller's process keeps its own settings
         torch.set_num_threads(saved[1])
 
 
-def _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfalls, log, clock, threads):
+def _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfalls, log, clock, threads, audit_limit):
     global _clock
     if repeats < 1:
         raise D2DebugError(f"--repeats {repeats}: must be at least 1")
@@ -673,12 +683,14 @@ def _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfal
     result = BenchResult([], env, [str(p) for p in images], repeats, {}, notes)
     timed = [r for r in rows if r != "memory"]
     if timed:
-        for name, load, kind in models:
+        for name, load, kind, *own in models:
+            # A model's own annotations (4th item) when given: COCO AP needs the model's classes.
+            anns = own[0] if own else annotations
             for device in devices:
                 log(f"loading {name} on {device}")
                 loaded = load(device)
-                got, details = bench_model(loaded, name, images, repeats, timed, audit_repeats, annotations,
-                                           pitfalls, kind, log)
+                got, details = bench_model(loaded, name, images, repeats, timed, audit_repeats, anns,
+                                           pitfalls, kind, log, audit_limit)
                 result.rows += got
                 result.details.update(details)
                 del loaded

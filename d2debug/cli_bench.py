@@ -32,6 +32,7 @@ def register(sub) -> None:
                    help="COCO json for the audit's AP (default: sample_data's, when the sample images are used)")
     p.add_argument("--repeats", type=int, default=5, help="repeats per row; medians are reported (default: 5)")
     p.add_argument("--audit-repeats", type=int, help="repeats of the audit row (default: --repeats)")
+    p.add_argument("--audit-limit", type=int, help="the audit row uses the first N of the images (default: all)")
     p.add_argument("--variants", nargs="+", metavar="NAME",
                    help="audit pitfalls (default: the standard set; see `audit --help`)")
     p.add_argument("--models", default="demo,r50",
@@ -70,6 +71,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
         raise D2DebugError(f"--repeats {a.repeats}: must be at least 1")
     if a.limit is not None and a.limit < 1:
         raise D2DebugError(f"--limit {a.limit}: must be at least 1")
+    if a.audit_limit is not None and a.audit_limit < 1:
+        raise D2DebugError(f"--audit-limit {a.audit_limit}: must be at least 1")
     if a.audit_repeats is not None and a.audit_repeats < 1:
         raise D2DebugError(f"--audit-repeats {a.audit_repeats}: must be at least 1")
     pitfalls = parse_variants(a.variants)
@@ -89,21 +92,22 @@ def cmd_bench(a: argparse.Namespace) -> int:
         if "demo" in chosen:
             models.append(("demo", lambda device: load_from_args(_with_device(a, device)), 0))
         if "r50" in chosen:
-            models.append(("R50-FPN 800/1333", None, 1))
+            # 80 COCO classes with random weights: no annotations to score it against, agreement only.
+            models.append(("R50-FPN 800/1333", None, 1, None))
 
     def log(msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
     with tempfile.TemporaryDirectory(prefix="d2debug-bench-r50-") as tmp:
         loaders = []
-        for name, load, kind in models:
+        for name, load, kind, *own in models:
             if load is None:
                 def load(device, _tmp=Path(tmp)):
                     model = user_sized_model(_tmp)
                     return model if device == "cpu" else _to(model, device)
-            loaders.append((name, load, kind))
+            loaders.append((name, load, kind, *own))
         res = run_bench(loaders, images, a.repeats, rows, a.audit_repeats, annotations, pitfalls, log, a.clock,
-                        a.threads)
+                        a.threads, a.audit_limit)
     if a.json:
         print(json.dumps(res.to_dict(), indent=1))
     elif a.markdown:

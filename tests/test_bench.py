@@ -14,7 +14,6 @@ from d2debug.bench import (
     CHROMIUM,
     TARGETS,
     BenchResult,
-    Row,
     SharedModelPredictor,
     make_large_image,
     read_peak_rss_mb,
@@ -78,8 +77,8 @@ def test_json_has_the_rows_ratios_and_the_toggle_breakdown(capsys, two_images):
     audit = res["details"]["demo/cpu/audit"]
     assert audit["pipelines"] == ["reference", "channel_swap"] and audit["images"] == 2
     # The printers show every row with its ratio.
-    result = BenchResult([Row(**{k: v for k, v in r.items() if k != "met"}) for r in res["rows"]],
-                         res["environment"], res["images"], res["repeats"], res["details"], res["notes"])
+    result = BenchResult.from_dict(res)
+    assert result.to_dict() == res
     text, md = to_text(result), to_markdown(result)
     for r in result.rows:
         assert f"{r.ratio:.2f}x" in text and f"{r.ratio:.2f}x" in md
