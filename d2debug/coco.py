@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import D2DebugError
+
 __all__ = ["load_coco", "coco_ap"]
 
 
@@ -46,6 +48,12 @@ def coco_ap(coco, detections: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray
     cat_ids = sorted(coco.getCatIds())
     results = []
     for image_id, (boxes, scores, classes) in detections.items():
+        bad = [int(c) for c in np.asarray(classes, int) if not 0 <= int(c) < len(cat_ids)]
+        if bad:
+            raise D2DebugError(
+                f"the model predicts class id {bad[0]} but the annotations have {len(cat_ids)} categories: "
+                "the model's NUM_CLASSES and the annotation file do not describe the same classes"
+            )
         for b, s, c in zip(np.asarray(boxes, float), np.asarray(scores, float), np.asarray(classes, int)):
             results.append(
                 {

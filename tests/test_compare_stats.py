@@ -46,3 +46,15 @@ def test_stats_share_bins():
     assert sa.counts[0][0] == 16 and sb.counts[0][-1] == 16
     assert sb.channels[1].mean == 10 and sb.channels[0].max == 255
     assert sa.to_dict()["R"]["std"] == 0
+
+
+def test_coco_ap_refuses_class_ids_the_annotations_do_not_have():
+    import pytest
+
+    from conftest import SAMPLES
+    from d2debug.coco import coco_ap, load_coco
+    from d2debug.errors import D2DebugError
+
+    coco = load_coco(SAMPLES / "annotations.json")
+    with pytest.raises(D2DebugError, match="class id 57 but the annotations have 6 categories"):
+        coco_ap(coco, {1: (np.array([[0, 0, 10, 10]], np.float32), np.array([0.9]), np.array([57]))})
