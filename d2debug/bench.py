@@ -28,7 +28,6 @@ import io
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import torch
 
 from .errors import D2DebugError
 from .model import DEMO_DIR, LoadedModel
+from .serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
 __all__ = [
     "Row",
@@ -486,24 +486,11 @@ def _predictor_peak_mb(image: Path) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-CHROMIUM = Path("/usr/bin/chromium")
-_CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
 def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 600.0) -> tuple[list[Row], dict]:
     """Row 5: start ``streamlit run app.py``, render the channel-order page in headless Chromium on the demo
     model (sample image ``val_000.jpg``, then a generated 12-megapixel image picked through the sidebar's
     folder option, then one toggle on it) and read the server's ``VmHWM`` after each step. Each is compared
     with a Python process that only runs ``DefaultPredictor`` on the same image."""
-    import urllib.request
-
     if not CHROMIUM.exists():
         raise D2DebugError(f"{CHROMIUM}: not installed; the memory row drives a real browser (apt-get install chromium)")
     try:
@@ -522,30 +509,10 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
         log("memory: DefaultPredictor processes (floor)")
         floor_sample = _predictor_peak_mb(sample)
         floor_big = _predictor_peak_mb(big)
-        port = _free_port()
-        log_path = Path(tmp) / "streamlit.log"
-        with open(log_path, "wb") as logf:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", "app.py", "--server.address", "127.0.0.1",
-                 "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-                cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as resp:
-                        if resp.read() == b"ok":
-                            break
-                except OSError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise D2DebugError(f"streamlit did not come up: {log_path.read_text()[-300:]}")
-                time.sleep(0.3)
+        with streamlit_server(Path(tmp) / "streamlit.log") as (url, proc):
             idle = read_peak_rss_mb(proc.pid)
             with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=_CHROMIUM_ARGS)
+                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                 try:
                     page = browser.new_page(viewport={"width": 1500, "height": 1250})
                     log("memory: channel-order page on a sample image")
@@ -577,12 +544,6 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
                         raise D2DebugError("the dashboard showed an exception during the memory run")
                 finally:
                     browser.close()
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
     details["memory_mb"] = {
         "dashboard_idle": round(idle, 1), "dashboard_after_sample_page": round(after_sample, 1),
         "dashboard_after_12mp_page": round(after_big, 1), "dashboard_after_12mp_toggle": round(after_toggle, 1),
