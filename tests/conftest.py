@@ -16,6 +16,18 @@ TINY_CONFIG = ROOT / "tests" / "configs" / "tiny_bgr.yaml"
 warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
 
 
+def app_run(at):
+    """Run a Streamlit ``AppTest`` and assert the page raised nothing."""
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def app_errors(at) -> list[str]:
+    """The texts of the ``st.error`` messages an ``AppTest`` page shows."""
+    return [str(e.value) for e in at.error]
+
+
 def sample(name_part: str) -> Path:
     """The first sample image whose file name contains ``name_part``."""
     return next(p for p in SAMPLE_IMAGES if name_part in p.name)

@@ -13,20 +13,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import app_errors as errors, app_run as run
+
 ROOT = Path(__file__).resolve().parent.parent
 # The pages import d2debug from the checkout, as `streamlit run app.py` does (it puts app.py's folder on the path).
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from d2debug.session import PITFALLS  # noqa: E402
-PAGES = {
-    "channel_order": "pages/1_Channel_order.py",
-    "resize": "pages/2_Resize.py",
-    "normalization": "pages/3_Normalization.py",
-    "decoding": "pages/4_Decoding.py",
-    "output": "pages/5_Output_and_thresholds.py",
-    "device": "pages/6_Device_and_precision.py",
-}
+from d2debug.ui.stage_page import PAGE_FILES as PAGES  # noqa: E402
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 # The CPU is shared with other work; a forward pass can take seconds.
 TIMEOUT = 180
@@ -41,19 +36,9 @@ def open_page(page: str, image: str | None = None) -> AppTest:
     return at
 
 
-def run(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def metrics(at: AppTest) -> dict:
     assert "d2debug_metrics" in at.session_state, [e.value for e in at.error]
     return at.session_state["d2debug_metrics"]
-
-
-def errors(at: AppTest) -> list[str]:
-    return [str(e.value) for e in at.error]
 
 
 def assert_reference(at: AppTest) -> dict:

@@ -8,21 +8,13 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from conftest import app_errors as errors, app_run as run
+
 ROOT = Path(__file__).resolve().parent.parent
 AUDIT_PAGE = str(ROOT / "pages" / "8_Dataset_audit.py")
 DIFF_PAGE = str(ROOT / "pages" / "9_Config_diff.py")
 TIMEOUT = 600  # the CPU is shared; an audit of a few images runs many forward passes
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def run(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def errors(at: AppTest) -> list[str]:
-    return [str(e.value) for e in at.error]
 
 
 def test_audit_page_runs_resumes_and_survives_bad_input(tmp_path):

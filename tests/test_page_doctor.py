@@ -8,21 +8,11 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, SAMPLE_IMAGES
+from conftest import ROOT, SAMPLE_IMAGES, app_errors as errors, app_run as run
 
 PAGE = str(ROOT / "pages" / "7_Pipeline_doctor.py")
 TIMEOUT = 300
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
-
-def run(at: AppTest) -> AppTest:
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def errors(at: AppTest) -> list[str]:
-    return [str(e.value) for e in at.error]
 
 
 class _Evil:
