@@ -146,4 +146,5 @@ print(len(out))
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert int(r.stdout.strip().splitlines()[-1]) >= 2  # val_000 holds a red and a blue disc
     assert (SAMPLES / "demo_model.pth").stat().st_size <= 20 * 1024 * 1024
