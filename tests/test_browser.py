@@ -29,74 +29,75 @@ def server(tmp_path_factory):
         yield url
 
 
-def test_toggle_channel_order_in_a_real_browser(server, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+@pytest.fixture
+def page():
+    """A fresh page in Debian's headless Chromium, closed after the test."""
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1250})
-            page.goto(f"{server}/Channel_order")
-            expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
-            f1 = page.get_by_test_id("stMetric").filter(has_text="Agreement F1").get_by_test_id("stMetricValue")
-            expect(f1).to_have_text("1.000", timeout=WAIT_MS)
-
-            # An image with red and blue discs, chosen in the sidebar like a user would.
-            box = page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first
-            box.click()
-            page.keyboard.type("val_006")
-            page.keyboard.press("Enter")
-            expect(page.get_by_text("Image val_006.jpg")).to_be_visible(timeout=WAIT_MS)
-            expect(f1).to_have_text("1.000", timeout=WAIT_MS)
-
-            page.get_by_text("BGR (swapped)").click()
-            expect(page.get_by_text("channel_order=swapped").first).to_be_visible(timeout=WAIT_MS)
-            expect(f1).not_to_have_text("1.000", timeout=WAIT_MS)
-            value = float(f1.inner_text())
-            assert 0.0 <= value < 1.0
-            expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=WAIT_MS)
-            page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=WAIT_MS)
-
-            shot = tmp_path / "stage_page.png"
-            page.screenshot(path=str(shot))
-            assert shot.stat().st_size > 10_000
-            target = os.environ.get("D2DEBUG_SCREENSHOT")
-            if target:
-                page.screenshot(path=str(ROOT / target))
+            yield browser.new_page(viewport={"width": 1500, "height": 1250})
         finally:
             browser.close()
 
 
-def test_uploaded_model_and_image_survive_a_page_switch(server):
+def test_toggle_channel_order_in_a_real_browser(server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/Channel_order")
+    expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
+    f1 = page.get_by_test_id("stMetric").filter(has_text="Agreement F1").get_by_test_id("stMetricValue")
+    expect(f1).to_have_text("1.000", timeout=WAIT_MS)
+
+    # An image with red and blue discs, chosen in the sidebar like a user would.
+    box = page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first
+    box.click()
+    page.keyboard.type("val_006")
+    page.keyboard.press("Enter")
+    expect(page.get_by_text("Image val_006.jpg")).to_be_visible(timeout=WAIT_MS)
+    expect(f1).to_have_text("1.000", timeout=WAIT_MS)
+
+    page.get_by_text("BGR (swapped)").click()
+    expect(page.get_by_text("channel_order=swapped").first).to_be_visible(timeout=WAIT_MS)
+    expect(f1).not_to_have_text("1.000", timeout=WAIT_MS)
+    value = float(f1.inner_text())
+    assert 0.0 <= value < 1.0
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=WAIT_MS)
+    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=WAIT_MS)
+
+    shot = tmp_path / "stage_page.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    target = os.environ.get("D2DEBUG_SCREENSHOT")
+    if target:
+        page.screenshot(path=str(ROOT / target))
+
+
+def test_uploaded_model_and_image_survive_a_page_switch(server, page):
     """Uploads cannot be driven from AppTest: upload the demo config + weights and an EXIF-rotated photo, toggle
     the decoder, switch pages, and check both uploads are still in use."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1500, "height": 1250})
-            page.goto(f"{server}/Decoding")
-            expect(page.get_by_role("heading", name="4. Decoding and EXIF")).to_be_visible(timeout=WAIT_MS)
-            bar = page.get_by_test_id("stSidebar")
-            bar.get_by_test_id("stRadio").nth(0).get_by_text("Upload").click()
-            files = bar.locator("input[type=file]")
-            expect(files).to_have_count(2, timeout=WAIT_MS)
-            files.nth(0).set_input_files(str(ROOT / "sample_data/demo_config.yaml"))
-            files.nth(1).set_input_files(str(ROOT / "sample_data/demo_model.pth"))
-            expect(bar.get_by_text("uploaded demo_model.pth")).to_be_visible(timeout=WAIT_MS)
+    page.goto(f"{server}/Decoding")
+    expect(page.get_by_role("heading", name="4. Decoding and EXIF")).to_be_visible(timeout=WAIT_MS)
+    bar = page.get_by_test_id("stSidebar")
+    bar.get_by_test_id("stRadio").nth(0).get_by_text("Upload").click()
+    files = bar.locator("input[type=file]")
+    expect(files).to_have_count(2, timeout=WAIT_MS)
+    files.nth(0).set_input_files(str(ROOT / "sample_data/demo_config.yaml"))
+    files.nth(1).set_input_files(str(ROOT / "sample_data/demo_model.pth"))
+    expect(bar.get_by_text("uploaded demo_model.pth")).to_be_visible(timeout=WAIT_MS)
 
-            bar.get_by_test_id("stRadio").nth(1).get_by_text("Upload").click()
-            expect(files).to_have_count(3, timeout=WAIT_MS)
-            files.nth(2).set_input_files(str(ROOT / "sample_data/images/val_044_exif6.jpg"))
-            expect(page.get_by_text("Image val_044_exif6.jpg")).to_be_visible(timeout=WAIT_MS)
-            page.get_by_text("PIL Image.open (no EXIF)").click()
-            expect(page.get_by_text("EXIF orientation 6 IGNORED").first).to_be_visible(timeout=WAIT_MS)
+    bar.get_by_test_id("stRadio").nth(1).get_by_text("Upload").click()
+    expect(files).to_have_count(3, timeout=WAIT_MS)
+    files.nth(2).set_input_files(str(ROOT / "sample_data/images/val_044_exif6.jpg"))
+    expect(page.get_by_text("Image val_044_exif6.jpg")).to_be_visible(timeout=WAIT_MS)
+    page.get_by_text("PIL Image.open (no EXIF)").click()
+    expect(page.get_by_text("EXIF orientation 6 IGNORED").first).to_be_visible(timeout=WAIT_MS)
 
-            page.get_by_test_id("stSidebarNav").get_by_text("Channel order").click()
-            expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
-            expect(page.get_by_text("Image val_044_exif6.jpg")).to_be_visible(timeout=WAIT_MS)
-            expect(bar.get_by_text("uploaded demo_model.pth")).to_be_visible(timeout=WAIT_MS)
-            expect(page.get_by_test_id("stException")).to_have_count(0)
-        finally:
-            browser.close()
+    page.get_by_test_id("stSidebarNav").get_by_text("Channel order").click()
+    expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("Image val_044_exif6.jpg")).to_be_visible(timeout=WAIT_MS)
+    expect(bar.get_by_text("uploaded demo_model.pth")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
