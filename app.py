@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from d2debug.errors import D2DebugError
-from d2debug.session import PITFALLS, STAGES, pipeline_at_a_glance, pitfall_stage
-from d2debug.ui import PAGE_FILES, sidebar
-from d2debug.ui import loaders
+from d2debug.pitfalls import PITFALLS, STAGES, pitfall_stage
+from d2debug.session import pipeline_at_a_glance
+from d2debug.ui import PAGE_FILES, loaders, sidebar
 
 SENSITIVITY_KEY = "d2debug_sensitivity"
 

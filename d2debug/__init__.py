@@ -14,6 +14,7 @@ from .model import LoadedModel, load_demo_model, load_model
 from .run import RunResult, reference_spec, run, run_tensor
 from .stages import PipelineSpec
 from .stats import tensor_stats
+from .version import __version__
 
 __all__ = [
     "Agreement",
@@ -29,5 +30,5 @@ __all__ = [
     "run",
     "run_tensor",
     "tensor_stats",
+    "__version__",
 ]
-__version__ = "0.1.0"

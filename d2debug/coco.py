@@ -30,11 +30,37 @@ def load_coco(path: str | Path):
     if not isinstance(data, dict) or not {"images", "categories"} <= set(data):
         raise ValueError(f"{path}: not a COCO annotation file (needs 'images' and 'categories')")
     data.setdefault("annotations", [])
+    _check_schema(path, data)
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+# What pycocotools reads of each entry (a missing one fails deep inside it, or only after the model ran).
+_REQUIRED = {
+    "images": (("id", int),),
+    "categories": (("id", int), ("name", str)),
+    "annotations": (("image_id", int), ("category_id", int), ("bbox", list)),
+}
+
+
+def _check_schema(path: Path, data: dict) -> None:
+    """Each of images, categories and annotations is a list of objects with the fields pycocotools reads;
+    otherwise ``ValueError`` naming the file, the list and the first bad entry."""
+    for key, need in _REQUIRED.items():
+        entries = data[key]
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: '{key}' is a {type(entries).__name__}; expected a list")
+        for i, e in enumerate(entries):
+            bad = [f for f, kind in need if not isinstance(e, dict) or not isinstance(e.get(f), kind)
+                   or isinstance(e.get(f), bool)]
+            if bad:
+                what = f"has no valid {', '.join(repr(b) for b in bad)}" if isinstance(e, dict) else "is not an object"
+                raise ValueError(f"{path}: {key}[{i}] {what}")
+            if key == "annotations" and len(e["bbox"]) != 4:
+                raise ValueError(f"{path}: annotations[{i}] bbox has {len(e['bbox'])} numbers; expected 4 (x, y, w, h)")
 
 
 def coco_ap(coco, detections: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:

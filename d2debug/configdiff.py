@@ -18,6 +18,7 @@ from typing import Callable, Optional
 
 from .model import load_cfg
 from .stages import D2_DEFAULT_PIXEL_MEAN, D2_DEFAULT_PIXEL_STD
+from .text import fmt
 
 __all__ = ["ConfigDifference", "ConfigDiff", "diff_configs", "diff_cfg_nodes", "explain", "GROUPS", "DEFAULTS_LABEL"]
 
@@ -78,18 +79,10 @@ class ConfigDiff:
             lines.append("")
             lines.append(group + (" (no effect at inference)" if group == "training only" else ""))
             for d in items:
-                lines.append(f"  {d.key}: {_fmt(d.train)} -> {_fmt(d.deploy)}")
+                lines.append(f"  {d.key}: {fmt(d.train)} -> {fmt(d.deploy)}")
                 if group != "training only":
                     lines.append(f"      {d.effect}")
         return "\n".join(lines)
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, list):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return repr(v) if isinstance(v, str) and v in ("",) else str(v)
 
 
 def _flatten(node, prefix: str = "") -> dict[str, object]:
@@ -121,10 +114,10 @@ def _same_len_num(a, b) -> bool:
 
 def _name_mean(v) -> str:
     if _close(v, D2_DEFAULT_PIXEL_MEAN):
-        return f"{_fmt(v)} (the model-zoo default: ImageNet mean, BGR order)"
+        return f"{fmt(v)} (the model-zoo default: ImageNet mean, BGR order)"
     if _close(v, D2_DEFAULT_PIXEL_MEAN[::-1]):
-        return f"{_fmt(v)} (ImageNet mean, RGB order)"
-    return _fmt(v)
+        return f"{fmt(v)} (ImageNet mean, RGB order)"
+    return fmt(v)
 
 
 def _close(a, b, tol=1e-3) -> bool:
@@ -146,7 +139,7 @@ def _mean(a, b) -> str:
         shift = max(abs(float(x) - float(y)) for x, y in zip(a, b))
         return (f"the model subtracts {_name_mean(b)} instead of {_name_mean(a)}: inputs shifted by up to "
                 f"{shift:.1f} grey levels before the backbone")
-    return f"the model subtracts a different PIXEL_MEAN ({_fmt(a)} -> {_fmt(b)})"
+    return f"the model subtracts a different PIXEL_MEAN ({fmt(a)} -> {fmt(b)})"
 
 
 def _std(a, b) -> str:
@@ -155,8 +148,8 @@ def _std(a, b) -> str:
         r = (f"{ratios[0]:.3g}x" if max(ratios) - min(ratios) < 1e-6
              else "(" + ", ".join(f"{x:.3g}" for x in ratios) + ")x per channel")
         zoo = " (the model-zoo default)" if _close(b, D2_DEFAULT_PIXEL_STD) else ""
-        return f"the model divides by {_fmt(b)}{zoo} instead of {_fmt(a)}: the backbone sees values {r} as large"
-    return f"the model divides by a different PIXEL_STD ({_fmt(a)} -> {_fmt(b)})"
+        return f"the model divides by {fmt(b)}{zoo} instead of {fmt(a)}: the backbone sees values {r} as large"
+    return f"the model divides by a different PIXEL_STD ({fmt(a)} -> {fmt(b)})"
 
 
 def _min_size_test(a, b) -> str:

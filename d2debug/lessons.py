@@ -7,9 +7,10 @@ The code always follows the real Detectron2 contract: ``DefaultPredictor(cfg)(bg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from .stages import D2_DEFAULT_PIXEL_MEAN, D2_DEFAULT_PIXEL_STD, IMAGENET_MEAN, IMAGENET_STD
+from .text import fmt
 
 __all__ = ["Lesson", "lesson", "correct_code"]
 
@@ -22,21 +23,17 @@ class Lesson:
     code: str  # Python: the correct code
 
 
-def _fmt(values) -> str:
-    return "[" + ", ".join(f"{float(v):g}" for v in values) + "]"
-
-
 def correct_code(cfg) -> str:
     """Both correct ways to run the loaded config on one image file, with its values filled in."""
-    fmt = cfg.INPUT.FORMAT
+    order = cfg.INPUT.FORMAT
     lo, hi = int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)
     return f'''import torch
 import detectron2.data.transforms as T
 from detectron2.data.detection_utils import read_image
 from detectron2.engine import DefaultPredictor
 
-# cfg = the training run's dumped config.yaml (INPUT.FORMAT={fmt}, PIXEL_MEAN={_fmt(cfg.MODEL.PIXEL_MEAN)},
-#       PIXEL_STD={_fmt(cfg.MODEL.PIXEL_STD)}, MIN/MAX_SIZE_TEST={lo}/{hi})
+# cfg = the training run's dumped config.yaml (INPUT.FORMAT={order}, PIXEL_MEAN={fmt(cfg.MODEL.PIXEL_MEAN)},
+#       PIXEL_STD={fmt(cfg.MODEL.PIXEL_STD)}, MIN/MAX_SIZE_TEST={lo}/{hi})
 
 # 1) Simplest: DefaultPredictor takes a BGR HxWx3 uint8 array and does every step itself.
 predictor = DefaultPredictor(cfg)
@@ -45,7 +42,7 @@ instances = predictor(bgr)["instances"]     # boxes in the original image's fram
 
 # 2) Calling the model yourself: reproduce exactly what DefaultPredictor does.
 model = predictor.model                     # already in eval() mode with the weights loaded
-img = read_image(path, format="{fmt}")          # HxWx3 uint8 in cfg.INPUT.FORMAT order
+img = read_image(path, format="{order}")          # HxWx3 uint8 in cfg.INPUT.FORMAT order
 h, w = img.shape[:2]
 aug = T.ResizeShortestEdge([{lo}, {lo}], {hi})   # PIL bilinear, short side {lo}, long side <= {hi}
 x = aug.get_transform(img).apply_image(img)
@@ -64,100 +61,135 @@ def _measured(view) -> str:
             f"{a.matched} matched, {a.missed} missed, {a.class_flips} changed class; {a.extra} extra.")
 
 
+class _Config(NamedTuple):
+    """The values a lesson quotes, read once from the config."""
+
+    cfg: object
+    order: str
+    other: str
+    mean: list
+    std: list
+    lo: int
+    hi: int
+    names: set
+    code: str
+
+
+def _channel_order(c: _Config) -> tuple[str, str, str, str]:
+    colour = ""
+    if {"red_disc", "blue_disc"} <= c.names:
+        colour = (" This model tells `red_disc` from `blue_disc` by colour alone, so a swap turns one into the "
+                  "other.")
+    return (
+        "Channel order",
+        f"`DefaultPredictor` takes a **BGR** array (what `cv2.imread` returns) and flips it itself when "
+        f"`cfg.INPUT.FORMAT == \"RGB\"`. Calling the model directly, the tensor must already be in "
+        f"`cfg.INPUT.FORMAT` order. This model's FORMAT is **{c.order}**.",
+        f"Fed in {c.other} order, the first and last channels trade places: every colour the model learned "
+        f"is wrong (red looks blue). PIXEL_MEAN/STD are per channel, so a swap also shifts normalization "
+        f"when they differ per channel (here {fmt(c.mean)}).{colour} Typical causes: a PIL/`np.asarray` RGB "
+        f"array passed to `DefaultPredictor`, or `cv2.cvtColor(BGR2RGB)` before it.",
+        c.code,
+    )
+
+
+def _resize(c: _Config) -> tuple[str, str, str, str]:
+    demo = ""
+    if {"green_square", "green_wide_rect"} <= c.names:
+        demo += (" This model tells `green_square` from `green_wide_rect` by aspect ratio alone, so a stretch "
+                 "turns one into the other.")
+    if {"striped_disc", "grey_disc"} <= c.names:
+        demo += (" It tells `striped_disc` from `grey_disc` by texture; the large `*_large.png` samples are "
+                 "halftone-printed, so non-antialiased downscaling changes their texture.")
+    return (
+        "Resize policy and interpolation",
+        f"`ResizeShortestEdge([{c.lo}, {c.lo}], {c.hi})`: the short side goes to {c.lo}, then the image shrinks so "
+        f"the long side is at most {c.hi}; sizes round with `int(x + 0.5)`. detectron2's `ResizeTransform` "
+        f"resizes uint8 images with **PIL bilinear**, which antialiases when downscaling. Boxes come back "
+        f"in the original frame because height/width are passed.",
+        "A fixed square stretches the aspect ratio (shapes told apart by aspect change class); no resize "
+        "shows objects at a scale the model never saw; a different short side or no MAX_SIZE clamp shifts the "
+        "scale; `cv2.resize` INTER_LINEAR and nearest neighbour do not antialias, so fine textures (halftone "
+        "prints, stripes) alias into different patterns on large images." + demo,
+        c.code,
+    )
+
+
+def _normalization(c: _Config) -> tuple[str, str, str, str]:
+    lo = [round((0 - m) / s, 3) for m, s in zip(c.mean, c.std)]
+    hi = [round((1 - m) / s, 3) for m, s in zip(c.mean, c.std)]
+    return (
+        "Normalization and value range",
+        f"The model takes float32 **0..255** and normalizes itself in `preprocess_image`: "
+        f"`(x - PIXEL_MEAN) / PIXEL_STD` with PIXEL_MEAN={fmt(c.mean)}, PIXEL_STD={fmt(c.std)} "
+        f"({c.order} order, 0..255 units) from the training config. Nothing is normalized outside the model.",
+        f"`ToTensor()` (0..1) makes the backbone see values between {lo} and {hi}: a nearly "
+        f"constant image. A `T.Normalize(mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)})` before the "
+        f"model normalizes **twice** (the model subtracts {fmt(c.mean)} again). A model-zoo base config brings "
+        f"the defaults PIXEL_MEAN={fmt(D2_DEFAULT_PIXEL_MEAN)}, PIXEL_STD={fmt(D2_DEFAULT_PIXEL_STD)} instead "
+        f"of the training values; deploy with the training run's dumped `config.yaml`.",
+        c.code,
+    )
+
+
+def _decoding(c: _Config) -> tuple[str, str, str, str]:
+    return (
+        "Decoding and EXIF",
+        "`detection_utils.read_image` decodes with PIL, **applies the EXIF orientation**, converts grayscale, "
+        "palette and RGBA to 3 channels (alpha dropped), then gives BGR. `cv2.imread` also applies EXIF "
+        "orientation; plain `PIL.Image.open` does not.",
+        "Phone photos store pixels sideways with an orientation tag: ignore it and the model sees a rotated "
+        "image whose boxes land in the wrong place. Different JPEG decoders (libjpeg-turbo in OpenCV vs "
+        "Pillow's) differ by a grey level here and there, usually harmless. Pick the `exif`, `gray` and "
+        "`rgba` sample images to see each case.",
+        c.code.replace("# PIL decode + EXIF orientation (cv2.imread also works)",
+                       "# PIL decode + EXIF orientation; with plain PIL use ImageOps.exif_transpose"),
+    )
+
+
+def _output(c: _Config) -> tuple[str, str, str, str]:
+    pred = c.cfg.MODEL.ROI_HEADS
+    return (
+        "Output frame and thresholds",
+        f"Passing the ORIGINAL `height`/`width` makes `detector_postprocess` scale boxes back to the original "
+        f"image. Test-time thresholds come from the config: SCORE_THRESH_TEST={float(pred.SCORE_THRESH_TEST):g}, "
+        f"NMS_THRESH_TEST={float(pred.NMS_THRESH_TEST):g}, "
+        f"DETECTIONS_PER_IMAGE={int(c.cfg.TEST.DETECTIONS_PER_IMAGE)}.",
+        "Without height/width the boxes are in the resized frame (here scaled by the resize factor) and land "
+        "misplaced on the original image. A lower score threshold adds low-confidence detections, a higher "
+        "one drops true ones; a looser NMS keeps duplicates. Deploy with the thresholds you evaluated with.",
+        c.code,
+    )
+
+
+def _device(c: _Config) -> tuple[str, str, str, str]:
+    return (
+        "Device and precision",
+        "`DefaultPredictor` runs on `cfg.MODEL.DEVICE` in fp32. The reference here runs on the GPU when one "
+        "is present, else on the CPU. fp16 (`torch.autocast`) rounds activations to 11 significant bits.",
+        "CPU vs GPU kernels and TF32 on Ampere GPUs change results slightly; fp16 can move borderline scores "
+        "across the threshold and change NMS decisions. Measure before deploying a different precision.",
+        c.code + "\n# Reduced precision, if you must:  with torch.autocast('cuda', dtype=torch.float16): ...\n",
+    )
+
+
+# Stage id (the pages' :data:`d2debug.pitfalls.STAGES`) -> its lesson: (title, what, why, code).
+_LESSONS = {
+    "channel_order": _channel_order,
+    "resize": _resize,
+    "normalization": _normalization,
+    "decoding": _decoding,
+    "output": _output,
+    "device": _device,
+}
+
+
 def lesson(stage: str, cfg, view=None, class_names: Optional[list[str]] = None) -> Lesson:
-    """The lesson for ``stage`` (a :data:`d2debug.session.STAGES` id) on ``cfg``; ``view`` (a
+    """The lesson for ``stage`` (a :data:`d2debug.pitfalls.STAGES` id) on ``cfg``; ``view`` (a
     :class:`~d2debug.session.ComparisonView`) adds the measured numbers."""
-    fmt = cfg.INPUT.FORMAT
-    other = "BGR" if fmt == "RGB" else "RGB"
-    mean = [float(v) for v in cfg.MODEL.PIXEL_MEAN]
-    std = [float(v) for v in cfg.MODEL.PIXEL_STD]
-    lo, hi = int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)
-    names = class_names or []
-    code = correct_code(cfg)
-    if stage == "channel_order":
-        colour = ""
-        if {"red_disc", "blue_disc"} <= set(names):
-            colour = (" This model tells `red_disc` from `blue_disc` by colour alone, so a swap turns one into the "
-                      "other.")
-        return Lesson(
-            "Channel order",
-            f"`DefaultPredictor` takes a **BGR** array (what `cv2.imread` returns) and flips it itself when "
-            f"`cfg.INPUT.FORMAT == \"RGB\"`. Calling the model directly, the tensor must already be in "
-            f"`cfg.INPUT.FORMAT` order. This model's FORMAT is **{fmt}**.",
-            f"Fed in {other} order, the first and last channels trade places: every colour the model learned "
-            f"is wrong (red looks blue). PIXEL_MEAN/STD are per channel, so a swap also shifts normalization "
-            f"when they differ per channel (here {_fmt(mean)}).{colour} Typical causes: a PIL/`np.asarray` RGB "
-            f"array passed to `DefaultPredictor`, or `cv2.cvtColor(BGR2RGB)` before it." + _measured(view),
-            code,
-        )
-    if stage == "resize":
-        demo = ""
-        if {"green_square", "green_wide_rect"} <= set(names):
-            demo += (" This model tells `green_square` from `green_wide_rect` by aspect ratio alone, so a stretch "
-                     "turns one into the other.")
-        if {"striped_disc", "grey_disc"} <= set(names):
-            demo += (" It tells `striped_disc` from `grey_disc` by texture; the large `*_large.png` samples are "
-                     "halftone-printed, so non-antialiased downscaling changes their texture.")
-        return Lesson(
-            "Resize policy and interpolation",
-            f"`ResizeShortestEdge([{lo}, {lo}], {hi})`: the short side goes to {lo}, then the image shrinks so "
-            f"the long side is at most {hi}; sizes round with `int(x + 0.5)`. detectron2's `ResizeTransform` "
-            f"resizes uint8 images with **PIL bilinear**, which antialiases when downscaling. Boxes come back "
-            f"in the original frame because height/width are passed.",
-            "A fixed square stretches the aspect ratio (shapes told apart by aspect change class); no resize "
-            "shows objects at a scale the model never saw; a different short side or no MAX_SIZE clamp shifts the "
-            "scale; `cv2.resize` INTER_LINEAR and nearest neighbour do not antialias, so fine textures (halftone "
-            "prints, stripes) alias into different patterns on large images." + demo + _measured(view),
-            code,
-        )
-    if stage == "normalization":
-        zero_one = [round((0 - m) / s, 3) for m, s in zip(mean, std)], [round((1 - m) / s, 3) for m, s in zip(mean, std)]
-        return Lesson(
-            "Normalization and value range",
-            f"The model takes float32 **0..255** and normalizes itself in `preprocess_image`: "
-            f"`(x - PIXEL_MEAN) / PIXEL_STD` with PIXEL_MEAN={_fmt(mean)}, PIXEL_STD={_fmt(std)} "
-            f"({fmt} order, 0..255 units) from the training config. Nothing is normalized outside the model.",
-            f"`ToTensor()` (0..1) makes the backbone see values between {zero_one[0]} and {zero_one[1]}: a nearly "
-            f"constant image. A `T.Normalize(mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)})` before the "
-            f"model normalizes **twice** (the model subtracts {_fmt(mean)} again). A model-zoo base config brings "
-            f"the defaults PIXEL_MEAN={_fmt(D2_DEFAULT_PIXEL_MEAN)}, PIXEL_STD={_fmt(D2_DEFAULT_PIXEL_STD)} instead "
-            f"of the training values; deploy with the training run's dumped `config.yaml`." + _measured(view),
-            code,
-        )
-    if stage == "decoding":
-        return Lesson(
-            "Decoding and EXIF",
-            "`detection_utils.read_image` decodes with PIL, **applies the EXIF orientation**, converts grayscale, "
-            "palette and RGBA to 3 channels (alpha dropped), then gives BGR. `cv2.imread` also applies EXIF "
-            "orientation; plain `PIL.Image.open` does not.",
-            "Phone photos store pixels sideways with an orientation tag: ignore it and the model sees a rotated "
-            "image whose boxes land in the wrong place. Different JPEG decoders (libjpeg-turbo in OpenCV vs "
-            "Pillow's) differ by a grey level here and there, usually harmless. Pick the `exif`, `gray` and "
-            "`rgba` sample images to see each case." + _measured(view),
-            code.replace("# PIL decode + EXIF orientation (cv2.imread also works)",
-                         "# PIL decode + EXIF orientation; with plain PIL use ImageOps.exif_transpose"),
-        )
-    if stage == "output":
-        pred = cfg.MODEL.ROI_HEADS
-        return Lesson(
-            "Output frame and thresholds",
-            f"Passing the ORIGINAL `height`/`width` makes `detector_postprocess` scale boxes back to the original "
-            f"image. Test-time thresholds come from the config: SCORE_THRESH_TEST={float(pred.SCORE_THRESH_TEST):g}, "
-            f"NMS_THRESH_TEST={float(pred.NMS_THRESH_TEST):g}, DETECTIONS_PER_IMAGE={int(cfg.TEST.DETECTIONS_PER_IMAGE)}.",
-            "Without height/width the boxes are in the resized frame (here scaled by the resize factor) and land "
-            "misplaced on the original image. A lower score threshold adds low-confidence detections, a higher "
-            "one drops true ones; a looser NMS keeps duplicates. Deploy with the thresholds you evaluated with."
-            + _measured(view),
-            code,
-        )
-    if stage == "device":
-        return Lesson(
-            "Device and precision",
-            "`DefaultPredictor` runs on `cfg.MODEL.DEVICE` in fp32. The reference here runs on the GPU when one "
-            "is present, else on the CPU. fp16 (`torch.autocast`) rounds activations to 11 significant bits.",
-            "CPU vs GPU kernels and TF32 on Ampere GPUs change results slightly; fp16 can move borderline scores "
-            "across the threshold and change NMS decisions. Measure before deploying a different precision."
-            + _measured(view),
-            code + "\n# Reduced precision, if you must:  with torch.autocast('cuda', dtype=torch.float16): ...\n",
-        )
-    raise KeyError(stage)
+    order = cfg.INPUT.FORMAT
+    c = _Config(cfg, order, "BGR" if order == "RGB" else "RGB", [float(v) for v in cfg.MODEL.PIXEL_MEAN],
+                [float(v) for v in cfg.MODEL.PIXEL_STD], int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST),
+                set(class_names or []), correct_code(cfg))
+    title, what, why, code = _LESSONS[stage](c)
+    return Lesson(title, what, why + _measured(view), code)

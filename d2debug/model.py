@@ -14,11 +14,11 @@ import pickle
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 
-from .errors import D2DebugError
+from .errors import D2DebugError, first_line
 
 __all__ = [
     "LoadedModel",
@@ -27,6 +27,8 @@ __all__ = [
     "load_demo_model",
     "default_device",
     "read_state_dict",
+    "key_mismatches",
+    "parse_class_names",
     "DEMO_DIR",
     "DEMO_CONFIG",
     "DEMO_WEIGHTS",
@@ -65,33 +67,76 @@ def load_cfg(config: str | Path, overrides: Sequence[str] = ()):
 
     Raises :class:`D2DebugError` naming the file and the problem (YAML error, unknown key, wrong type).
     """
-    import yaml
     from detectron2.config import get_cfg
 
     path = _check_file(Path(config), "config")
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise D2DebugError(f"{path}: expected a YAML config (.yaml/.yml), got {path.suffix or 'no suffix'!r}")
+    _check_yaml_mapping(path)  # the file and its _BASE_ chain parse and have the shape yacs expects
     cfg = get_cfg()
     # Configs with _BASE_ may be from the model zoo; their base files are resolved relative to the file.
     try:
         cfg.merge_from_file(str(path), allow_unsafe=False)
         if overrides:
             cfg.merge_from_list(list(overrides))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise D2DebugError(f"{path}: YAML syntax error{where}") from None
     except KeyError as exc:
         raise D2DebugError(f"{path}: unknown config key ({exc.args[0] if exc.args else exc})") from None
-    except (ValueError, TypeError, AssertionError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise D2DebugError(f"{path}: invalid config value ({msg})") from None
+    except (ValueError, TypeError, AssertionError, AttributeError) as exc:
+        raise D2DebugError(f"{path}: invalid config value ({first_line(exc)})") from None
     except OSError as exc:
-        raise D2DebugError(f"{path}: cannot read config ({exc})") from None
+        raise D2DebugError(f"{path}: cannot read config ({first_line(exc)})") from None
     if cfg.INPUT.FORMAT not in ("BGR", "RGB"):
         raise D2DebugError(f"{path}: INPUT.FORMAT={cfg.INPUT.FORMAT!r}; d2debug supports BGR and RGB")
     cfg.freeze()
     return cfg
+
+
+def _check_yaml_mapping(path: Path, seen: tuple[Path, ...] = ()) -> None:
+    """A detectron2 config file is a YAML mapping of sections (``MODEL:``, ``INPUT:``...), possibly on a
+    ``_BASE_`` file: say so in one line naming the file when it is empty, a list or a scalar, when a section is
+    not a mapping, or when ``_BASE_`` is not a file name, is missing, or leads back to itself. yacs would fail
+    on these with a Python error (or recurse forever)."""
+    import yaml
+    from detectron2.config import CfgNode, get_cfg
+
+    try:
+        data = yaml.safe_load(path.read_bytes())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise D2DebugError(f"{path}: YAML syntax error{where}") from None
+    except OSError as exc:
+        raise D2DebugError(f"{path}: cannot read config ({first_line(exc)})") from None
+    if data is None:
+        raise D2DebugError(f"{path}: empty config (expected a YAML mapping such as MODEL: ..., INPUT: ...)")
+    if not isinstance(data, dict):
+        raise D2DebugError(f"{path}: the top level is a {type(data).__name__}, expected a YAML mapping of config "
+                           "sections (MODEL: ..., INPUT: ...)")
+    defaults = get_cfg()
+    for key, value in data.items():
+        if isinstance(defaults.get(key), CfgNode) and value is not None and not isinstance(value, dict):
+            raise D2DebugError(f"{path}: section {key} is a {type(value).__name__} ({str(value)[:40]!r}); "
+                               f"expected a mapping of {key}.* keys")
+    base = data.get("_BASE_")
+    if base is None:
+        return
+    if not isinstance(base, str) or not base:
+        raise D2DebugError(f"{path}: _BASE_ is {base!r}; expected the path of a base config file")
+    if base.startswith(("~", "/", "https://", "http://")):
+        base_path = Path(base).expanduser()
+    else:
+        base_path = path.parent / base
+    base_path = base_path.resolve()
+    if base_path in seen + (path.resolve(),):
+        raise D2DebugError(f"{path}: _BASE_ {base} leads back to {base_path.name}: the base configs form a cycle")
+    if not base_path.is_file():
+        raise D2DebugError(f"{path}: _BASE_ {base} not found at {base_path}")
+    try:
+        _check_yaml_mapping(base_path, seen + (path.resolve(),))
+    except D2DebugError as exc:
+        if seen:
+            raise
+        raise D2DebugError(f"{path}: in its _BASE_ chain, {exc}") from None
 
 
 def read_state_dict(weights: str | Path, trust_checkpoint: bool = False) -> dict:
@@ -123,41 +168,65 @@ def read_state_dict(weights: str | Path, trust_checkpoint: bool = False) -> dict
             except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
                 raise D2DebugError(f"{path}: cannot unpickle checkpoint ({type(exc).__name__})") from None
         if isinstance(data, dict) and "model" in data and "__author__" in data:
-            return data
+            return _checked(path, data)
         if isinstance(data, dict) and "blobs" in data:
             data = data["blobs"]
         if not isinstance(data, dict):
             raise D2DebugError(f"{path}: checkpoint is not a dict of tensors")
-        data = {k: v for k, v in data.items() if not k.endswith("_momentum")}
-        return {"model": data, "__author__": "Caffe2", "matching_heuristics": True}
+        data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.endswith("_momentum"))}
+        return _checked(path, {"model": data, "__author__": "Caffe2", "matching_heuristics": True})
     if suffix not in (".pth", ".pt"):
         raise D2DebugError(f"{path}: unknown weights format {suffix!r} (expected .pth, .pt, .safetensors or .pkl)")
+    if path.stat().st_size == 0:
+        raise D2DebugError(f"{path}: empty file, not a PyTorch checkpoint")
     try:
         data = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else ""
         raise D2DebugError(
             f"{path}: checkpoint holds objects other than tensors and was refused by the safe loader "
-            f"(weights_only=True: {first[:160]}); re-save it as {{'model': state_dict}} or .safetensors, or "
-            "pass --trust-checkpoint if you trust it"
+            f"(weights_only=True: {first_line(exc, 160)}); re-save it as {{'model': state_dict}} or .safetensors, "
+            "or pass --trust-checkpoint if you trust it"
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
-        raise D2DebugError(f"{path}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:200]})") from None
+        raise D2DebugError(f"{path}: not a readable PyTorch checkpoint ({first_line(exc)})") from None
     if not isinstance(data, dict):
         raise D2DebugError(f"{path}: checkpoint is a {type(data).__name__}, expected a dict of tensors")
     if "model" not in data:
         data = {"model": data}
-    if not isinstance(data["model"], dict):
-        raise D2DebugError(f"{path}: checkpoint['model'] is a {type(data['model']).__name__}, expected a state dict")
-    return data
+    return _checked(path, data)
 
 
-def _class_names_from_coco(path: Path) -> list[str]:
+def _checked(path: Path, checkpoint: dict) -> dict:
+    """``checkpoint`` when its ``model`` is a state dict (names -> tensors or arrays), else one line naming
+    the first entry that is not (detectron2's loader would fail on it with a Python error)."""
+    import numpy as np
+
+    sd = checkpoint["model"]
+    if not isinstance(sd, dict):
+        raise D2DebugError(f"{path}: checkpoint['model'] is a {type(sd).__name__}, expected a state dict")
+    for k, v in sd.items():
+        if not isinstance(k, str):
+            raise D2DebugError(f"{path}: checkpoint key {k!r} is a {type(k).__name__}; state dict keys are names")
+        if not isinstance(v, (torch.Tensor, np.ndarray)):
+            raise D2DebugError(f"{path}: checkpoint entry {k!r} is a {type(v).__name__}, not a tensor")
+    return checkpoint
+
+
+def _class_names_from_file(path: Path) -> tuple[list[str], str]:
+    """Class names from a JSON file: a COCO annotation file (its categories, by id, as detectron2's
+    ``load_coco_json`` orders them) or a plain list of names (like the demo's ``classes.json``)."""
     try:
-        cats = json.loads(Path(path).read_text())["categories"]
-    except (OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise D2DebugError(f"{path}: cannot read COCO categories ({exc})") from None
-    return [c["name"] for c in sorted(cats, key=lambda c: c["id"])]
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise D2DebugError(f"{path}: cannot read class names ({first_line(exc)})") from None
+    if isinstance(data, list) and data and all(isinstance(n, str) for n in data):
+        return list(data), f"names listed in {path}"
+    cats = data.get("categories") if isinstance(data, dict) else None
+    if not (isinstance(cats, list) and cats and all(isinstance(c, dict) and isinstance(c.get("id"), int)
+                                                    and isinstance(c.get("name"), str) for c in cats)):
+        raise D2DebugError(f"{path}: cannot read class names (expected a COCO json whose 'categories' each have "
+                           "an int 'id' and a 'name', or a JSON list of names)")
+    return [c["name"] for c in sorted(cats, key=lambda c: c["id"])], f"COCO categories of {path}"
 
 
 @dataclass
@@ -230,10 +299,6 @@ def load_model(
     else ``class 0..N-1`` (and the source says so). Missing, unexpected or wrongly shaped checkpoint keys
     raise :class:`D2DebugError` naming them, unless ``allow_key_mismatch``.
     """
-    from detectron2.checkpoint import DetectionCheckpointer
-    from detectron2.data import MetadataCatalog
-    from detectron2.modeling import build_model
-
     cfg = load_cfg(config, overrides)
     device = device or default_device()
     if device == "cuda":
@@ -251,54 +316,15 @@ def load_model(
     cfg.MODEL.WEIGHTS = str(wpath)
     cfg.freeze()
     checkpoint = read_state_dict(wpath, trust_checkpoint=trust_checkpoint)
-    try:
-        model = build_model(cfg)
-    except KeyError as exc:
-        raise D2DebugError(f"{config}: unregistered architecture or component ({exc.args[0] if exc.args else exc})") from None
-    except (AssertionError, ValueError, TypeError) as exc:
-        raise D2DebugError(f"{config}: cannot build the model ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
-    model.eval()
-    ckpt = DetectionCheckpointer(model)
-    # detectron2 logs key mismatches as warnings and goes on with random layers; we collect them instead.
-    logging.getLogger("fvcore.common.checkpoint").setLevel(logging.ERROR)
-    incompatible = ckpt._load_model(checkpoint)
-    report = {
-        "missing_keys": sorted(incompatible.missing_keys),
-        "unexpected_keys": sorted(incompatible.unexpected_keys),
-        "incorrect_shapes": [(k, list(a), list(b)) for k, a, b in incompatible.incorrect_shapes],
-    }
+    model = _build(cfg, config)
+    report = _load_weights(model, checkpoint)
     if not allow_key_mismatch and any(report.values()):
-        parts = []
-        if report["incorrect_shapes"]:
-            shapes = "; ".join(f"{k}: checkpoint {a} vs model {b}" for k, a, b in report["incorrect_shapes"][:4])
-            parts.append(f"{len(report['incorrect_shapes'])} tensor(s) of the wrong shape ({shapes})")
-        if report["missing_keys"]:
-            parts.append(f"{len(report['missing_keys'])} missing key(s) ({', '.join(report['missing_keys'][:4])})")
-        if report["unexpected_keys"]:
-            parts.append(
-                f"{len(report['unexpected_keys'])} unexpected key(s) ({', '.join(report['unexpected_keys'][:4])})"
-            )
         raise D2DebugError(
-            f"{wpath}: checkpoint does not match the config's model: " + "; ".join(parts)
+            f"{wpath}: checkpoint does not match the config's model: " + "; ".join(key_mismatches(report, 4))
             + " (detectron2 would run on with random layers)"
         )
     model.to(device)
-
-    num = int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
-    names, source = None, ""
-    if class_names is not None:
-        if isinstance(class_names, (str, Path)):
-            names, source = _class_names_from_coco(Path(class_names)), f"COCO categories of {class_names}"
-        else:
-            names, source = [str(n) for n in class_names], "given"
-    elif cfg.DATASETS.TEST and cfg.DATASETS.TEST[0] in MetadataCatalog.list():
-        meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
-        if meta.get("thing_classes"):
-            names, source = list(meta.thing_classes), f"metadata of {cfg.DATASETS.TEST[0]}"
-    if names is None:
-        names, source = [f"class {i}" for i in range(num)], "none found: generic names class 0..N-1"
-    if len(names) != num:
-        raise D2DebugError(f"{len(names)} class names given ({source}) but the config has NUM_CLASSES={num}")
+    names, source = _class_names(cfg, class_names)
     return LoadedModel(
         cfg=cfg,
         model=model,
@@ -309,6 +335,92 @@ def load_model(
         weights_path=wpath.resolve(),
         load_report=report,
     )
+
+
+def _build(cfg, config) -> torch.nn.Module:
+    """``build_model(cfg)`` in eval mode; a component the registries do not know is one line naming it."""
+    from detectron2.modeling import build_model
+
+    try:
+        model = build_model(cfg)
+    except KeyError as exc:
+        raise D2DebugError(f"{config}: unregistered architecture or component ({exc.args[0] if exc.args else exc})") from None
+    except (AssertionError, ValueError, TypeError) as exc:
+        raise D2DebugError(f"{config}: cannot build the model ({first_line(exc)})") from None
+    return model.eval()
+
+
+def _load_weights(model: torch.nn.Module, checkpoint: dict) -> dict:
+    """Load ``checkpoint`` with detectron2's own matching (``DetectionCheckpointer``: name heuristics for
+    model-zoo and Caffe2 files) and return what did not fit: ``missing_keys``, ``unexpected_keys`` (sorted
+    names) and ``incorrect_shapes`` (``(name, checkpoint shape, model shape)``)."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    # detectron2 logs key mismatches as warnings and goes on with random layers; we collect them instead.
+    logging.getLogger("fvcore.common.checkpoint").setLevel(logging.ERROR)
+    incompatible = DetectionCheckpointer(model)._load_model(checkpoint)
+    return {
+        "missing_keys": sorted(incompatible.missing_keys),
+        "unexpected_keys": sorted(incompatible.unexpected_keys),
+        "incorrect_shapes": [(k, list(a), list(b)) for k, a, b in incompatible.incorrect_shapes],
+    }
+
+
+def key_mismatches(report: dict, limit: int) -> list[str]:
+    """One phrase per kind of checkpoint mismatch in a load ``report`` (see :attr:`LoadedModel.load_report`),
+    each naming its first ``limit`` keys (the CLI's error line and the dashboard's warning)."""
+    parts = []
+    if report.get("incorrect_shapes"):
+        shapes = "; ".join(f"{k}: checkpoint {a} vs model {b}" for k, a, b in report["incorrect_shapes"][:limit])
+        parts.append(f"{len(report['incorrect_shapes'])} tensor(s) of the wrong shape ({shapes})")
+    if report.get("missing_keys"):
+        parts.append(f"{len(report['missing_keys'])} missing key(s) ({', '.join(report['missing_keys'][:limit])})")
+    if report.get("unexpected_keys"):
+        parts.append(
+            f"{len(report['unexpected_keys'])} unexpected key(s) ({', '.join(report['unexpected_keys'][:limit])})"
+        )
+    return parts
+
+
+def _class_names(cfg, class_names) -> tuple[list[str], str]:
+    """``(names, where they came from)``: given, a COCO file's categories, the test set's registered
+    metadata, or generic ``class i``; raises when their number is not the config's NUM_CLASSES."""
+    from detectron2.data import MetadataCatalog
+
+    num = int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    names, source = None, ""
+    if class_names is not None:
+        if isinstance(class_names, (str, Path)):
+            names, source = _class_names_from_file(Path(class_names))
+        else:
+            names, source = [str(n) for n in class_names], "given"
+    elif cfg.DATASETS.TEST and cfg.DATASETS.TEST[0] in MetadataCatalog.list():
+        meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
+        if meta.get("thing_classes"):
+            names, source = list(meta.thing_classes), f"metadata of {cfg.DATASETS.TEST[0]}"
+    if names is None:
+        names, source = [f"class {i}" for i in range(num)], "none found: generic names class 0..N-1"
+    if len(names) != num:
+        raise D2DebugError(f"{len(names)} class names given ({source}) but the config has NUM_CLASSES={num}")
+    return names, source
+
+
+def parse_class_names(text: str) -> Union[None, str, list[str]]:
+    """What a user types for class names (the CLI's ``--classes``, the sidebar's field): empty -> ``None``;
+    a ``.json`` path -> that file (checked to exist: a COCO json or a list of names); otherwise comma-separated
+    names."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if text.lower().endswith(".json"):
+        p = Path(text).expanduser()
+        if not p.is_file():
+            raise D2DebugError(f"{p}: class-names file not found")
+        return str(p)
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise D2DebugError(f"class names {text!r}: expected a .json path (COCO or a list of names) or comma-separated names")
+    return names
 
 
 def load_demo_model(device: Optional[str] = None) -> LoadedModel:

@@ -16,6 +16,8 @@ __all__ = [
     "draw_overlay",
     "side_by_side",
     "png_bytes",
+    "heatmap",
+    "stretched",
     "MAX_DISPLAY_SIDE",
 ]
 
@@ -128,3 +130,24 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def heatmap(values: np.ndarray) -> tuple[np.ndarray, float]:
+    """An ``HxW`` array of non-negative values as an ``HxWx3`` uint8 RGB heat map (OpenCV's inferno: black =
+    0, white-hot = the largest value) and the value shown at full scale."""
+    import cv2
+
+    top = float(values.max()) if values.size else 0.0
+    scaled = np.zeros(values.shape, np.uint8) if top <= 0 else np.clip(values / top * 255 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(cv2.applyColorMap(scaled, cv2.COLORMAP_INFERNO)[:, :, ::-1]), top
+
+
+def stretched(tensor, order: str) -> np.ndarray:
+    """A ``3xHxW`` model input (any value range) as ``HxWx3`` uint8 RGB for display: channels read in ``order``
+    (``BGR``/``RGB``, as the model reads them), min-max stretched to 0..255 so a 0..1 or normalized input is
+    visible (its value range is what histograms are for)."""
+    a = np.asarray(tensor, dtype=np.float64)
+    lo, hi = float(a.min()), float(a.max())
+    a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
+    img = np.clip(a + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
+    return np.ascontiguousarray(img if order == "RGB" else img[:, :, ::-1])

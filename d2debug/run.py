@@ -16,10 +16,11 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 
-from .errors import D2DebugError
+from .errors import D2DebugError, first_line
 from .model import LoadedModel
 from .stages import (
     Decoded,
+    Order,
     PipelineSpec,
     decode,
     model_norm_values,
@@ -37,11 +38,14 @@ Frame = Literal["original", "resized"]
 def reference_spec(cfg=None, device: Optional[str] = None) -> PipelineSpec:
     """The pipeline ``DefaultPredictor`` runs for ``cfg``: decode with ``read_image(path, "BGR")``, flip to
     ``cfg.INPUT.FORMAT``, ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)`` with PIL bilinear, float32 0..255,
-    the model's own PIXEL_MEAN/STD, original size passed, cfg thresholds, fp32.
+    the model's own PIXEL_MEAN/STD, original size passed, cfg thresholds, fp32, on ``cfg.MODEL.DEVICE``.
 
-    ``device``: ``cpu``/``cuda``; default ``cuda`` when a GPU is available, else ``cpu``. Every stage value is
-    relative to ``cfg`` ("cfg" values), so the same spec is the reference for any config.
+    Every stage value is relative to ``cfg`` ("cfg" values); what the spec takes from ``cfg`` itself is the
+    device, as ``DefaultPredictor`` does (``load_model`` records the device it chose there). ``device``
+    (``cpu``/``cuda``) overrides it; with neither (``cfg=None``): ``cuda`` when a GPU is available, else ``cpu``.
     """
+    if device is None and cfg is not None:
+        device = str(cfg.MODEL.DEVICE)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return PipelineSpec(device="cuda" if str(device).startswith("cuda") else "cpu")
@@ -64,8 +68,8 @@ class RunResult:
     spec: PipelineSpec
     device: str
     image: np.ndarray
-    image_order: str
-    fed_order: str
+    image_order: Order
+    fed_order: Order
     input_tensor: torch.Tensor
     backbone_input: torch.Tensor
     boxes: np.ndarray
@@ -129,14 +133,14 @@ def _model_settings(model: torch.nn.Module, mean, std, score: Optional[float], n
         model.pixel_mean, model.pixel_std, pred.test_score_thresh, pred.test_nms_thresh = saved
 
 
-def prepare(cfg, dec: Decoded, spec: PipelineSpec) -> tuple[torch.Tensor, tuple[int, int], str]:
+def prepare(cfg, dec: Decoded, spec: PipelineSpec) -> tuple[torch.Tensor, tuple[int, int], Order]:
     """The host-side stages after decoding: channel order, resize, value range / external normalization.
 
     ``dec``: the decoded image (from ``spec.decoder``). Returns the ``3xHxW`` float32 model input, the original
     ``(h, w)`` and the channel order fed to the model (``"BGR"``/``"RGB"``).
     """
     img = to_model_order(dec.image, dec.order, cfg.INPUT.FORMAT, spec.channel_order)
-    fed_order = cfg.INPUT.FORMAT if spec.channel_order == "cfg" else ("RGB" if cfg.INPUT.FORMAT == "BGR" else "BGR")
+    fed_order: Order = cfg.INPUT.FORMAT if spec.channel_order == "cfg" else ("RGB" if cfg.INPUT.FORMAT == "BGR" else "BGR")
     h, w = img.shape[:2]
     if spec.resize == "shortest_edge" and spec.interpolation == "bilinear" and spec.resize_backend == "pil":
         # The reference resize: detectron2's own augmentation, exactly as DefaultPredictor applies it.
@@ -218,7 +222,7 @@ def run_tensor(
                         out = model([inputs])[0]["instances"]
                 except RuntimeError as exc:
                     raise D2DebugError(
-                        f"precision=fp16 is not supported by this model on {dev_type} ({str(exc).splitlines()[0]})"
+                        f"precision=fp16 is not supported by this model on {dev_type} ({first_line(exc)})"
                     ) from None
             else:
                 out = model([inputs])[0]["instances"]

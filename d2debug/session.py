@@ -9,83 +9,30 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal, Mapping, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Union
 
 import numpy as np
 
 from . import render
-from .audit import STANDARD_PITFALLS, Pitfall
 from .compare import Agreement, compare
 from .errors import D2DebugError
 from .model import LoadedModel
+from .pitfalls import PITFALLS, REFERENCE, Pitfall, pitfall_stage
 from .run import RunResult, run
 from .stages import PipelineSpec, model_norm_values
-from .stats import TensorStats, shared_histograms
+from .stats import TensorStats, histogram_records, shared_histograms
 
 __all__ = [
-    "StageId",
-    "STAGES",
-    "Pitfall",
-    "PITFALLS",
-    "EXTRA_PITFALLS",
-    "pitfall_stage",
     "ReferenceView",
     "ComparisonView",
     "SensitivityRow",
     "GlanceRow",
-    "IMAGE_SUFFIXES",
     "prepare_reference",
     "compare_variant",
     "sensitivity",
     "sensitivity_row",
     "pipeline_at_a_glance",
-    "list_images",
-    "parse_class_names",
-    "stage_of",
 ]
-
-StageId = Literal["channel_order", "resize", "normalization", "decoding", "output", "device"]
-
-# Stage id -> (title, the PipelineSpec fields that stage owns). The order is the dashboard's page order.
-STAGES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "channel_order": ("Channel order", ("channel_order",)),
-    "resize": ("Resize policy and interpolation", ("resize", "resize_size", "interpolation", "resize_backend")),
-    "normalization": ("Normalization and value range", ("value_range", "external_norm", "model_norm")),
-    "decoding": ("Decoding and EXIF", ("decoder",)),
-    "output": ("Output frame and thresholds", ("original_size", "score_thresh", "nms_thresh")),
-    "device": ("Device and precision", ("device", "precision")),
-}
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-
-
-def stage_of(field_name: str) -> str:
-    """The stage id owning a :class:`PipelineSpec` field."""
-    for sid, (_title, fields) in STAGES.items():
-        if field_name in fields:
-            return sid
-    raise KeyError(field_name)
-
-
-def pitfall_stage(pitfall: Pitfall) -> str:
-    """The stage a single-stage pitfall changes (the stage of its first changed field)."""
-    return stage_of(pitfall.changes[0][0]) if pitfall.changes else "channel_order"
-
-
-# The audit's standard pitfalls (same names everywhere: CLI, reports, README) plus the single-stage mistakes
-# that are cheap enough to show for one image but are not in the dataset audit's default set.
-EXTRA_PITFALLS: tuple[Pitfall, ...] = (
-    Pitfall("resize_noclamp", "shortest edge without MAX_SIZE clamp", (("resize", "shortest_edge_noclamp"),),
-            "short side scaled, long side not clamped, sizes truncated"),
-    Pitfall("cv2_decoder", "cv2.imread decoding", (("decoder", "cv2"),),
-            "OpenCV's JPEG decoder instead of detectron2's read_image (PIL)"),
-    Pitfall("score_thresh_low", "score threshold 0.05", (("score_thresh", 0.05),),
-            "deploy code with a lower score threshold than the config's"),
-    Pitfall("fp16", "fp16 autocast", (("precision", "fp16"),), "reduced precision instead of fp32"),
-)
-PITFALLS: tuple[Pitfall, ...] = tuple(STANDARD_PITFALLS) + tuple(
-    p for p in EXTRA_PITFALLS if p.name not in {q.name for q in STANDARD_PITFALLS}
-)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -115,19 +62,6 @@ def _channel_labels(ref: RunResult, var: RunResult) -> list[str]:
         a, b = ref.fed_order[i], var.fed_order[i]
         out.append(f"ch{i} {a}" if a == b else f"ch{i} ref {a} / variant {b}")
     return out
-
-
-def _hist_records(stats: Sequence[TensorStats], labels: Sequence[str]) -> list[dict]:
-    """Tidy rows ``{pipeline, channel, x, x2, count, fraction}`` for overlaid histograms on shared bins."""
-    rows = []
-    for who, st in zip(labels, stats):
-        e = st.edges
-        for ch, counts in zip(st.channel_names, st.counts):
-            total = max(1, int(counts.sum()))
-            for k, c in enumerate(counts):
-                rows.append({"pipeline": who, "channel": ch, "x": float(e[k]), "x2": float(e[k + 1]),
-                             "count": int(c), "fraction": float(c) / total})
-    return rows
 
 
 @dataclass
@@ -246,8 +180,8 @@ def compare_variant(
         channel_labels=labels,
         input_stats=(in_stats[0], in_stats[1]),
         backbone_stats=(bb_stats[0], bb_stats[1]),
-        input_hist=_hist_records(in_stats, ("reference", "variant")),
-        backbone_hist=_hist_records(bb_stats, ("reference", "variant")),
+        input_hist=histogram_records(in_stats, (REFERENCE, "variant")),
+        backbone_hist=histogram_records(bb_stats, (REFERENCE, "variant")),
         image_name=Path(image).name,
         model_summary={k: desc[k] for k in ("config", "weights", "architecture", "input_format", "pixel_mean",
                                              "pixel_std", "min_size_test", "max_size_test", "device")},
@@ -363,41 +297,3 @@ def pipeline_at_a_glance(loaded: LoadedModel, reference: Union[ReferenceView, Ru
         GlanceRow("Device and precision", f"{r.device}, {spec.precision}", f"{len(r.boxes)} detections"),
     ]
     return rows
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Inputs from the sidebar
-
-
-def list_images(folder: Union[str, Path]) -> list[Path]:
-    """Image files (by suffix) directly in ``folder``, sorted by name. Raises :class:`D2DebugError` naming the
-    folder when it does not exist, is not a folder, or holds no images."""
-    path = Path(str(folder)).expanduser()
-    if not path.exists():
-        raise D2DebugError(f"{path}: no such folder")
-    if not path.is_dir():
-        raise D2DebugError(f"{path}: not a folder")
-    try:
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    except OSError as exc:
-        raise D2DebugError(f"{path}: cannot list folder ({exc.strerror})") from None
-    if not files:
-        raise D2DebugError(f"{path}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-    return files
-
-
-def parse_class_names(text: str) -> Union[None, str, list[str]]:
-    """The sidebar's class-names field: empty -> ``None``; a ``.json`` path -> that COCO file (checked);
-    otherwise comma-separated names."""
-    text = (text or "").strip()
-    if not text:
-        return None
-    if text.lower().endswith(".json"):
-        p = Path(text).expanduser()
-        if not p.is_file():
-            raise D2DebugError(f"{p}: class-names file not found")
-        return str(p)
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise D2DebugError(f"class names {text!r}: expected a COCO .json path or comma-separated names")
-    return names

@@ -37,7 +37,9 @@ __all__ = [
     "to_input_tensor",
     "external_norm_values",
     "model_norm_values",
+    "custom_norm",
     "parse_assignment",
+    "Order",
 ]
 
 Decoder = Literal["detectron2", "cv2", "pil", "pil_exif"]
@@ -107,8 +109,9 @@ class PipelineSpec:
             if value not in FIELD_CHOICES[name]:
                 raise D2DebugError(f"{name}={value!r} is not one of {', '.join(FIELD_CHOICES[name])}")
         external_norm_values(self.external_norm)
-        _parse_mean_std(self.model_norm, "model_norm") if self.model_norm.startswith("custom:") else None
-        if self.model_norm not in ("cfg", "d2_default") and not self.model_norm.startswith("custom:"):
+        if self.model_norm.startswith(CUSTOM):
+            _parse_mean_std(self.model_norm, "model_norm")
+        elif self.model_norm not in ("cfg", "d2_default"):
             raise D2DebugError(f"model_norm={self.model_norm!r} is not one of cfg, d2_default, custom:m1,m2,m3/s1,s2,s3")
         rs = self.resize_size
         if isinstance(rs, tuple):
@@ -194,8 +197,22 @@ def parse_assignment(text: str) -> tuple[str, object]:
     return key, value
 
 
+CUSTOM = "custom:"  # the prefix of a custom mean/std value: custom:m1,m2,m3/s1,s2,s3
+
+
+def custom_norm(mean, std) -> str:
+    """The ``external_norm`` / ``model_norm`` value for a custom mean/std: ``custom:m1,m2,m3/s1,s2,s3``.
+
+    ``mean``, ``std``: three numbers each, or the text of three comma-separated numbers as typed (spaces are
+    dropped; the values are validated when a :class:`PipelineSpec` is built with the result)."""
+    def part(v) -> str:
+        return v.replace(" ", "") if isinstance(v, str) else ",".join(f"{float(x):g}" for x in v)
+
+    return f"{CUSTOM}{part(mean)}/{part(std)}"
+
+
 def _parse_mean_std(text: str, name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    body = text[len("custom:"):]
+    body = text[len(CUSTOM):]
     try:
         m, s = body.split("/")
         mean = tuple(float(v) for v in m.split(","))
@@ -217,7 +234,7 @@ def external_norm_values(external_norm: str) -> Optional[tuple[tuple[float, ...]
         return IMAGENET_MEAN, IMAGENET_STD
     if external_norm == "half":
         return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
-    if external_norm.startswith("custom:"):
+    if external_norm.startswith(CUSTOM):
         return _parse_mean_std(external_norm, "external_norm")
     raise D2DebugError(
         f"external_norm={external_norm!r} is not one of none, imagenet, half, custom:m1,m2,m3/s1,s2,s3"
@@ -318,9 +335,8 @@ def decode(path: str | Path, decoder: Decoder) -> Decoded:
     Returns ``HxWx3`` uint8, contiguous. Raises :class:`D2DebugError` naming the file when it cannot be read.
     """
     import cv2
-    from PIL import ImageOps
-
     from detectron2.data.detection_utils import _apply_exif_orientation, convert_PIL_to_numpy
+    from PIL import ImageOps
 
     path = Path(path)
     if decoder not in FIELD_CHOICES["decoder"]:

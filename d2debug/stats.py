@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["ChannelStats", "TensorStats", "tensor_stats", "shared_histograms"]
+__all__ = ["ChannelStats", "TensorStats", "tensor_stats", "shared_histograms", "histogram_records"]
 
 
 @dataclass(frozen=True)
@@ -81,3 +81,17 @@ def tensor_stats(a, b=None, channel_names=None, bins: int = 64):
         return shared_histograms([a], channel_names, bins)[0]
     sa, sb = shared_histograms([a, b], channel_names, bins)
     return sa, sb
+
+
+def histogram_records(stats, labels) -> list[dict]:
+    """Tidy rows ``{pipeline, channel, x, x2, count, fraction}`` of :class:`TensorStats` on shared bins (one
+    per pipeline, named by ``labels``), for overlaid histogram charts: ``x``..``x2`` is a bin, ``fraction`` its
+    share of that channel's pixels."""
+    rows = []
+    for who, st in zip(labels, stats):
+        e = st.edges
+        for ch, counts in zip(st.channel_names, st.counts):
+            total = max(1, int(counts.sum()))
+            rows += [{"pipeline": who, "channel": ch, "x": float(e[k]), "x2": float(e[k + 1]), "count": int(c),
+                      "fraction": float(c) / total} for k, c in enumerate(counts)]
+    return rows

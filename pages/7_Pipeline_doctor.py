@@ -6,11 +6,9 @@ import json
 
 import streamlit as st
 
-from d2debug.doctor import diagnose, load_user_input
+from d2debug.doctor import diagnose, load_fingerprint, load_user_input
 from d2debug.errors import D2DebugError
-from d2debug.fingerprint import load_fingerprint
-from d2debug.ui import sidebar
-from d2debug.ui import charts
+from d2debug.ui import charts, sidebar
 from d2debug.ui.loaders import file_key
 
 RESULT_KEY = "d2debug_doctor"

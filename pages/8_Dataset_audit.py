@@ -9,10 +9,17 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from d2debug.audit import STANDARD_PITFALLS, auto_out_dir, load_dataset, parse_variants, run_audit
+from d2debug.audit import (
+    STANDARD_PITFALLS,
+    auto_out_dir,
+    damage_chart_svg,
+    load_dataset,
+    parse_variants,
+    run_audit,
+    summary_rows,
+)
 from d2debug.errors import D2DebugError
 from d2debug.model import DEMO_DIR
-from d2debug.report import damage_chart_svg
 from d2debug.ui import sidebar
 
 RESULT_KEY = "d2debug_audit"
@@ -99,20 +106,21 @@ for failed in ds.get("failed", []):
 st.markdown("**Damage per pitfall** (most damaging first)")
 st.markdown(damage_chart_svg(summary), unsafe_allow_html=True)
 
-has_ap = any(r["AP"] is not None for r in summary["rows"])
+rows = summary_rows(summary)
+has_ap = any(r.AP is not None for r in rows)
 table = pd.DataFrame([
     {
-        "pitfall": r["label"],
-        "stage change": r["change"],
-        **({"AP": r["AP"] * 100, "dAP": r["dAP"] * 100, "AP50": r["AP50"] * 100, "dAP50": r["dAP50"] * 100}
-           if has_ap and r["AP"] is not None else {}),
-        "agreement F1": r["f1"],
-        "matched": r["matched"],
-        "missed": r["missed"],
-        "extra": r["extra"],
-        "class flips": r["class_flips"],
+        "pitfall": r.label,
+        "stage change": r.change,
+        **({"AP": r.AP * 100, "dAP": r.dAP * 100, "AP50": r.AP50 * 100, "dAP50": r.dAP50 * 100}
+           if has_ap and r.AP is not None else {}),
+        "agreement F1": r.f1,
+        "matched": r.matched,
+        "missed": r.missed,
+        "extra": r.extra,
+        "class flips": r.class_flips,
     }
-    for r in summary["rows"]
+    for r in rows
 ])
 st.dataframe(table.style.format(precision=3, subset=["agreement F1"]).format(
     precision=1, subset=[c for c in ("AP", "dAP", "AP50", "dAP50") if c in table]),
@@ -131,11 +139,11 @@ for col, (key, label, mime) in zip(cols, [("report", "report.html", "text/html")
 st.subheader("Worst images per pitfall")
 st.caption("Boxes: green matched, orange missed (reference only), blue extra (pitfall only), pink class flipped; "
            "drawn where each pipeline put them on the correctly decoded image.")
-for r in summary["rows"][1:]:
-    figs = result["figures"].get(r["name"], [])
-    with st.expander(f"{r['label']}: {len(figs)} image(s) disagree most" if figs else
-                     f"{r['label']}: same detections as the reference everywhere", expanded=False):
-        if r.get("explains"):
-            st.caption(r["explains"])
+for r in rows[1:]:
+    figs = result["figures"].get(r.name, [])
+    with st.expander(f"{r.label}: {len(figs)} image(s) disagree most" if figs else
+                     f"{r.label}: same detections as the reference everywhere", expanded=False):
+        if r.explains:
+            st.caption(r.explains)
         for (caption, png), col in zip(figs, st.columns(max(1, len(figs)))):
             col.image(png, caption=caption, use_container_width=True)

@@ -13,15 +13,17 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import app_errors as errors, app_run as run
+from conftest import app_errors as errors
+from conftest import app_run as run
 
 ROOT = Path(__file__).resolve().parent.parent
 # The pages import d2debug from the checkout, as `streamlit run app.py` does (it puts app.py's folder on the path).
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from d2debug.session import PITFALLS  # noqa: E402
+from d2debug.pitfalls import PITFALLS  # noqa: E402
 from d2debug.ui.stage_page import PAGE_FILES as PAGES  # noqa: E402
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 # The CPU is shared with other work; a forward pass can take seconds.
 TIMEOUT = 180

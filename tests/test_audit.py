@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from d2debug.audit import (
@@ -218,12 +217,13 @@ def per_image(audit, key_part, name):
 
 
 def test_reference_ap_equals_pycocotools_on_default_predictor(demo, audited):
+    import contextlib
+    import io
+
     from detectron2.data.detection_utils import read_image
     from detectron2.engine import DefaultPredictor
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
-    import contextlib
-    import io
 
     audit, ds = audited
     cfg = demo.cfg.clone()

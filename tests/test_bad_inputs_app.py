@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
-
-from conftest import ROOT
 from test_app import PAGES, TIMEOUT, errors, metrics, run, set_radio
 from test_bad_inputs import _broken_corpus
+
+from conftest import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

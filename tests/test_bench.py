@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from d2debug.bench import (
+from d2debug.cli import main
+from d2debug.run import reference_spec, run
+from d2debug.tools.bench import (
     CHROMIUM,
     TARGETS,
     BenchResult,
@@ -21,8 +23,6 @@ from d2debug.bench import (
     to_text,
     toggle,
 )
-from d2debug.cli import main
-from d2debug.run import reference_spec, run
 
 from conftest import SAMPLES, sample
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from d2debug.serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from d2debug.tools.serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
 ROOT = Path(__file__).resolve().parent.parent
 # Model runs on a shared CPU can take seconds each; expect() waits up to this long (it returns as soon as met).

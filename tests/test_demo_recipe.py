@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SAMPLES
 from d2debug.demo.data import CLASS_NAMES, random_scene, render_scene, write_split
+
+from conftest import SAMPLES
 
 
 def test_scenes_are_seeded_and_objects_do_not_overlap():

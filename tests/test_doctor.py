@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, sample
 from d2debug.doctor import (
     FINDING_IDS,
     Finding,
@@ -29,6 +28,8 @@ from d2debug.errors import D2DebugError
 from d2debug.run import reference_spec, run
 from d2debug.stages import PipelineSpec
 from d2debug.testing import assert_matches_reference
+
+from conftest import ROOT, sample
 
 
 def diag(loaded, image, **spec):
@@ -274,8 +275,9 @@ def test_cli_doctor_json_and_exit_codes(demo, tmp_path):
 
 
 def test_cli_doctor_on_a_user_model_by_path(tiny_weights, tmp_path):
-    from conftest import TINY_CONFIG
     from d2debug.model import load_cfg
+
+    from conftest import TINY_CONFIG
 
     cfg = load_cfg(TINY_CONFIG)  # BGR, MIN/MAX_SIZE_TEST 256/400
     img = sample("val_014")

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SAMPLE_IMAGES
 from d2debug.doctor import diagnose, make_user_input
+from d2debug.doctor.suite import SUITE, confusion_table, pick_images, run_case, run_suite
 from d2debug.stages import PipelineSpec
-from d2debug.testing import SUITE, _pick_images, confusion_table, run_case, run_suite
+
+from conftest import SAMPLE_IMAGES
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +59,7 @@ def test_suite_scores_a_wrong_answer_as_wrong(demo, tmp_path):
     from dataclasses import replace
 
     case = next(c for c in SUITE if c.name == "BGR fed to an RGB model")
-    img = _pick_images(SAMPLE_IMAGES, "all", demo.cfg, 1, 0)[0]
+    img = pick_images(SAMPLE_IMAGES, "all", demo.cfg, 1, 0)[0]
     good = run_case(demo, case, img, tmp_path)
     bad = run_case(demo, replace(case, pitfalls=("value_range_0_1",)), img, tmp_path)
     assert good.top_right and not bad.top_right

@@ -10,18 +10,21 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, SAMPLE_IMAGES, sample
-from d2debug.doctor import diagnose, make_user_input, preprocess
-from d2debug.errors import D2DebugError
-from d2debug.fingerprint import (
+from d2debug.doctor import (
     cfg_from_fingerprint,
     check_config,
     check_statistics,
+    diagnose,
     load_fingerprint,
     make_fingerprint,
+    make_user_input,
+    preprocess,
     save_fingerprint,
 )
+from d2debug.errors import D2DebugError
 from d2debug.stages import PipelineSpec
+
+from conftest import ROOT, SAMPLE_IMAGES, sample
 
 IMAGES = [p for p in SAMPLE_IMAGES if "exif" not in p.name][::4]
 

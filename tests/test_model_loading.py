@@ -6,9 +6,10 @@ import pickle
 import pytest
 import torch
 
-from conftest import TINY_CONFIG
 from d2debug.errors import D2DebugError
 from d2debug.model import load_model, read_state_dict
+
+from conftest import TINY_CONFIG
 
 
 class _CreatesFile:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import app_errors as errors, app_run as run
+from conftest import app_errors as errors
+from conftest import app_run as run
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIT_PAGE = str(ROOT / "pages" / "8_Dataset_audit.py")

@@ -8,7 +8,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, SAMPLE_IMAGES, app_errors as errors, app_run as run
+from conftest import ROOT, SAMPLE_IMAGES
+from conftest import app_errors as errors
+from conftest import app_run as run
 
 PAGE = str(ROOT / "pages" / "7_Pipeline_doctor.py")
 TIMEOUT = 300
@@ -24,8 +26,7 @@ class _Evil:
 
 
 def test_doctor_page_diagnoses_refuses_pickles_and_recovers(tmp_path):
-    from d2debug.doctor import make_user_input
-    from d2debug.fingerprint import make_fingerprint, save_fingerprint
+    from d2debug.doctor import make_fingerprint, make_user_input, save_fingerprint
     from d2debug.model import DEMO_CONFIG, load_cfg
     from d2debug.stages import PipelineSpec
 

@@ -7,16 +7,14 @@ import numpy as np
 import pytest
 
 from d2debug.errors import D2DebugError
+from d2debug.files import list_images
 from d2debug.lessons import correct_code, lesson
+from d2debug.model import parse_class_names
+from d2debug.pitfalls import PITFALLS, STAGES, pitfall_stage
 from d2debug.run import reference_spec
 from d2debug.session import (
-    PITFALLS,
-    STAGES,
     compare_variant,
-    list_images,
-    parse_class_names,
     pipeline_at_a_glance,
-    pitfall_stage,
     prepare_reference,
     sensitivity,
 )

@@ -6,7 +6,6 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import sample
 from d2debug.errors import D2DebugError
 from d2debug.stages import (
     IMAGENET_MEAN,
@@ -19,6 +18,8 @@ from d2debug.stages import (
     to_input_tensor,
     to_model_order,
 )
+
+from conftest import sample
 
 
 def check_not_modified(fn, arr, *args):

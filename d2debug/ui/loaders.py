@@ -17,11 +17,11 @@ from typing import Optional, Sequence, Union
 
 import streamlit as st
 
-from ..model import LoadedModel, load_demo_model, load_model
+from ..model import DEMO_CONFIG, DEMO_WEIGHTS, LoadedModel, load_demo_model, load_model
+from ..pitfalls import Pitfall
 from ..run import RunResult
 from ..session import (
     ComparisonView,
-    Pitfall,
     ReferenceView,
     SensitivityRow,
     compare_variant,
@@ -60,8 +60,6 @@ def _demo_model(key: str, device: Optional[str]) -> LoadedModel:
 
 def demo_model(device: Optional[str] = None) -> tuple[LoadedModel, str]:
     """The shipped demo model and its cache key (which follows the files in ``sample_data/``)."""
-    from ..model import DEMO_CONFIG, DEMO_WEIGHTS
-
     key = f"demo:{file_key(DEMO_CONFIG)}:{file_key(DEMO_WEIGHTS)}:{device}"
     return _demo_model(key, device), key
 

@@ -8,9 +8,9 @@ from typing import Optional
 import streamlit as st
 
 from ..errors import D2DebugError
-from ..model import DEMO_DIR, LoadedModel
+from ..files import IMAGE_SUFFIXES, list_images
+from ..model import DEMO_DIR, LoadedModel, key_mismatches, parse_class_names
 from ..run import reference_spec
-from ..session import IMAGE_SUFFIXES, list_images, parse_class_names
 from ..stages import PipelineSpec
 from . import loaders, state
 
@@ -97,7 +97,7 @@ def _model_section() -> tuple[LoadedModel, str, str]:
                 config = str(cfg_path) if cfg_path else ""
                 weights = str(w_path) if w_path else ""
             state.default("sb_classes", "")
-            classes_text = st.text_input("class names (COCO .json path or comma-separated; optional)",
+            classes_text = st.text_input("class names (.json path: COCO or a list; or comma-separated; optional)",
                                          key="sb_classes")
             state.default("sb_trust_checkpoint", False)
             state.default("sb_allow_mismatch", False)
@@ -142,17 +142,9 @@ def _describe(loaded: LoadedModel, label: str) -> None:
             f"- PIXEL_STD: {d['pixel_std']}\n- MIN/MAX_SIZE_TEST: {d['min_size_test']} / {d['max_size_test']}\n"
             f"- score / NMS threshold: {d['score_thresh_test']} / {d['nms_thresh_test']}\n- device: {d['device']}"
         )
-    rep = loaded.load_report or {}
-    if any(rep.get(k) for k in ("missing_keys", "unexpected_keys", "incorrect_shapes")):
-        lines = []
-        if rep.get("incorrect_shapes"):
-            lines.append(f"{len(rep['incorrect_shapes'])} tensor(s) of the wrong shape: " + "; ".join(
-                f"{k} checkpoint {a} vs model {b}" for k, a, b in rep["incorrect_shapes"][:5]))
-        if rep.get("missing_keys"):
-            lines.append(f"{len(rep['missing_keys'])} missing key(s): " + ", ".join(rep["missing_keys"][:5]))
-        if rep.get("unexpected_keys"):
-            lines.append(f"{len(rep['unexpected_keys'])} unexpected key(s): " + ", ".join(rep["unexpected_keys"][:5]))
-        st.error("Checkpoint does not match the model; these layers are random:\n\n- " + "\n- ".join(lines))
+    mismatches = key_mismatches(loaded.load_report or {}, 5)
+    if mismatches:
+        st.error("Checkpoint does not match the model; these layers are random:\n\n- " + "\n- ".join(mismatches))
 
 
 def _image_section() -> tuple[Optional[Path], str]:

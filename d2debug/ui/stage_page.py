@@ -9,8 +9,9 @@ import streamlit as st
 
 from ..errors import D2DebugError
 from ..lessons import lesson
+from ..pitfalls import STAGES
 from ..render import MAX_DISPLAY_SIDE
-from ..session import STAGES, ComparisonView
+from ..session import ComparisonView
 from . import charts, loaders
 from .sidebar import Selection, sidebar
 from .widgets import WIDGETS
@@ -108,7 +109,7 @@ def _teaching(stage: str, sel: Selection, view: Optional[ComparisonView]) -> Non
 
 
 def stage_page(stage: str) -> None:
-    """Draw a whole stage page for ``stage`` (a :data:`d2debug.session.STAGES` id)."""
+    """Draw a whole stage page for ``stage`` (a :data:`d2debug.pitfalls.STAGES` id)."""
     title = STAGES[stage][0]
     number = list(PAGE_FILES).index(stage) + 1
     st.set_page_config(page_title=f"d2debug · {title}", layout="wide")

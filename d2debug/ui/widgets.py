@@ -7,7 +7,7 @@ from typing import Callable
 import streamlit as st
 import torch
 
-from ..stages import FIELD_CHOICES
+from ..stages import FIELD_CHOICES, custom_norm
 from . import state
 
 __all__ = ["WIDGETS", "channel_order_ui", "resize_ui", "normalization_ui", "decoding_ui", "output_ui", "device_ui"]
@@ -104,12 +104,12 @@ def normalization_ui(cfg) -> dict:
         state.default("stage_norm_custom_std", ",".join(f"{float(v):g}" for v in cfg.MODEL.PIXEL_STD))
         mean = c1.text_input("Mean (3 values)", key="stage_norm_custom_mean")
         std = c2.text_input("Std (3 values)", key="stage_norm_custom_std")
-        return {"model_norm": f"custom:{mean.replace(' ', '')}/{std.replace(' ', '')}"}
+        return {"model_norm": custom_norm(mean, std)}
     state.default("stage_norm_ext_mean", "0.5,0.5,0.5")
     state.default("stage_norm_ext_std", "0.5,0.5,0.5")
     mean = c1.text_input("Mean (3 values, 0..1 units)", key="stage_norm_ext_mean")
     std = c2.text_input("Std (3 values, 0..1 units)", key="stage_norm_ext_std")
-    return {"external_norm": f"custom:{mean.replace(' ', '')}/{std.replace(' ', '')}"}
+    return {"external_norm": custom_norm(mean, std)}
 
 
 def decoding_ui(cfg) -> dict:

@@ -7,15 +7,15 @@ import signal
 import sys
 from pathlib import Path
 
+from ..pitfalls import STANDARD_PITFALLS
+from .common import add_model_args, load_from_args
+
 __all__ = ["register", "cmd_audit"]
 
 DEFAULT_OUT = Path("d2debug_audit")
 
 
 def register(sub) -> None:
-    from .audit import STANDARD_PITFALLS
-    from .cli import add_model_args
-
     p = sub.add_parser(
         "audit",
         help="run the reference and every preprocessing pitfall over a dataset; AP, agreement, HTML report",
@@ -50,8 +50,7 @@ def _on_sigterm(_signum, _frame):
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
-    from .audit import load_dataset, parse_variants, pitfalls_markdown, run_audit
-    from .cli import load_from_args
+    from ..audit import load_dataset, parse_variants, pitfalls_markdown, run_audit
 
     pitfalls = parse_variants(a.variants)  # bad names fail before the model loads
     dataset = load_dataset(a.images, a.annotations, a.limit)

@@ -11,11 +11,11 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
-from .errors import D2DebugError
+from ..errors import D2DebugError
 
 __all__ = ["CHROMIUM", "CHROMIUM_ARGS", "free_port", "streamlit_server"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout, where app.py is
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps trying to reach Google's hosts and gets refused.
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

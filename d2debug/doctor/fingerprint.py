@@ -13,7 +13,6 @@ pipeline feeds the model; no forward pass is needed to compute them.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -22,8 +21,13 @@ from typing import Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .errors import D2DebugError
-from .stages import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import D2DebugError, first_line
+from ..files import list_images, sha256_file
+from ..findings import Finding, feed_code
+from ..run import preprocess
+from ..stages import IMAGENET_MEAN, IMAGENET_STD
+from ..version import __version__
+from .geometry import explain_size
 
 __all__ = [
     "FINGERPRINT_VERSION",
@@ -36,15 +40,6 @@ __all__ = [
 ]
 
 FINGERPRINT_VERSION = 1
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _image_list(images: Union[str, Path, Sequence[Union[str, Path]], None]) -> list[Path]:
@@ -54,21 +49,13 @@ def _image_list(images: Union[str, Path, Sequence[Union[str, Path]], None]) -> l
         p = Path(images).expanduser()
         if not p.exists():
             raise D2DebugError(f"{p}: no such file or directory")
-        if p.is_dir():
-            files = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
-            if not files:
-                raise D2DebugError(f"{p}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this directory")
-            return files
-        return [p]
+        return list_images(p, "directory") if p.is_dir() else [p]
     return [Path(q) for q in images]
 
 
 def make_fingerprint(model_or_cfg, images=None, max_images: int = 200) -> dict:
     """Record the reference pipeline of ``model_or_cfg`` (a LoadedModel or CfgNode) and, when ``images`` (a
     directory, a file or a list of files) are given, per-channel statistics of its model input on them."""
-    from . import __version__
-    from .doctor import preprocess
-
     cfg = getattr(model_or_cfg, "cfg", model_or_cfg)
     fmt = cfg.INPUT.FORMAT
     stages = {
@@ -97,7 +84,7 @@ def make_fingerprint(model_or_cfg, images=None, max_images: int = 200) -> dict:
             source[key.replace("_path", "")] = str(p)
     wp = getattr(model_or_cfg, "weights_path", None)
     if wp is not None and Path(wp).is_file():
-        source["weights_sha256"] = _sha256(Path(wp))
+        source["weights_sha256"] = sha256_file(wp)
     class_names = getattr(model_or_cfg, "class_names", None)
     if class_names is not None:
         stages["class_names"] = list(class_names)
@@ -109,11 +96,11 @@ def make_fingerprint(model_or_cfg, images=None, max_images: int = 200) -> dict:
     }
     files = _image_list(images)[:max_images]
     if files:
-        fp["input_stats"] = _input_stats(cfg, files, preprocess)
+        fp["input_stats"] = _input_stats(cfg, files)
     return fp
 
 
-def _input_stats(cfg, files: list[Path], preprocess) -> dict:
+def _input_stats(cfg, files: list[Path]) -> dict:
     means, stds, rows, samples = [], [], [], []
     rng = np.random.default_rng(0)
     s1 = np.zeros(3)
@@ -187,7 +174,7 @@ def load_fingerprint(source: Union[str, Path, dict]) -> dict:
         try:
             fp = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise D2DebugError(f"{path}: not a JSON fingerprint ({exc})") from None
+            raise D2DebugError(f"{path}: not a JSON fingerprint ({first_line(exc)})") from None
     if not isinstance(fp, dict) or fp.get("d2debug_fingerprint") != FINGERPRINT_VERSION:
         raise D2DebugError(f"{label}: not a d2debug fingerprint (version {FINGERPRINT_VERSION})")
     st = fp.get("stages")
@@ -196,12 +183,40 @@ def load_fingerprint(source: Union[str, Path, dict]) -> dict:
     if st["input_format"] not in ("BGR", "RGB"):
         raise D2DebugError(f"{label}: input_format={st['input_format']!r}; expected BGR or RGB")
     for k in ("pixel_mean", "pixel_std"):
-        v = st[k]
-        if not (isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v)):
-            raise D2DebugError(f"{label}: {k}={v!r}; expected three numbers")
+        if not _numbers(st[k], 3):
+            raise D2DebugError(f"{label}: {k}={st[k]!r}; expected three numbers")
     if any(x <= 0 for x in st["pixel_std"]):
         raise D2DebugError(f"{label}: pixel_std={st['pixel_std']!r}; every std must be positive")
+    for k in ("min_size_test", "max_size_test", "detections_per_image", "num_classes"):
+        if k in st and not (isinstance(st[k], int) and not isinstance(st[k], bool) and st[k] >= 0):
+            raise D2DebugError(f"{label}: {k}={st[k]!r}; expected a whole number >= 0")
+    for k in ("score_thresh_test", "nms_thresh_test"):
+        if k in st and not (_numbers([st[k]], 1) and 0 <= st[k] <= 1):
+            raise D2DebugError(f"{label}: {k}={st[k]!r}; expected a number between 0 and 1")
+    _check_input_stats(fp.get("input_stats"), label)
     return fp
+
+
+def _numbers(v, n: int) -> bool:
+    """``v`` is a list of ``n`` finite numbers (bools are not numbers here)."""
+    return (isinstance(v, list) and len(v) == n
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in v))
+
+
+def _check_input_stats(stats, label: str) -> None:
+    """The recorded statistics, when present, hold what :func:`check_statistics` reads."""
+    if stats is None:
+        return
+    if not isinstance(stats, dict):
+        raise D2DebugError(f"{label}: input_stats is a {type(stats).__name__}; expected a mapping")
+    for k in ("mean", "std", "image_mean_spread"):
+        if not _numbers(stats.get(k), 3):
+            raise D2DebugError(f"{label}: input_stats.{k}={stats.get(k)!r}; expected three numbers")
+    if any(x <= 0 for x in stats["std"]):
+        raise D2DebugError(f"{label}: input_stats.std={stats['std']!r}; every std must be positive")
+    images = stats.get("images")
+    if not (isinstance(images, int) and not isinstance(images, bool) and images >= 1):
+        raise D2DebugError(f"{label}: input_stats.images={images!r}; expected the number of images (>= 1)")
 
 
 def cfg_from_fingerprint(fp: dict):
@@ -224,10 +239,8 @@ def cfg_from_fingerprint(fp: dict):
     return cfg
 
 
-def check_config(fp: dict, cfg) -> list:
+def check_config(fp: dict, cfg) -> list[Finding]:
     """Findings for where a deployment config's preprocessing differs from the recorded training values."""
-    from .doctor import Finding
-
     st = fp["stages"]
     out = []
     mean = [float(v) for v in cfg.MODEL.PIXEL_MEAN]
@@ -257,20 +270,18 @@ def check_config(fp: dict, cfg) -> list:
     return out
 
 
-def check_statistics(fp: dict, tensor: torch.Tensor, original_size: Optional[tuple[int, int]] = None) -> list:
+def check_statistics(fp: dict, tensor: torch.Tensor, original_size: Optional[tuple[int, int]] = None) -> list[Finding]:
     """Findings from statistics alone: a ``3xHxW`` model input (any value range) against the recorded
     per-channel statistics and size rule. ``original_size``: the ``(height, width)`` a dict passed, which
     pins the expected size. Weaker than the Doctor's pixel analysis (one image vs a dataset average), so
     value confidences are moderate; size facts are exact."""
-    from .doctor import Finding, _explain_size, _feed_code
-
     st = fp["stages"]
     cfg = cfg_from_fingerprint(fp)
     out = []
     h, w = int(tensor.shape[1]), int(tensor.shape[2])
     mn, mx = st["min_size_test"], st["max_size_test"]
     if original_size is not None and all(original_size):
-        f = _explain_size(h, w, int(original_size[0]), int(original_size[1]), cfg)
+        f = explain_size(h, w, int(original_size[0]), int(original_size[1]), cfg)
         if f is not None:
             out.append(f)
     elif mn > 0 and min(h, w) != mn and max(h, w) != mx:
@@ -321,7 +332,7 @@ def check_statistics(fp: dict, tensor: torch.Tensor, original_size: Optional[tup
             f"channel means {[round(float(x), 3) for x in u]} / stds {[round(float(x), 3) for x in v]} fit "
             f"'{best}' applied to the recorded training inputs (means {stats['mean']}, stds {stats['std']}) far "
             f"better than the recorded pipeline itself (distance {d_best:.1f} vs {d_match:.1f})",
-            _feed_code(cfg),
+            feed_code(cfg),
         ))
     d_perm_same = min(d for d, n, p in scored if n == best and p == (0, 1, 2))
     if perm != (0, 1, 2) and d_perm_same - d_best > 6:

@@ -40,8 +40,13 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import D2DebugError
-from .model import DEMO_DIR, LoadedModel
+from ..audit import load_dataset, run_audit
+from ..errors import D2DebugError
+from ..files import list_images
+from ..model import DEMO_DIR, LoadedModel, load_model
+from ..pitfalls import REFERENCE, STANDARD_PITFALLS
+from ..run import reference_spec, run
+from ..session import compare_variant, prepare_reference
 from .serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
 __all__ = [
@@ -61,7 +66,7 @@ __all__ = [
     "to_markdown",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = DEMO_DIR.parent
 SAMPLE_IMAGES = DEMO_DIR / "images"
 SAMPLE_ANNOTATIONS = DEMO_DIR / "annotations.json"
 USER_SIZED_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
@@ -173,8 +178,6 @@ def user_sized_model(workdir: Path, seed: int = 0) -> LoadedModel:
     from detectron2.config import get_cfg
     from detectron2.modeling import build_model
 
-    from .model import load_model
-
     config = Path(model_zoo.get_config_file(USER_SIZED_CONFIG))
     cfg = get_cfg()
     cfg.merge_from_file(str(config))
@@ -208,9 +211,6 @@ def _jpeg_q100(rgb: np.ndarray) -> bytes:
 def toggle(loaded: LoadedModel, image: Path, spec, reference) -> tuple[object, dict]:
     """One stage-page toggle with ``reference`` (a ``session.ReferenceView``) cached: the page's library call,
     its downloads and its picture encoding. Returns the ``ComparisonView`` and the seconds of each part."""
-    from .run import run
-    from .session import compare_variant
-
     t0 = _clock()
     var = run(loaded, image, spec)
     t1 = _clock()
@@ -243,6 +243,45 @@ def _timed(fn: Callable[[], object], device: str) -> float:
     return _clock() - t
 
 
+def _toggle_round(loaded: LoadedModel, images: Sequence[Path], toggle_specs, refviews: dict,
+                  r: int) -> tuple[list[float], list[dict]]:
+    """One toggle per image, the page rotating over images and repeats (``r``): every page is timed while the
+    round costs one forward pass per image, like row 1. Returns the seconds and the parts of each toggle."""
+    device = str(loaded.device)
+    per, parts = [], []
+    for i, p in enumerate(images):
+        _page, spec = toggle_specs[(i + r) % len(toggle_specs)]
+        _sync(device)
+        t = _clock()
+        _view, part = toggle(loaded, p, spec, refviews[p])
+        _sync(device)
+        per.append(_clock() - t)
+        parts.append(part)
+    return per, parts
+
+
+def _timing_rows(name: str, device: str, rows: Sequence[str], target_kind: int, pred_t: list,
+                 reference: tuple[list, list], toggles: tuple[list, list, list], details: dict) -> list[Row]:
+    """Rows 1-3 from the per-repeat timings (``reference``: times and ratios; ``toggles``: times, ratios and
+    parts); the toggle breakdown goes into ``details``."""
+    (ref_t, ref_ratio), (toggle_t, toggle_ratio, parts) = reference, toggles
+    out = [Row(name, device, "1", "DefaultPredictor(cfg)(read_image(path)): one forward pass", _median(pred_t),
+               "s/image", 1.0, "row 1", None, "the floor: detectron2's own predictor, decoding included")]
+    if "reference" in rows:
+        out.append(Row(name, device, "2", "reference through d2debug: run(reference_spec)", _median(ref_t),
+                       "s/image", _median(ref_ratio), "row 1", TARGETS["reference"][target_kind],
+                       "decode + stages + forward + backbone capture"))
+    if "toggle" in rows:
+        keys = parts[0].keys() if parts else ()
+        breakdown = {k: _median([p[k] for p in parts]) for k in keys}
+        details[f"{name}/{device}/toggle_breakdown_s"] = {k: round(v, 5) for k, v in breakdown.items()}
+        note = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in breakdown.items())
+        out.append(Row(name, device, "3", "stage-page toggle, reference cached (pages " + ", ".join(
+            page for page, _ in TOGGLES) + " in turn)", _median(toggle_t), "s/toggle", _median(toggle_ratio), "row 1",
+            TARGETS["toggle"][target_kind], "median parts: " + note))
+    return out
+
+
 def bench_model(
     loaded: LoadedModel,
     name: str,
@@ -259,11 +298,9 @@ def bench_model(
     """Rows 1-4 for one loaded model on its device. ``target_kind`` 0: demo-model targets, 1: user-sized."""
     from detectron2.data.detection_utils import read_image
 
-    from .run import reference_spec, run
-
     images = [Path(p) for p in images]
     device = str(loaded.device)
-    ref_spec = reference_spec(loaded.cfg, "cuda" if device.startswith("cuda") else "cpu")
+    ref_spec = reference_spec(loaded.cfg, device)
     predictor = SharedModelPredictor(loaded)
     n = len(images)
 
@@ -279,15 +316,12 @@ def bench_model(
     predictor(read_image(str(images[0]), format="BGR"))
     run(loaded, images[0], ref_spec)
 
-    out: list[Row] = []
     details: dict = {}
     pred_t, ref_t, ref_ratio = [], [], []
     toggle_t, toggle_ratio, parts = [], [], []
     refviews = {}
     toggle_specs = [(page, ref_spec.replace(**changes)) for page, changes in TOGGLES]
     if "toggle" in rows:
-        from .session import prepare_reference
-
         refviews = {p: prepare_reference(loaded, p, ref_spec) for p in images}
         toggle(loaded, images[0], toggle_specs[0][1], refviews[images[0]])  # warm-up (Visualizer fonts etc.)
     for r in range(repeats):
@@ -304,36 +338,14 @@ def bench_model(
             ref_t.append(tr / n)
             ref_ratio.append(tr / tp)
         if "toggle" in rows:
-            per = []
-            for i, p in enumerate(images):
-                # One toggle per image, the page rotating over images and repeats: every page is timed
-                # while the row costs one forward pass per image, like row 1.
-                _page, spec = toggle_specs[(i + r) % len(toggle_specs)]
-                _sync(device)
-                t = _clock()
-                _view, part = toggle(loaded, p, spec, refviews[p])
-                _sync(device)
-                per.append(_clock() - t)
-                parts.append(part)
+            per, got = _toggle_round(loaded, images, toggle_specs, refviews, r)
+            parts += got
             tp2 = _timed(predict_all, device) / n
             mean_toggle = sum(per) / len(per)
             toggle_t.append(mean_toggle)
             toggle_ratio.append(mean_toggle / ((tp / n + tp2) / 2))
-    t1 = _median(pred_t)
-    out.append(Row(name, device, "1", "DefaultPredictor(cfg)(read_image(path)): one forward pass", t1, "s/image",
-                   1.0, "row 1", None, "the floor: detectron2's own predictor, decoding included"))
-    if "reference" in rows:
-        out.append(Row(name, device, "2", "reference through d2debug: run(reference_spec)", _median(ref_t),
-                       "s/image", _median(ref_ratio), "row 1", TARGETS["reference"][target_kind],
-                       "decode + stages + forward + backbone capture"))
-    if "toggle" in rows:
-        keys = parts[0].keys() if parts else ()
-        breakdown = {k: _median([p[k] for p in parts]) for k in keys}
-        details[f"{name}/{device}/toggle_breakdown_s"] = {k: round(v, 5) for k, v in breakdown.items()}
-        note = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in breakdown.items())
-        out.append(Row(name, device, "3", "stage-page toggle, reference cached (pages " + ", ".join(
-            page for page, _ in TOGGLES) + " in turn)", _median(toggle_t), "s/toggle", _median(toggle_ratio), "row 1",
-            TARGETS["toggle"][target_kind], "median parts: " + note))
+    out = _timing_rows(name, device, rows, target_kind, pred_t, (ref_t, ref_ratio), (toggle_t, toggle_ratio, parts),
+                       details)
     if "audit" in rows:
         audit_rows, audit_details = _bench_audit(loaded, name, images[:audit_limit], audit_repeats or repeats, annotations,
                                                  pitfalls, predictor, ref_spec, target_kind, log)
@@ -342,11 +354,22 @@ def bench_model(
     return out, details
 
 
+def _fed_inputs(loaded: LoadedModel, images: Sequence[Path], specs) -> list[tuple]:
+    """The inputs an audit with ``specs`` feeds the model, ``(tensor, original size, pass height/width)``:
+    the floor the audit's forward passes cannot go under (computed before timing)."""
+    fed = []
+    for p in images:
+        for spec in specs:
+            try:
+                res = run(loaded, p, spec)
+            except D2DebugError:
+                continue  # the audit records the error and skips this variant too
+            fed.append((res.input_tensor, res.original_size, spec.original_size == "pass"))
+    return fed
+
+
 def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor, ref_spec, target_kind, log):
     from detectron2.data.detection_utils import read_image
-
-    from .audit import REFERENCE, STANDARD_PITFALLS, load_dataset, run_audit
-    from .run import run
 
     pitfalls = list(STANDARD_PITFALLS if pitfalls is None else pitfalls)
     device = str(loaded.device)
@@ -360,16 +383,7 @@ def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor
         for p in images:
             os.symlink(p.resolve(), img_dir / p.name)
         dataset = load_dataset(img_dir, annotations)
-        specs = [ref_spec] + [p.spec(ref_spec) for p in pitfalls]
-        # The inputs the audit feeds, for its forward-pass floor (not timed).
-        fed = []
-        for p in images:
-            for spec in specs:
-                try:
-                    res = run(loaded, p, spec)
-                except D2DebugError:
-                    continue  # the audit records the error and skips this variant too
-                fed.append((res.input_tensor, res.original_size, spec.original_size == "pass"))
+        fed = _fed_inputs(loaded, images, [ref_spec] + [p.spec(ref_spec) for p in pitfalls])
 
         def loop():
             for p in images:
@@ -391,7 +405,7 @@ def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor
             log(f"{name} on {device}: audit repeat {r + 1}/{repeats} ({k} pipelines x {n} images)")
             marks = {}
 
-            def progress(done, total, _item):
+            def progress(done, total, _item, marks=marks):
                 if done == total:
                     marks["images_done"] = _clock()
 
@@ -458,7 +472,7 @@ def make_large_image(path: Path, width: int = 4000, height: int = 3000, seed: in
     """Write a ``width x height`` JPEG (12 megapixels by default) of a demo-style scene."""
     from PIL import Image
 
-    from .demo.data import random_scene, render_scene
+    from ..demo.data import random_scene, render_scene
 
     rgb = render_scene(random_scene(seed, width, height, halftone=False))
     Image.fromarray(rgb).save(path, quality=92)
@@ -469,7 +483,7 @@ _PREDICTOR_RSS = r"""
 import sys, json, warnings
 warnings.filterwarnings("ignore")
 from d2debug.model import load_demo_model
-from d2debug.bench import SharedModelPredictor, read_peak_rss_mb
+from d2debug.tools.bench import SharedModelPredictor, read_peak_rss_mb
 from detectron2.data.detection_utils import read_image
 import os
 loaded = load_demo_model(device="cpu")
@@ -553,7 +567,7 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
     rows.append(Row("demo", "cpu", "5", "peak RSS of `streamlit run app.py`: stage page, sample image", after_sample,
                     "MB", after_sample / floor_sample, "DefaultPredictor process", None,
                     f"idle server {idle:.0f} MB; DefaultPredictor process {floor_sample:.0f} MB"))
-    rows.append(Row("demo", "cpu", "5b", f"peak RSS after the same page and one toggle on a 12-megapixel image",
+    rows.append(Row("demo", "cpu", "5b", "peak RSS after the same page and one toggle on a 12-megapixel image",
                     after_toggle, "MB", after_toggle / floor_big, "DefaultPredictor process", None,
                     f"after the page {after_big:.0f} MB; DefaultPredictor process on it {floor_big:.0f} MB"))
     return rows, details
@@ -590,7 +604,7 @@ def _environment() -> dict:
 
 def default_images(limit: int) -> list[Path]:
     """``limit`` sample images spread over the sorted list (small and large ones)."""
-    files = sorted(p for p in SAMPLE_IMAGES.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    files = list_images(SAMPLE_IMAGES)
     if limit >= len(files):
         return files
     step = len(files) / limit

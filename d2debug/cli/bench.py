@@ -6,6 +6,9 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import D2DebugError
+from .common import add_model_args, load_from_args
+
 __all__ = ["register", "cmd_bench"]
 
 ROWS = ("predictor", "reference", "toggle", "audit", "memory")
@@ -13,8 +16,6 @@ MODELS = ("demo", "r50")
 
 
 def register(sub) -> None:
-    from .cli import add_model_args
-
     p = sub.add_parser(
         "bench",
         help="benchmark: DefaultPredictor vs d2debug's reference, a stage-page toggle, the audit, peak memory",
@@ -48,8 +49,6 @@ def register(sub) -> None:
 
 
 def _split(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
-    from .errors import D2DebugError
-
     items = [s.strip() for s in text.split(",") if s.strip()]
     bad = [s for s in items if s not in allowed]
     if bad or not items:
@@ -60,11 +59,9 @@ def _split(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
 def cmd_bench(a: argparse.Namespace) -> int:
     import tempfile
 
-    from .audit import parse_variants
-    from .bench import SAMPLE_ANNOTATIONS, default_images, run_bench, to_markdown, to_text, user_sized_model
-    from .cli import load_from_args
-    from .errors import D2DebugError
-    from .session import list_images
+    from ..files import list_images
+    from ..pitfalls import parse_variants
+    from ..tools.bench import SAMPLE_ANNOTATIONS, default_images, run_bench, to_markdown, to_text, user_sized_model
 
     rows = _split(a.rows, ROWS, "rows")
     if a.repeats < 1:

@@ -14,17 +14,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import D2DebugError
+from ..errors import D2DebugError
+from ..files import list_images
+from .common import SAMPLE_IMAGES, add_model_args, load_from_args
 
 __all__ = ["register", "cmd_doctor", "cmd_fingerprint", "cmd_doctor_suite"]
 
-SAMPLE_IMAGES = Path(__file__).resolve().parent.parent / "sample_data" / "images"
-
 
 def cmd_doctor(a: argparse.Namespace) -> int:
-    from .cli import load_from_args
-    from .doctor import container_findings, diagnose, load_user_input
-    from .fingerprint import check_config, check_statistics, load_fingerprint
+    from ..doctor import check_input_statistics, diagnose, load_fingerprint, load_user_input
 
     fp = load_fingerprint(a.fingerprint) if a.fingerprint else None
     if a.image is None and fp is None:
@@ -35,31 +33,15 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     # With a fingerprint and no --config, the fingerprint IS the reference: no model needed.
     loaded = load_from_args(a) if (a.config is not None or fp is None) else None
     if a.image is not None:
-        diag = diagnose(loaded, a.image, ui, fingerprint=fp)
-        out = diag.to_dict()
-        text = diag.report()
-        ok = diag.is_match
+        result = diagnose(loaded, a.image, ui, fingerprint=fp)
     else:
-        findings = container_findings(ui) + check_statistics(fp, ui.tensor, (ui.height, ui.width))
-        findings += check_config(fp, loaded.cfg) if loaded is not None else []
-        findings.sort(key=lambda f: -f.confidence)
-        out = {"findings": [f.to_dict() for f in findings], "mode": "statistics only (no --image)",
-               "input": {"container": ui.container, "shape": list(ui.tensor.shape), "dtype": ui.dtype}}
-        lines = [f"your input  {ui.describe()} (statistics-only check against {a.fingerprint})"]
-        for i, f in enumerate(findings, 1):
-            lines += [f"finding {i}   {f.id} (confidence {f.confidence:.2f})", f"  evidence  {f.evidence}",
-                      f"  fix       {f.fix}"]
-        if not findings:
-            lines.append("finding     none: the input's statistics fit the recorded training inputs")
-        text = "\n".join(lines)
-        ok = not findings
-    print(json.dumps(out, indent=1) if a.json else text)
-    return 0 if ok else 1
+        result = check_input_statistics(ui, fp, loaded.cfg if loaded is not None else None, str(a.fingerprint))
+    print(json.dumps(result.to_dict(), indent=1) if a.json else result.report())
+    return 0 if result.is_match else 1
 
 
 def cmd_fingerprint(a: argparse.Namespace) -> int:
-    from .cli import load_from_args
-    from .fingerprint import make_fingerprint, save_fingerprint
+    from ..doctor import make_fingerprint, save_fingerprint
 
     images = a.images if a.images is not None else (SAMPLE_IMAGES if a.config is None else None)
     if images is not None and not Path(images).exists():
@@ -91,13 +73,9 @@ def cmd_fingerprint(a: argparse.Namespace) -> int:
 
 
 def cmd_doctor_suite(a: argparse.Namespace) -> int:
-    from .cli import load_from_args
-    from .testing import confusion_table, run_suite
+    from ..doctor.suite import confusion_table, run_suite
 
-    images_dir = Path(a.images) if a.images else SAMPLE_IMAGES
-    if not images_dir.is_dir():
-        raise D2DebugError(f"{images_dir}: not a directory of images")
-    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    images = list_images(Path(a.images) if a.images else SAMPLE_IMAGES, "directory")
     loaded = load_from_args(a)
 
     def progress(i, n, r):
@@ -114,8 +92,6 @@ def cmd_doctor_suite(a: argparse.Namespace) -> int:
 
 
 def register(sub) -> None:
-    from .cli import add_model_args
-
     d = sub.add_parser(
         "doctor", help="say which preprocessing stage(s) of YOUR model input differ from the reference",
         description="Compare what your code feeds the model for one image with the reference pipeline "

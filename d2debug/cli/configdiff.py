@@ -26,7 +26,7 @@ def register(sub) -> None:
 
 
 def cmd_diff_config(a: argparse.Namespace) -> int:
-    from .configdiff import diff_configs
+    from ..configdiff import diff_configs
 
     diff = diff_configs(a.train_config, a.deploy_config)
     if a.json:

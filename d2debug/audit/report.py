@@ -1,16 +1,29 @@
-"""The audit's self-contained HTML report: one file, no external scripts, styles or images.
+"""The audit's outputs for people: ``summary.json``, ``pitfalls.md`` and a self-contained ``report.html``
+(one file, no external scripts, styles or images).
 
-It holds a bar chart of the damage each pitfall does (inline SVG, sorted), the pitfall table, and for each
-pitfall the images where it disagrees most with the reference, drawn with ``render.draw_overlay`` and embedded
-as base64 PNG.
+The report holds a bar chart of the damage each pitfall does (inline SVG, sorted), the pitfall table, and for
+each pitfall the images where it disagrees most with the reference, drawn with ``render.draw_overlay`` and
+embedded as base64 PNG.
 """
 from __future__ import annotations
 
 import base64
 import html
+import json
+import os
+from pathlib import Path
 from typing import Optional, Sequence
 
-__all__ = ["build_report", "damage_chart_svg", "worst_overlays"]
+from ..render import OVERLAY_COLOURS, draw_overlay, png_bytes
+from ..stages import decode
+from ..text import pct
+from .dataset import AuditDataset
+from .results import RESULTS_NAME, overlay_parts
+from .summary import SummaryRow, pitfalls_markdown, summary_rows
+
+__all__ = ["build_report", "damage_chart_svg", "worst_overlays", "write_outputs"]
+
+Figures = dict[str, list[tuple[str, bytes]]]  # pitfall name -> [(caption, PNG bytes)]
 
 OVERLAY_SIDE = 360  # px, long side of the embedded overlays: keeps the report a few MB
 
@@ -30,26 +43,20 @@ def _esc(v) -> str:
     return html.escape(str(v))
 
 
-def _pct(v: Optional[float], signed: bool = False) -> str:
-    if v is None:
-        return "n/a"
-    return f"{100 * v:+.1f}" if signed else f"{100 * v:.1f}"
+def _ap_lost(row: SummaryRow) -> Optional[float]:
+    return None if row.dAP is None else max(0.0, -row.dAP) * 100.0
 
 
-def _ap_lost(row: dict) -> Optional[float]:
-    return None if row.get("dAP") is None else max(0.0, -row["dAP"]) * 100.0
-
-
-def _f1_lost(row: dict) -> float:
-    return max(0.0, 1.0 - (row["f1"] if row["f1"] is not None else 1.0)) * 100.0
+def _f1_lost(row: SummaryRow) -> float:
+    return max(0.0, 1.0 - (row.f1 if row.f1 is not None else 1.0)) * 100.0
 
 
 def damage_chart_svg(summary: dict) -> str:
     """Horizontal bars, most damaging pitfall on top: AP points lost (when annotated; orange) and agreement
     F1 lost x100 (blue), so a pitfall that changes detections without moving AP still shows."""
-    rows = [r for r in summary["rows"] if r["name"] != "reference"]
-    by_ap = any(r.get("dAP") is not None for r in rows)
-    vals = sorted(rows, key=lambda r: (-(_ap_lost(r) or 0.0), -_f1_lost(r), r["name"]))
+    rows = [r for r in summary_rows(summary) if not r.is_reference]
+    by_ap = any(r.dAP is not None for r in rows)
+    vals = sorted(rows, key=lambda r: (-(_ap_lost(r) or 0.0), -_f1_lost(r), r.name))
     label_w, bar_w, row_h, top = 260, 520, 30 if by_ap else 22, 30
     height = top + row_h * len(vals) + 10
     vmax = max([_f1_lost(r) for r in vals] + [(_ap_lost(r) or 0.0) for r in vals] + [1e-9])
@@ -64,7 +71,7 @@ def damage_chart_svg(summary: dict) -> str:
              'role="img" aria-label="damage per pitfall">', *legend]
     for k, r in enumerate(vals):
         y = top + k * row_h
-        parts.append(f'<text x="{label_w - 8}" y="{y + 14}" font-size="12" text-anchor="end">{_esc(r["label"])}</text>')
+        parts.append(f'<text x="{label_w - 8}" y="{y + 14}" font-size="12" text-anchor="end">{_esc(r.label)}</text>')
         bars = ([(_ap_lost(r) or 0.0, "#d55e00")] if by_ap else []) + [(_f1_lost(r), "#0072b2")]
         for j, (v, colour) in enumerate(bars):
             w = bar_w * v / vmax
@@ -76,37 +83,33 @@ def damage_chart_svg(summary: dict) -> str:
 
 
 def _table(summary: dict) -> str:
-    rows = summary["rows"]
-    has_ap = any(r["AP"] is not None for r in rows)
+    rows = summary_rows(summary)
+    has_ap = any(r.AP is not None for r in rows)
     head = ["pitfall", "stage change"] + (["AP", "dAP", "AP50", "dAP50"] if has_ap else [])
     head += ["agreement F1", "matched", "missed", "extra", "class flips", "detections"]
     out = ["<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>"]
     for r in rows:
-        cls = ' class="ref"' if r["name"] == "reference" else ""
-        cells = [f"<td>{_esc(r['label'])}</td>",
-                 f"<td><code>{_esc(r['change'])}</code></td>"]
+        cls = ' class="ref"' if r.is_reference else ""
+        cells = [f"<td>{_esc(r.label)}</td>",
+                 f"<td><code>{_esc(r.change)}</code></td>"]
         if has_ap:
             cells += [f'<td class="n">{v}</td>' for v in
-                      (_pct(r["AP"]), _pct(r["dAP"], True), _pct(r["AP50"]), _pct(r["dAP50"], True))]
-        f1 = "n/a" if r["f1"] is None else f"{r['f1']:.3f}"
+                      (pct(r.AP), pct(r.dAP, True), pct(r.AP50), pct(r.dAP50, True))]
+        f1 = "n/a" if r.f1 is None else f"{r.f1:.3f}"
         cells += [f'<td class="n">{v}</td>' for v in
-                  (f1, r["matched"], r["missed"], r["extra"], r["class_flips"], r["detections"])]
+                  (f1, r.matched, r.missed, r.extra, r.class_flips, r.detections)]
         out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return "".join(out)
 
 
 def worst_overlays(summary: dict, records: Sequence[dict], dataset, class_names: Sequence[str],
-                   max_side: int = OVERLAY_SIDE) -> dict[str, list[tuple[str, bytes]]]:
+                   max_side: int = OVERLAY_SIDE) -> Figures:
     """For each pitfall, ``(caption, PNG bytes)`` of its worst images: the reference-vs-pitfall overlay drawn
     on the reference decoding of the image (boxes as each pipeline returned them, so a wrong frame shows)."""
-    from .audit import overlay_parts
-    from .render import draw_overlay, png_bytes
-    from .stages import decode
-
     by_index = {r["index"]: r for r in records}
     rgb_cache: dict[int, object] = {}
-    out: dict[str, list[tuple[str, bytes]]] = {}
+    out: Figures = {}
     for name, worst in summary.get("worst", {}).items():
         figs = []
         for w in worst:
@@ -126,11 +129,9 @@ def worst_overlays(summary: dict, records: Sequence[dict], dataset, class_names:
 
 
 def build_report(summary: dict, records: Sequence[dict], dataset, class_names: Sequence[str],
-                 figures: Optional[dict[str, list[tuple[str, bytes]]]] = None) -> str:
+                 figures: Optional[Figures] = None) -> str:
     """The whole report as one HTML string (UTF-8), images inline as ``data:image/png;base64``.
     ``figures``: the :func:`worst_overlays` when already drawn."""
-    from .render import OVERLAY_COLOURS
-
     figs = worst_overlays(summary, records, dataset, class_names) if figures is None else figures
     ds = summary["dataset"]
     model = summary.get("model", {})
@@ -163,14 +164,13 @@ def build_report(summary: dict, records: Sequence[dict], dataset, class_names: S
         f"{_esc(k.replace('_', ' '))}</span>"
         for k, (r, g, b) in OVERLAY_COLOURS.items())
     p.append(f"<p class='legend'>{legend}</p>")
-    labels = {r["name"]: r for r in summary["rows"]}
-    for row in summary["rows"]:
-        name = row["name"]
-        if name == "reference":
+    for row in summary_rows(summary):
+        name = row.name
+        if row.is_reference:
             continue
-        p.append(f"<h3>{_esc(row['label'])} <code>{_esc(row['change'])}</code></h3>")
-        if labels[name].get("explains"):
-            p.append(f"<p class='muted'>{_esc(labels[name]['explains'])}</p>")
+        p.append(f"<h3>{_esc(row.label)} <code>{_esc(row.change)}</code></h3>")
+        if row.explains:
+            p.append(f"<p class='muted'>{_esc(row.explains)}</p>")
         if not figs.get(name):
             p.append("<p>Same detections as the reference on every image.</p>")
             continue
@@ -180,3 +180,23 @@ def build_report(summary: dict, records: Sequence[dict], dataset, class_names: S
                      f"<span>{_esc(cap)}</span></div>")
     p.append("</body></html>")
     return "\n".join(p)
+
+
+def write_outputs(out_dir: Path, summary: dict, records: Sequence[dict], dataset: AuditDataset,
+                  class_names: Sequence[str]) -> tuple[dict[str, Path], Figures]:
+    """Write ``summary.json``, ``pitfalls.md`` and ``report.html`` into ``out_dir`` (each written to a
+    temporary file and renamed, so a reader never sees half a file). Returns the paths (with the results
+    file's) and the worst-image figures drawn for the report."""
+    figures = worst_overlays(summary, records, dataset, class_names)
+    paths = {"summary": out_dir / "summary.json", "markdown": out_dir / "pitfalls.md",
+             "report": out_dir / "report.html", "results": out_dir / RESULTS_NAME}
+    texts = {
+        "summary": json.dumps(summary, indent=1),
+        "markdown": pitfalls_markdown(summary),
+        "report": build_report(summary, records, dataset, class_names, figures=figures),
+    }
+    for k, text in texts.items():
+        tmp = paths[k].with_name(paths[k].name + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, paths[k])
+    return paths, figures

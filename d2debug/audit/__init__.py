@@ -1,0 +1,41 @@
+"""Dataset audit: the reference pipeline and every single-stage pitfall over a dataset, measured.
+
+- :mod:`.dataset`: the images (a directory or a COCO json) and their annotations;
+- :mod:`.results`: the resumable results file, the settings it is tied to, detections in a record;
+- :mod:`.runner`: every pipeline on every image, appended as each image finishes;
+- :mod:`.summary`: agreement and COCO AP per pipeline, the worst images, the Markdown table;
+- :mod:`.report`: ``summary.json``, ``pitfalls.md`` and the self-contained ``report.html``.
+
+The pitfalls themselves are :mod:`d2debug.pitfalls`.
+"""
+from ..pitfalls import REFERENCE, STANDARD_PITFALLS, Pitfall, parse_variants
+from .dataset import AuditDataset, AuditImage, load_dataset
+from .report import build_report, damage_chart_svg, write_outputs
+from .results import RESULTS_NAME, ResultsState, audit_settings, auto_out_dir, read_results
+from .runner import AuditRun, audit_image, run_audit
+from .summary import SummaryRow, pitfalls_markdown, summarize, summary_rows
+
+__all__ = [
+    "REFERENCE",
+    "Pitfall",
+    "STANDARD_PITFALLS",
+    "AuditImage",
+    "AuditDataset",
+    "AuditRun",
+    "ResultsState",
+    "RESULTS_NAME",
+    "SummaryRow",
+    "parse_variants",
+    "load_dataset",
+    "audit_settings",
+    "auto_out_dir",
+    "read_results",
+    "audit_image",
+    "run_audit",
+    "summarize",
+    "summary_rows",
+    "pitfalls_markdown",
+    "build_report",
+    "damage_chart_svg",
+    "write_outputs",
+]

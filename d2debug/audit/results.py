@@ -1,0 +1,268 @@
+"""The audit's results file, ``OUT/results.jsonl``: one JSON object per line, flushed and fsynced, so an
+interrupted audit resumes where it stopped.
+
+- line 1 is a header holding the audit's settings (model fingerprint, variant specs, image list); a resume
+  with other settings is refused with one line saying what differs, never silently mixed;
+- each further line is one finished image; a torn last line (the process was killed mid-write) is detected
+  and dropped, and the file is truncated to its last complete line before appending.
+
+Detections are stored as the pipeline returned them: ``boxes`` ``Nx4`` ``XYXY_ABS`` float32 values (written
+exactly, so a resumed audit equals a clean one), in the frame the variant returns (``original`` unless the
+variant omits height/width), ``scores`` and 0-based ``classes``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import errno
+import fcntl
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..compare import Agreement, compare_boxes
+from ..errors import D2DebugError
+from ..files import sha256_file, sha256_text
+from ..model import LoadedModel
+from ..pitfalls import REFERENCE, STANDARD_PITFALLS, Pitfall
+from ..run import reference_spec
+from ..stages import PipelineSpec
+from .dataset import AuditDataset
+
+__all__ = [
+    "RESULTS_NAME",
+    "RESULTS_FORMAT",
+    "audit_settings",
+    "auto_out_dir",
+    "ResultsState",
+    "read_results",
+    "ResultsWriter",
+    "settings_difference",
+    "record_detections",
+    "detections_from_record",
+    "overlay_parts",
+]
+
+RESULTS_NAME = "results.jsonl"
+RESULTS_FORMAT = 1
+
+
+def _is_file(path: Optional[Path]) -> bool:
+    return path is not None and Path(path).is_file()
+
+
+
+
+def audit_settings(loaded: LoadedModel, dataset: AuditDataset, pitfalls: Sequence[Pitfall],
+                   reference: PipelineSpec) -> dict:
+    """What the results of an audit depend on: the model (config, weights content, classes), the variants'
+    full specs, and the image list. Two audits with equal settings produce equal results files."""
+    cfg = loaded.cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = ""  # the weights are identified by content, not by where they lie
+    variants = {REFERENCE: reference.to_dict()}
+    variants.update({p.name: p.spec(reference).to_dict() for p in pitfalls})
+    image_list = [[i.key, i.image_id] for i in dataset.images]
+    return {
+        "format": RESULTS_FORMAT,
+        "model": {
+            "config_sha256": sha256_text(cfg.dump()),
+            "weights_sha256": sha256_file(loaded.weights_path) if _is_file(loaded.weights_path) else None,
+            "class_names": list(loaded.class_names),
+        },
+        "variants": variants,
+        "images": {"count": len(image_list), "sha256": sha256_text(json.dumps(image_list))},
+    }
+
+
+def auto_out_dir(root: str | Path, loaded: LoadedModel, dataset: AuditDataset,
+                 pitfalls: Optional[Sequence[Pitfall]] = None) -> Path:
+    """A results folder under ``root`` named after the audit's settings: the same model, variants and images
+    always land in (and resume from) the same folder, other settings in another one."""
+    pitfalls = list(STANDARD_PITFALLS if pitfalls is None else pitfalls)
+    ref = reference_spec(loaded.cfg, loaded.device)
+    settings = audit_settings(loaded, dataset, pitfalls, ref)
+    return Path(root).expanduser() / ("audit-" + sha256_text(json.dumps(settings, sort_keys=True))[:16])
+
+
+def settings_difference(old: dict, new: dict) -> str:
+    parts = []
+    if old.get("format") != new.get("format"):
+        parts.append(f"file format {old.get('format')} vs {new.get('format')}")
+    om, nm = old.get("model", {}), new.get("model", {})
+    if om.get("weights_sha256") != nm.get("weights_sha256"):
+        parts.append("the weights differ")
+    if om.get("config_sha256") != nm.get("config_sha256"):
+        parts.append("the model config differs")
+    if om.get("class_names") != nm.get("class_names"):
+        parts.append("the class names differ")
+    ov, nv = old.get("variants", {}), new.get("variants", {})
+    if ov != nv:
+        gone = [k for k in ov if k not in nv]
+        added = [k for k in nv if k not in ov]
+        changed = [k for k in nv if k in ov and ov[k] != nv[k]]
+        bits = ([f"missing now: {', '.join(gone)}"] if gone else []) + ([f"new: {', '.join(added)}"] if added else [])
+        bits += [f"changed: {', '.join(changed)}"] if changed else []
+        parts.append("the variants differ (" + "; ".join(bits or ["order"]) + ")")
+    oi, ni = old.get("images", {}), new.get("images", {})
+    if oi != ni:
+        parts.append(f"the image list differs ({oi.get('count')} images before, {ni.get('count')} now)")
+    return "; ".join(parts) or "unknown difference"
+
+
+@dataclass
+class ResultsState:
+    """What an existing results file holds: its header settings, finished records, and whether a torn last
+    line was dropped. ``good_bytes`` is the length of the valid prefix."""
+
+    settings: Optional[dict]
+    records: list[dict]
+    good_bytes: int
+    dropped_tail: bool
+
+
+def read_results(path: str | Path) -> ResultsState:
+    """Read ``results.jsonl``, tolerating a torn LAST line (dropped); a damaged line elsewhere raises
+    :class:`D2DebugError` naming the file and line."""
+    path = Path(path)
+    if not path.exists():
+        return ResultsState(None, [], 0, False)
+    data = path.read_bytes()
+    settings, records, good, dropped = None, [], 0, False
+    pos, lineno = 0, 0
+    while pos < len(data):
+        end = data.find(b"\n", pos)
+        complete = end != -1
+        line = data[pos:] if not complete else data[pos:end]
+        lineno += 1
+        is_last = not complete or end + 1 >= len(data)
+        try:
+            if not complete:
+                raise ValueError("no newline: torn write")
+            obj = json.loads(line.decode("utf-8"))
+            if not isinstance(obj, dict) or obj.get("kind") not in ("header", "image"):
+                raise ValueError("not a results line")
+        except (ValueError, UnicodeDecodeError):
+            if is_last:
+                dropped = True
+                break
+            raise D2DebugError(
+                f"{path}: line {lineno} is damaged (not a complete results line); move the file away or "
+                "pass --restart"
+            ) from None
+        if lineno == 1:
+            if obj["kind"] != "header":
+                raise D2DebugError(f"{path}: first line is not an audit header; not a d2debug results file")
+            settings = obj["settings"]
+        elif obj["kind"] == "image":
+            records.append(obj)
+        good = end + 1
+        pos = end + 1
+    return ResultsState(settings, records, good, dropped)
+
+
+class ResultsWriter:
+    """Appends one line per finished image with a single ``write`` and an ``fsync``, under an exclusive
+    lock so two audits never write the same file."""
+
+    def __init__(self, path: Path, settings: dict, restart: bool):
+        self.path = path
+        self.lock_fd = os.open(str(path) + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self.lock_fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise D2DebugError(f"{path}: another audit is writing this results file right now") from None
+            raise
+        try:
+            self.set_aside = None
+            state = read_results(path)
+            if state.settings is not None and state.settings != settings:
+                if not restart:
+                    raise D2DebugError(
+                        f"{path}: holds an audit with other settings ({settings_difference(state.settings, settings)}); "
+                        "use another --out directory, or --restart to keep the old file aside and start again"
+                    )
+            if restart and path.exists():
+                stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+                self.set_aside = path.with_name(f"results.{stamp}.jsonl")
+                os.replace(path, self.set_aside)
+                state = ResultsState(None, [], 0, False)
+            self.dropped_tail = state.dropped_tail
+            if state.settings is None:
+                # A new file (or one whose header was torn): write the header atomically.
+                tmp = path.with_name(path.name + ".tmp")
+                with open(tmp, "wb") as f:
+                    f.write(_line({"kind": "header", "settings": settings,
+                                   "created": _dt.datetime.now().isoformat(timespec="seconds")}))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+                state = ResultsState(settings, [], path.stat().st_size, False)
+            elif state.good_bytes < path.stat().st_size:
+                os.truncate(path, state.good_bytes)  # drop the torn tail before appending
+            self.records = state.records
+            self.fd = os.open(str(path), os.O_WRONLY | os.O_APPEND)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def append(self, record: dict) -> None:
+        data = _line(record)
+        view = memoryview(data)
+        while view:
+            n = os.write(self.fd, view)
+            view = view[n:]
+        os.fsync(self.fd)
+
+    def _unlock(self) -> None:
+        fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+        os.close(self.lock_fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        self._unlock()
+
+
+def _line(obj: dict) -> bytes:
+    return (json.dumps(obj, separators=(",", ":"), allow_nan=False) + "\n").encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Detections in a record
+
+
+def record_detections(result) -> dict:
+    """A :class:`~d2debug.run.RunResult`'s detections as a record stores them. The float32 values are
+    converted exactly (no rounding), so a resumed audit reproduces a clean one bit for bit."""
+    return {
+        "boxes": [[float(v) for v in b] for b in np.asarray(result.boxes, np.float32)],
+        "scores": [float(s) for s in np.asarray(result.scores, np.float32)],
+        "classes": [int(c) for c in result.classes],
+        "frame": result.frame,
+        "input_size": list(result.input_size),
+    }
+
+
+def detections_from_record(record: dict, name: str, class_names: Sequence[str]) -> SimpleNamespace:
+    """Pipeline ``name``'s detections from a record, shaped like a ``RunResult`` for drawing and matching:
+    ``boxes`` ``Nx4`` float32 XYXY_ABS, ``scores`` ``N`` float32, ``classes`` ``N`` int64, ``class_names``."""
+    d = record["variants"][name]
+    return SimpleNamespace(
+        boxes=np.asarray(d["boxes"], np.float32).reshape(-1, 4),
+        scores=np.asarray(d["scores"], np.float32),
+        classes=np.asarray(d["classes"], np.int64),
+        class_names=list(class_names),
+    )
+
+
+def overlay_parts(record: dict, name: str, class_names: Sequence[str]) -> tuple[SimpleNamespace, SimpleNamespace, Agreement]:
+    """``(reference, variant, agreement)`` rebuilt from a results record, ready for ``render.draw_overlay``."""
+    ref = detections_from_record(record, REFERENCE, class_names)
+    var = detections_from_record(record, name, class_names)
+    return ref, var, compare_boxes(ref.boxes, ref.scores, ref.classes, var.boxes, var.scores, var.classes)

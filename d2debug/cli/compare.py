@@ -1,0 +1,88 @@
+"""``env`` and ``compare``: what this machine runs, and the reference vs one variant on one image."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import DEFAULT_IMAGE, add_model_args, load_from_args, variant_from_sets
+
+__all__ = ["register", "cmd_env", "cmd_compare"]
+
+
+def cmd_env(a: argparse.Namespace) -> int:
+    from ..envinfo import environment
+
+    info = environment()
+    if a.json:
+        print(json.dumps(info, indent=1))
+    else:
+        for k, v in info.items():
+            print(f"{k:24s} {v}")
+    return 0 if info.get("detectron2_ops") is True else 1
+
+
+def cmd_compare(a: argparse.Namespace) -> int:
+    from ..compare import compare
+    from ..run import reference_spec, run
+    from ..stats import tensor_stats
+
+    image = a.image or DEFAULT_IMAGE
+    ref_spec = reference_spec(None, a.device)
+    var_spec = variant_from_sets(ref_spec, a.set)  # bad --set values fail before the model loads
+    loaded = load_from_args(a)
+    ref = run(loaded, image, ref_spec)
+    var = run(loaded, image, var_spec)
+    agr = compare(ref, var)
+    order = list(loaded.cfg.INPUT.FORMAT)
+    s_in = tensor_stats(ref.input_tensor, var.input_tensor, order)
+    s_bb = tensor_stats(ref.backbone_input, var.backbone_input, order)
+    if a.json:
+        out = {
+            "image": str(image),
+            "model": loaded.describe(),
+            "variant_spec": var_spec.to_dict(),
+            "changed": {k: {"reference": r, "variant": v} for k, (r, v) in ref_spec.differences(var_spec).items()},
+            "reference": ref.summary(),
+            "variant": var.summary(),
+            "agreement": agr.to_dict(),
+            "stats": {
+                "model_input": {"reference": s_in[0].to_dict(), "variant": s_in[1].to_dict()},
+                "backbone_input": {"reference": s_bb[0].to_dict(), "variant": s_bb[1].to_dict()},
+            },
+        }
+        print(json.dumps(out, indent=1))
+        return 0
+    changed = ", ".join(f"{k}: {r} -> {v}" for k, (r, v) in ref_spec.differences(var_spec).items()) or "nothing"
+    print(f"image      {image}")
+    print(f"model      {loaded.describe()['architecture']}, FORMAT {loaded.cfg.INPUT.FORMAT}, reference on {ref.device}")
+    print(f"variant    {changed}")
+    for name, r in (("reference", ref), ("variant", var)):
+        dets = ", ".join(f"{d['class_name']} {d['score']:.2f}" for d in r.detections()) or "none"
+        print(f"{name:10s} input {tuple(r.input_tensor.shape)} frame={r.frame}: {len(r.boxes)} detections ({dets})")
+    d = agr.to_dict()
+    print(
+        f"agreement  F1 {d['f1']:.3f}  matched {d['matched']}  missed {d['missed']}  extra {d['extra']}  "
+        f"class flips {d['class_flips']}  mean IoU {d['mean_iou']:.3f}"
+    )
+    for label, (sr, sv) in (("model input", s_in), ("backbone", s_bb)):
+        ref_means = " ".join(f"{c.mean:8.2f}" for c in sr.channels)
+        var_means = " ".join(f"{c.mean:8.2f}" for c in sv.channels)
+        print(f"{label:11s} mean/channel ({''.join(order)}) reference {ref_means} | variant {var_means}")
+    for n in ref.notes + var.notes:
+        print(f"note       {n}")
+    return 0
+
+
+def register(sub) -> None:
+    e = sub.add_parser("env", help="python, torch, detectron2 (compiled ops?), CUDA and devices")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_env)
+
+    c = sub.add_parser("compare", help="run the reference and one variant on one image, and compare")
+    add_model_args(c)
+    c.add_argument("--image", type=Path, help=f"image file (default: {DEFAULT_IMAGE.name} from sample_data)")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change one stage of the variant; repeatable (e.g. channel_order=swapped)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)

@@ -1,0 +1,58 @@
+"""Pipeline Doctor: work out which preprocessing stage(s) of a user's own inference code differ from the
+reference, from what that code feeds the model.
+
+One module per step, each with its thresholds as named constants:
+
+- :mod:`.inputs`: read a saved model input safely, unpack the container, the findings it shows by itself;
+- :mod:`.fit`: least-squares fits of the user's tensor against a rendering;
+- :mod:`.geometry`: orientation, size rule, the original size passed;
+- :mod:`.resample`: which resize kernel made the pixels;
+- :mod:`.values`: channel order, value range, normalization;
+- :mod:`.normcheck`: which PIXEL_MEAN/STD the weights were trained with;
+- :mod:`.fingerprint`: the reference recorded at training time, and checks against it;
+- :mod:`.statscheck`: a tensor against a fingerprint without the image;
+- :mod:`.diagnose`: the steps in order, and the :class:`Diagnosis`;
+- :mod:`.suite`: the accuracy suite.
+
+Finding ids and texts are :mod:`d2debug.findings`.
+"""
+from ..findings import FINDING_IDS, Finding
+from ..run import preprocess
+from .diagnose import Diagnosis, diagnose
+from .fingerprint import (
+    FINGERPRINT_VERSION,
+    cfg_from_fingerprint,
+    check_config,
+    check_statistics,
+    load_fingerprint,
+    make_fingerprint,
+    save_fingerprint,
+)
+from .inputs import UserInput, container_findings, load_user_input, make_user_input, parse_user_input
+from .normcheck import norm_check
+from .resample import RESAMPLERS
+from .statscheck import StatisticsCheck, check_input_statistics
+
+__all__ = [
+    "FINDING_IDS",
+    "FINGERPRINT_VERSION",
+    "Finding",
+    "UserInput",
+    "Diagnosis",
+    "StatisticsCheck",
+    "RESAMPLERS",
+    "load_user_input",
+    "parse_user_input",
+    "preprocess",
+    "make_user_input",
+    "diagnose",
+    "check_input_statistics",
+    "container_findings",
+    "norm_check",
+    "make_fingerprint",
+    "save_fingerprint",
+    "load_fingerprint",
+    "cfg_from_fingerprint",
+    "check_config",
+    "check_statistics",
+]

@@ -1,0 +1,279 @@
+"""The diagnosis: which preprocessing stage(s) of a user's own inference code differ from the reference.
+
+Input: a config (the reference pipeline is what ``DefaultPredictor`` does for it), one image file, and what the
+user's code feeds the model for that image (see :mod:`~d2debug.doctor.inputs`).
+
+The Doctor does not guess from a list of symptoms. It re-renders the image under candidate explanations and
+keeps the one that reproduces the user's tensor best, one step at a time:
+
+1. the container: list/dict/tensor, 4-D batch, dtype, height/width (facts, read off the object);
+2. the orientation: the EXIF-applied decode (reference) vs the pixels as stored (:mod:`.geometry`);
+3. the geometry: the user's size vs ``ResizeShortestEdge.get_output_shape`` of the decoded size;
+4. the resampler: every candidate kernel rendered at the user's size (:mod:`.resample`);
+5. the values: channel permutation and per-channel affine map (:mod:`.values`);
+6. the original size passed as height/width;
+7. the model side: the weights' first BatchNorm statistics vs PIXEL_MEAN/STD (:mod:`.normcheck`), and a
+   fingerprint's recorded values when one is given (:mod:`.fingerprint`);
+8. what is left: an exact reproduction is a ``match``, a large residual a note.
+
+No forward pass is needed: everything except step 7 (one 7x7 convolution) is tensor arithmetic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..errors import D2DebugError
+from ..findings import Finding, merge, rank
+from ..render import heatmap, stretched
+from ..run import preprocess
+from ..stages import decode, to_model_order
+from ..stats import histogram_records, tensor_stats
+from ..text import fmt
+from .fingerprint import cfg_from_fingerprint, check_config, check_statistics
+from .fit import EXACT, UNEXPLAINED, as_channels
+from .geometry import choose_orientation, explain_size, original_size_finding
+from .inputs import UserInput, container_findings, parse_user_input
+from .normcheck import norm_check, pixel_mean_std_finding
+from .resample import choose_resampler
+from .values import channel_finding, value_findings
+
+__all__ = ["Diagnosis", "diagnose"]
+
+# Reading the input as equal to the reference: max |difference| below MATCH_MAX_ABS (exact below
+# MATCH_EXACT), or every checked stage agreeing with an RMS below MATCH_CLOSE_RMS (another decoder, a filter).
+MATCH_MAX_ABS = 0.5
+MATCH_EXACT = 1e-3
+MATCH_CLOSE_RMS = 1.0
+# The residual counts against every value finding's confidence with this scale (grey levels).
+QUALITY_SCALE = 5.0
+
+
+@dataclass
+class Diagnosis:
+    """The Doctor's answer for one image.
+
+    ``findings``: most likely first; ``[Finding("match", ...)]`` when the input equals the reference.
+    ``reference``: the reference model input, ``3xHxW`` float32 0..255 in ``cfg_format`` order.
+    ``user``: the user's image, ``3xhxw`` float32 (a copy, values as fed). ``analysis``: the winning
+    explanation and every candidate's residual (for reports and the dashboard).
+    """
+
+    findings: list[Finding]
+    reference: torch.Tensor
+    user: torch.Tensor
+    user_input: UserInput
+    image: str
+    cfg_format: str
+    original_size: tuple[int, int]
+    analysis: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ids(self) -> list[str]:
+        return [f.id for f in self.findings]
+
+    @property
+    def top(self) -> str:
+        return self.findings[0].id if self.findings else "unexplained"
+
+    @property
+    def is_match(self) -> bool:
+        return self.ids == ["match"]
+
+    def to_dict(self) -> dict:
+        return {
+            "findings": [f.to_dict() for f in self.findings],
+            "image": self.image,
+            "original_size": list(self.original_size),
+            "reference": {"shape": list(self.reference.shape), "dtype": "float32", "channel_order": self.cfg_format,
+                          "range": [round(float(self.reference.min()), 3), round(float(self.reference.max()), 3)]},
+            "input": {"container": self.user_input.container, "shape": list(self.user.shape),
+                      "dtype": self.user_input.dtype, "batch": self.user_input.batch,
+                      "height": self.user_input.height, "width": self.user_input.width,
+                      "range": [round(float(self.user.min()), 4), round(float(self.user.max()), 4)]},
+            "analysis": self.analysis,
+            "notes": list(self.notes),
+        }
+
+    def difference(self) -> np.ndarray:
+        """Per-pixel ``|user - reference|`` averaged over channels, ``HxW`` float32 in model-input units, on the
+        reference's grid (the user tensor is resampled bilinearly when its size differs; see ``notes``)."""
+        u = self.user
+        if tuple(u.shape[1:]) != tuple(self.reference.shape[1:]):
+            u = torch.nn.functional.interpolate(u[None], size=tuple(self.reference.shape[1:]), mode="bilinear",
+                                                align_corners=False)[0]
+        return (u - self.reference).abs().mean(0).numpy()
+
+    def histograms(self, bins: int = 64):
+        """``(reference, user)`` :class:`~d2debug.stats.TensorStats` on shared bins, channels named by format."""
+        return tensor_stats(self.reference, self.user, list(self.cfg_format), bins=bins)
+
+    def histogram_records(self, labels: Sequence[str] = ("reference", "your input"), bins: int = 64) -> list[dict]:
+        """Tidy rows ``{pipeline, channel, x, x2, count, fraction}`` of :meth:`histograms`, for charts."""
+        return histogram_records(self.histograms(bins), labels)
+
+    def difference_heatmap(self) -> tuple[np.ndarray, float]:
+        """:meth:`difference` as an ``HxWx3`` uint8 RGB heat map (black = equal, white-hot = the largest
+        difference) and the difference value shown at full scale."""
+        return heatmap(self.difference())
+
+    def display_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(reference, user)`` as ``HxWx3`` uint8 RGB for display: channels read in ``cfg_format`` order (as
+        the model reads them), each tensor min-max stretched to 0..255 (so a 0..1 or normalized input is
+        visible; its value range is shown by the histograms)."""
+        return stretched(self.reference, self.cfg_format), stretched(self.user, self.cfg_format)
+
+    def report(self) -> str:
+        """Human-readable lines (the CLI's text output)."""
+        a = self.analysis
+        lines = [
+            f"image       {self.image} (decoded {self.original_size[0]}x{self.original_size[1]})",
+            f"reference   3x{self.reference.shape[1]}x{self.reference.shape[2]} float32 {self.cfg_format} 0..255 "
+            f"({a.get('reference_resize', 'ResizeShortestEdge, PIL bilinear')})",
+            f"your input  {self.user_input.describe()}, values {float(self.user.min()):.4g}..{float(self.user.max()):.4g}",
+        ]
+        if "residual" in a:
+            lines.append(f"explained   best explanation leaves {a['residual']:.3g} grey levels RMS "
+                         f"({a.get('explanation', '')})")
+        for i, f in enumerate(self.findings, 1):
+            lines.append(f"finding {i}   {f.id} (confidence {f.confidence:.2f})")
+            lines.append(f"  evidence  {f.evidence}")
+            lines.append(f"  fix       {f.fix}")
+        if not self.findings:
+            lines.append("finding     none explains the difference (see notes)")
+        for n in self.notes:
+            lines.append(f"note        {n}")
+        return "\n".join(lines)
+
+
+class _Reference(NamedTuple):
+    image: np.ndarray  # the reference decode, HxWx3 uint8 in cfg.INPUT.FORMAT order
+    tensor: torch.Tensor  # the reference model input, 3xHxW float32 0..255
+    size: tuple[int, int]  # the original (H, W)
+    notes: tuple[str, ...]
+
+
+def _reference(cfg, path: Path) -> _Reference:
+    dec = decode(path, "detectron2")
+    img = np.ascontiguousarray(to_model_order(dec.image, dec.order, cfg.INPUT.FORMAT, "cfg"))
+    tensor, size = preprocess(cfg, dec)
+    return _Reference(img, tensor, size, dec.notes)
+
+
+def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput, Any],
+             fingerprint: Optional[dict] = None) -> Diagnosis:
+    """Diagnose one user model input against the reference pipeline on ``image``.
+
+    ``model_or_cfg``: a :class:`~d2debug.model.LoadedModel` (its config is the reference, and its weights
+    are checked against PIXEL_MEAN/STD), a detectron2 ``CfgNode``, or ``None`` with a ``fingerprint`` (then
+    the fingerprint's recorded stage values are the reference). ``user_input``: a :class:`UserInput` or any
+    object :func:`parse_user_input` accepts. ``fingerprint``: a loaded pipeline fingerprint; when given, the
+    recorded training-time stage values are the reference and the config is checked against them.
+    """
+    model = getattr(model_or_cfg, "model", None)
+    cfg = getattr(model_or_cfg, "cfg", model_or_cfg)
+    if cfg is None and fingerprint is None:
+        raise D2DebugError("the Doctor needs a config (or a model) or a pipeline fingerprint")
+    ui = user_input if isinstance(user_input, UserInput) else parse_user_input(user_input)
+    ref_cfg = cfg_from_fingerprint(fingerprint) if fingerprint is not None else cfg
+    path = Path(image)
+    fmt_order = ref_cfg.INPUT.FORMAT
+    ref = _reference(ref_cfg, path)
+    notes = list(ui.notes) + [n for n in ref.notes if "EXIF" not in n]
+    analysis: dict = {"reference_resize": f"ResizeShortestEdge({ref_cfg.INPUT.MIN_SIZE_TEST}, "
+                                          f"{ref_cfg.INPUT.MAX_SIZE_TEST}), PIL bilinear"}
+    findings = container_findings(ui)
+    U = ui.tensor.numpy().reshape(3, -1).astype(np.float64)
+    size = (int(ui.tensor.shape[1]), int(ui.tensor.shape[2]))
+
+    orient = choose_orientation(U, size, path, ref.image, fmt_order)
+    if orient.residuals:
+        analysis["orientation_residuals"] = orient.residuals
+    analysis["orientation"] = orient.chosen
+    decoded = orient.image.shape[:2]
+    rs = choose_resampler(U, size, orient.image, ref_cfg)
+    findings += [f for f in (orient.finding, explain_size(*size, *decoded, ref_cfg), rs.finding) if f is not None]
+    best = rs.fit
+    analysis["resampler_residuals"] = rs.residuals
+    analysis.update(resampler=f"{rs.key[0]}/{rs.key[1]}", residual=round(float(best.residual), 4),
+                    permutation=list(best.perm), slope=[float(f"{v:.6g}") for v in best.slope],
+                    offset=[float(f"{v:.6g}") for v in best.offset])
+
+    quality = 1.0 / (1.0 + max(0.0, best.residual - EXACT) / QUALITY_SCALE)
+    channel = channel_finding(best, fmt_order, quality)
+    Rp = as_channels(rs.image)[list(best.perm)]
+    value_list, value_info = value_findings(U, Rp, best.slope, best.offset, best.residual, ref_cfg, quality)
+    findings += ([channel] if channel else []) + value_list
+    if "value_note" in value_info:
+        notes.append(value_info.pop("value_note"))
+    analysis.update(value_info)
+    sized = original_size_finding(ui, ref.size, decoded, orient.chosen)
+    findings += [sized] if sized else []
+
+    findings += _model_side(model, cfg, fingerprint, ref.tensor, findings, analysis)
+    notes += _fingerprint_notes(fingerprint, ui, findings)
+    if best.residual > UNEXPLAINED:
+        notes.append(f"{best.residual:.2f} grey levels RMS remain after the best explanation: a step the Doctor does "
+                     "not model (crop, padding, colour conversion, blur, another decoder) also differs")
+    analysis["explanation"] = (f"{orient.chosen.replace('_', ' ')}, {size[0]}x{size[1]}, {rs.key[0]}/{rs.key[1]}, "
+                               f"channels {list(best.perm)}, slope {fmt(best.slope, 4)}, offset {fmt(best.offset, 3)}")
+    if not findings:
+        findings += _match_or_note(ref.tensor, ui.tensor, analysis, notes)
+    return Diagnosis(rank(merge(findings)), ref.tensor, ui.tensor, ui, str(path), fmt_order, ref.size, analysis,
+                     notes)
+
+
+def _model_side(model, cfg, fingerprint: Optional[dict], reference: torch.Tensor, findings: list[Finding],
+                analysis: dict) -> list[Finding]:
+    """The deployment config's PIXEL_MEAN/STD against the fingerprint's recorded values and the weights."""
+    out = check_config(fingerprint, cfg) if fingerprint is not None and cfg is not None else []
+    if model is None:
+        return out
+    deploy_cfg = cfg if cfg is not None else cfg_from_fingerprint(fingerprint)
+    nc = norm_check(model, deploy_cfg, reference)
+    if nc is not None:
+        analysis["norm_check"] = nc
+        f = pixel_mean_std_finding(nc, deploy_cfg)
+        if f is not None and not any(g.id == "pixel_mean_std" for g in findings + out):
+            out.append(f)
+    return out
+
+
+def _fingerprint_notes(fingerprint: Optional[dict], ui: UserInput, findings: list[Finding]) -> list[str]:
+    """What the fingerprint's statistics alone say, as notes: they confirm the pixel findings or, where the
+    pixels found nothing, suggest (one image against a dataset average is weaker evidence)."""
+    if fingerprint is None:
+        return []
+    have = {f.id for f in findings}
+    return [f"fingerprint statistics agree on {f.id}: {f.evidence}" if f.id in have else
+            f"fingerprint statistics alone suggest {f.id} (not confirmed by the pixels): {f.evidence}"
+            for f in check_statistics(fingerprint, ui.tensor, (ui.height, ui.width))]
+
+
+def _match_or_note(reference: torch.Tensor, user: torch.Tensor, analysis: dict, notes: list[str]) -> list[Finding]:
+    """No stage differs: a ``match`` when the input equals the reference (or nearly, with every stage right);
+    otherwise a note that something the Doctor does not model differs."""
+    if tuple(reference.shape) != tuple(user.shape):
+        notes.append("the input's size differs from the reference, but no resize rule the Doctor knows explains it")
+        return []
+    diff = (reference - user).abs()
+    top = float(diff.max())
+    analysis["max_abs_diff"] = top
+    if top < MATCH_MAX_ABS:
+        return [Finding("match", 0.99 if top < MATCH_EXACT else 0.9,
+                        f"the input equals the reference: max |difference| {top:.3g}, mean {float(diff.mean()):.3g}",
+                        "nothing to fix")]
+    rms = float(diff.pow(2).mean().sqrt())
+    if rms < MATCH_CLOSE_RMS:
+        return [Finding("match", 0.6,
+                        f"every stage the Doctor checks agrees with the reference; small pixel differences remain "
+                        f"(RMS {rms:.2f}, max {top:.1f} grey levels: another JPEG decoder, re-encoding, a light filter)",
+                        "nothing to fix in the stages the Doctor checks")]
+    notes.append(f"the input differs from the reference by RMS {rms:.2f} grey levels (max {top:.1f}) in a way no "
+                 "stage the Doctor checks explains")
+    return []

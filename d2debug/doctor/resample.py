@@ -1,0 +1,89 @@
+"""The resampler: re-render the decoded image at the user's size with every candidate resize kernel; the right
+one reproduces the user's pixels (up to the value map), so the smallest residual names it."""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from ..findings import Finding, reference_resize_code
+from ..stages import resize_image
+from .fit import EXACT, Fit, fit
+
+__all__ = ["RESAMPLERS", "Resampling", "resampler_code", "choose_resampler"]
+
+# (backend, interpolation) candidates, the reference first. Lanczos has no torch version.
+RESAMPLERS: tuple[tuple[str, str], ...] = (
+    ("pil", "bilinear"), ("pil", "nearest"), ("pil", "bicubic"), ("pil", "area"), ("pil", "lanczos"),
+    ("cv2", "nearest"), ("cv2", "bilinear"), ("cv2", "bicubic"), ("cv2", "area"), ("cv2", "lanczos"),
+    ("torch", "nearest"), ("torch", "bilinear"), ("torch", "bicubic"), ("torch", "area"),
+    ("torch_antialias", "bilinear"), ("torch_antialias", "bicubic"),
+)
+NO_RESIZE = ("none", "none")
+_CODE = {
+    "pil": "PIL Image.resize(..., Image.{})",
+    "cv2": "cv2.resize(..., interpolation=cv2.INTER_{})",
+    "torch": "F.interpolate(..., mode='{}')",
+    "torch_antialias": "F.interpolate(..., mode='{}', antialias=True)",
+}
+_PIL_NAMES = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "area": "BOX", "lanczos": "LANCZOS"}
+_CV2_NAMES = {"nearest": "NEAREST", "bilinear": "LINEAR", "bicubic": "CUBIC", "area": "AREA", "lanczos": "LANCZOS4"}
+
+# Another resampler is named when it beats the reference's residual by this many grey levels and ratio ...
+MIN_GAIN = 0.25
+MAX_RATIO = 0.67
+# ... or reproduces the tensor exactly where the reference is not exact (by this factor of EXACT).
+REFERENCE_NOT_EXACT = 2.0
+
+
+class Resampling(NamedTuple):
+    """The resampler that explains the user's pixels: ``key`` ``(backend, interpolation)`` (``NO_RESIZE`` when
+    the sizes agree), its :class:`Fit`, its render ``HxWx3``, every candidate's residual, and the finding."""
+
+    key: tuple[str, str]
+    fit: Fit
+    image: np.ndarray
+    residuals: dict
+    finding: Optional[Finding]
+
+
+def resampler_code(backend: str, interpolation: str) -> str:
+    """The call a user's script makes for this resampler, e.g. ``cv2.resize(..., interpolation=cv2.INTER_AREA)``."""
+    names = _PIL_NAMES if backend == "pil" else _CV2_NAMES if backend == "cv2" else {k: k for k in _PIL_NAMES}
+    return _CODE[backend].format(names[interpolation])
+
+
+def choose_resampler(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg) -> Resampling:
+    """Fit ``U`` (``3xN``) against ``base`` (the decode the user used, ``HxWx3``) rendered at ``size`` by the
+    reference resampler, and by every other one when the reference does not reproduce it exactly."""
+    h, w = size
+    if (h, w) == base.shape[:2]:
+        renders = {NO_RESIZE: base}
+    else:
+        renders = {RESAMPLERS[0]: resize_image(base, h, w, RESAMPLERS[0][1], RESAMPLERS[0][0])}
+    fits = {key: fit(U, img) for key, img in renders.items()}
+    ref_key = next(iter(fits))
+    if ref_key != NO_RESIZE and fits[ref_key].residual > EXACT:
+        for be, it in RESAMPLERS[1:]:
+            renders[(be, it)] = resize_image(base, h, w, it, be)
+            fits[(be, it)] = fit(U, renders[(be, it)])
+    residuals = {f"{k[0]}/{k[1]}": round(float(f.residual), 4) for k, f in fits.items()}
+    best_key = min(fits, key=lambda k: fits[k].residual)
+    ref, best = fits[ref_key], fits[best_key]
+    exact_only = best.residual < EXACT and ref.residual > REFERENCE_NOT_EXACT * EXACT
+    clearly_better = ref.residual - best.residual > MIN_GAIN and best.residual < MAX_RATIO * ref.residual
+    if best_key == ref_key or not (clearly_better or exact_only):
+        return Resampling(ref_key, ref, renders[ref_key], residuals, None)
+    be, it = best_key
+    runner = sorted((f.residual, f"{k[0]}/{k[1]}") for k, f in fits.items() if k != best_key)[0]
+    small = (f"; a small difference: {ref.residual:.2f} grey levels RMS, about uint8 rounding"
+             if ref.residual < 1.0 else "")
+    finding = Finding(
+        "resize_interpolation",
+        float(np.clip(1 - best.residual / ref.residual, 0.5, 0.97) * min(1.0, 0.5 + ref.residual)),
+        f"the pixels are best explained by {be} {it} ({resampler_code(be, it)}): residual {best.residual:.3f} grey "
+        f"levels vs {ref.residual:.3f} for the reference PIL bilinear (next best {runner[1]} {runner[0]:.3f}){small}",
+        "resize the uint8 HxWx3 image with detectron2's transform (PIL bilinear, antialiased when "
+        "downscaling), not cv2.resize / F.interpolate: " + reference_resize_code(cfg),
+    )
+    return Resampling(best_key, best, renders[best_key], residuals, finding)

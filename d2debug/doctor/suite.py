@@ -1,0 +1,277 @@
+"""The Doctor's accuracy suite: generated user pipelines with known pitfalls, diagnosed, and the confusion
+table of true pitfall(s) vs the Doctor's top finding (``python -m d2debug doctor-suite``).
+
+The cases are rendered with the library's own stage functions (``make_user_input``), so the suite checks
+that the Doctor names each stage change it can render; hand-written pipelines are tested separately.
+"""
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..run import preprocess
+from ..stages import PipelineSpec
+from .diagnose import diagnose
+from .inputs import load_user_input, make_user_input, parse_user_input
+
+__all__ = ["SuiteCase", "SuiteResult", "SUITE", "pick_images", "suite_cases", "run_case", "run_suite",
+           "confusion_table"]
+
+
+@dataclass(frozen=True)
+class SuiteCase:
+    """A generated user pipeline. ``pitfalls``: the finding ids it should produce (``()`` = the reference).
+
+    ``spec``: stage changes for :class:`PipelineSpec`; ``container``/``dtype``: how the input is handed over;
+    ``config``: config changes the user deploys with (``pixel_mean_std``); ``images``: which sample images
+    (``exif`` = the EXIF-rotated ones, ``wide`` = ones where the MAX_SIZE clamp applies, ``all`` = the rest).
+    """
+
+    name: str
+    pitfalls: tuple[str, ...]
+    spec: dict = field(default_factory=dict)
+    container: str = "dict"
+    dtype: Optional[str] = None
+    config: dict = field(default_factory=dict)
+    images: str = "all"
+
+
+_D2_DEFAULT = {"MODEL.PIXEL_MEAN": [103.53, 116.28, 123.675], "MODEL.PIXEL_STD": [1.0, 1.0, 1.0]}
+
+SUITE: tuple[SuiteCase, ...] = (
+    SuiteCase("reference", ()),
+    SuiteCase("reference, list of dicts", (), container="list"),
+    SuiteCase("reference, bare tensor (numpy.save)", (), container="tensor"),
+    # single pitfalls
+    SuiteCase("BGR fed to an RGB model", ("channel_order",), {"channel_order": "swapped"}),
+    SuiteCase("ToTensor (0..1)", ("value_range_0_1",), {"value_range": "0_1"}),
+    SuiteCase("ToTensor + Normalize(ImageNet)", ("external_normalization",), {"external_norm": "imagenet"}),
+    SuiteCase("custom Normalize(0.5/0.25)", ("external_normalization",), {"external_norm": "custom:0.5,0.5,0.5/0.25,0.25,0.25"}),
+    SuiteCase("Normalize with the model's own values", ("double_normalization",), {"external_norm": "half"}),
+    SuiteCase("model-zoo PIXEL_MEAN/STD", ("pixel_mean_std",), config=_D2_DEFAULT),
+    SuiteCase("fixed square resize", ("resize_aspect",), {"resize": "fixed"}),
+    SuiteCase("fixed 640x480 resize", ("resize_aspect",), {"resize": "fixed", "resize_size": (640, 480)}),
+    SuiteCase("no resize", ("resize_size",), {"resize": "none"}),
+    SuiteCase("no MAX_SIZE clamp", ("resize_size",), {"resize": "shortest_edge_noclamp"}, images="wide"),
+    SuiteCase("short side 800", ("resize_size",), {"resize_size": 800}, images="small"),
+    SuiteCase("short side 256", ("resize_size",), {"resize_size": 256}),
+    SuiteCase("cv2 INTER_LINEAR", ("resize_interpolation",), {"resize_backend": "cv2"}),
+    SuiteCase("cv2 INTER_NEAREST", ("resize_interpolation",), {"resize_backend": "cv2", "interpolation": "nearest"}),
+    SuiteCase("cv2 INTER_AREA", ("resize_interpolation",), {"resize_backend": "cv2", "interpolation": "area"}),
+    SuiteCase("PIL nearest", ("resize_interpolation",), {"interpolation": "nearest"}),
+    SuiteCase("PIL bicubic", ("resize_interpolation",), {"interpolation": "bicubic"}),
+    SuiteCase("PIL lanczos", ("resize_interpolation",), {"interpolation": "lanczos"}),
+    SuiteCase("F.interpolate bilinear", ("resize_interpolation",), {"resize_backend": "torch"}),
+    SuiteCase("F.interpolate antialias", ("resize_interpolation",), {"resize_backend": "torch_antialias"}),
+    SuiteCase("PIL open without exif_transpose", ("exif_orientation",), {"decoder": "pil"}, images="exif"),
+    SuiteCase("no height/width", ("missing_original_size",), {"original_size": "omit"}),
+    SuiteCase("uint8 tensor", ("dtype",), dtype="uint8"),
+    SuiteCase("float64 tensor", ("dtype",), dtype="float64"),
+    SuiteCase("4-D batch to model(x)", ("batch_contract",), container="batch"),
+    # pairs
+    SuiteCase("BGR + fixed square", ("channel_order", "resize_aspect"), {"channel_order": "swapped", "resize": "fixed"}),
+    SuiteCase("ToTensor + cv2 resize", ("value_range_0_1", "resize_interpolation"), {"value_range": "0_1", "resize_backend": "cv2"}),
+    SuiteCase("BGR + Normalize(ImageNet)", ("channel_order", "external_normalization"),
+              {"channel_order": "swapped", "external_norm": "imagenet"}),
+    SuiteCase("double normalization + no resize", ("double_normalization", "resize_size"), {"external_norm": "half", "resize": "none"}),
+    SuiteCase("EXIF ignored + cv2 resize", ("exif_orientation", "resize_interpolation"),
+              {"decoder": "pil", "resize_backend": "cv2"}, images="exif"),
+    SuiteCase("EXIF ignored + BGR", ("exif_orientation", "channel_order"),
+              {"decoder": "pil", "channel_order": "swapped"}, images="exif"),
+    SuiteCase("no height/width + ToTensor", ("missing_original_size", "value_range_0_1"),
+              {"original_size": "omit", "value_range": "0_1"}),
+    SuiteCase("uint8 + fixed square", ("dtype", "resize_aspect"), {"resize": "fixed"}, dtype="uint8"),
+    SuiteCase("4-D batch + BGR", ("batch_contract", "channel_order"), {"channel_order": "swapped"}, container="batch"),
+    SuiteCase("Normalize(ImageNet) + no clamp", ("external_normalization", "resize_size"),
+              {"external_norm": "imagenet", "resize": "shortest_edge_noclamp"}, images="wide"),
+    SuiteCase("cv2 square resize", ("resize_aspect", "resize_interpolation"), {"resize": "fixed", "resize_backend": "cv2"}),
+    SuiteCase("model-zoo config + BGR", ("pixel_mean_std", "channel_order"), {"channel_order": "swapped"}, config=_D2_DEFAULT),
+    SuiteCase("float64 + Normalize(ImageNet)", ("dtype", "external_normalization"), {"external_norm": "imagenet"},
+              dtype="float64"),
+    SuiteCase("ToTensor + F.interpolate", ("value_range_0_1", "resize_interpolation"),
+              {"value_range": "0_1", "resize_backend": "torch"}),
+    SuiteCase("no resize + BGR", ("resize_size", "channel_order"), {"resize": "none", "channel_order": "swapped"}),
+)
+
+
+def pick_images(images: Sequence[Path], which: str, cfg, k: int, offset: int) -> list[Path]:
+    from detectron2.data import transforms as T
+    from PIL import Image
+
+    mn, mx = int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)
+
+    def dims(p):
+        with Image.open(p) as im:
+            w, h = im.size
+            if im.getexif().get(0x0112) in (5, 6, 7, 8):
+                h, w = w, h
+        return h, w
+
+    exif = [p for p in images if "exif" in p.name]
+    if which == "exif":
+        pool = exif
+    elif which == "wide":  # the clamp changes the size
+        pool = [p for p in images if tuple(T.ResizeShortestEdge.get_output_shape(*dims(p), mn, 10 ** 9))
+                != tuple(T.ResizeShortestEdge.get_output_shape(*dims(p), mn, mx))]
+    elif which == "small":  # a larger short side is not clamped back to the reference size
+        pool = [p for p in images if max(dims(p)) / min(dims(p)) < mx / mn * 0.95 and p not in exif]
+    else:
+        pool = [p for p in images if p not in exif]
+    if not pool:
+        return []
+    return [pool[(offset + i * 7) % len(pool)] for i in range(min(k, len(pool)))]
+
+
+def suite_cases(images: Sequence[Union[str, Path]], cfg, per_case: int = 2) -> list[tuple[SuiteCase, Path]]:
+    """Every :data:`SUITE` pipeline on ``per_case`` of ``images`` (spread deterministically over the set)."""
+    paths = [Path(p) for p in images]
+    out = []
+    for i, case in enumerate(SUITE):
+        for p in pick_images(paths, case.images, cfg, per_case, offset=3 * i):
+            out.append((case, p))
+    return out
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    case: str
+    image: str
+    truth: tuple[str, ...]
+    top: str
+    found: tuple[str, ...]
+
+    @property
+    def top_right(self) -> bool:
+        return self.top in self.truth if self.truth else self.top == "match"
+
+    @property
+    def all_right(self) -> bool:
+        return set(self.found) == (set(self.truth) or {"match"})
+
+
+def _user_config(cfg, changes: dict):
+    if not changes:
+        return cfg
+    c = cfg.clone()
+    c.defrost()
+    for key, value in changes.items():
+        node = c
+        *path, last = key.split(".")
+        for part in path:
+            node = getattr(node, part)
+        setattr(node, last, value)
+    c.freeze()
+    return c
+
+
+# The spec fields behind each tensor-level pitfall (container, dtype and config pitfalls always apply).
+_FIELDS = {
+    "channel_order": ("channel_order",),
+    "value_range_0_1": ("value_range",),
+    "external_normalization": ("external_norm",),
+    "double_normalization": ("external_norm",),
+    "resize_size": ("resize", "resize_size"),
+    "resize_aspect": ("resize", "resize_size"),
+    "resize_interpolation": ("interpolation", "resize_backend", "resize", "resize_size"),
+    "exif_orientation": ("decoder",),
+}
+
+
+def _has_effect(cfg, image: Path, case: SuiteCase, pitfall: str) -> bool:
+    """Whether the case's stage change behind ``pitfall`` changes the model input on this image at all (a
+    channel swap on a grey image, or a clamp that does not apply, changes nothing: then it is no pitfall here)."""
+    fields = _FIELDS.get(pitfall)
+    if fields is None:
+        return True
+    only = {k: v for k, v in case.spec.items() if k in fields}
+    ref, _ = preprocess(cfg, image)
+    t, _ = preprocess(cfg, image, PipelineSpec(**only))
+    if pitfall == "resize_interpolation":
+        # the resampler's own effect: the same geometry with the reference resampler
+        geo = {k: v for k, v in only.items() if k in ("resize", "resize_size")}
+        ref, _ = preprocess(cfg, image, PipelineSpec(**geo))
+    return not (tuple(t.shape) == tuple(ref.shape) and torch.equal(t, ref))
+
+
+class _Deployed:
+    """The user's deployment: their config with the trained weights."""
+
+    def __init__(self, cfg, model):
+        self.cfg, self.model = cfg, model
+
+
+def run_case(loaded, case: SuiteCase, image: Path, tmpdir: Optional[Path] = None) -> SuiteResult:
+    """Generate the case's user input on ``image`` (with the library's stage functions), save it like a user
+    would (``torch.save`` / ``numpy.save``) when ``tmpdir`` is given, and diagnose it."""
+    cfg = loaded.cfg
+    spec = PipelineSpec(**case.spec)
+    dtype = {"uint8": torch.uint8, "float64": torch.float64, None: None}[case.dtype]
+    obj = make_user_input(cfg, image, spec, container=case.container, dtype=dtype)
+    if tmpdir is not None:
+        stem = f"{zlib.crc32((case.name + image.name).encode()):08x}"
+        if case.container == "tensor" or (case.container == "batch" and zlib.crc32(image.name.encode()) % 2):
+            path = Path(tmpdir) / f"{stem}.npy"
+            np.save(path, obj.numpy())
+        else:
+            path = Path(tmpdir) / f"{stem}.pt"
+            torch.save(obj, path)
+        ui = load_user_input(path)
+    else:
+        ui = parse_user_input(obj)
+    truth = tuple(p for p in case.pitfalls if _has_effect(cfg, image, case, p))
+    deployed = _Deployed(_user_config(cfg, case.config), loaded.model)
+    diag = diagnose(deployed, image, ui)
+    return SuiteResult(case.name, image.name, truth, diag.top, tuple(diag.ids))
+
+
+def run_suite(loaded, images: Sequence[Union[str, Path]], per_case: int = 2, tmpdir: Optional[Path] = None,
+              progress: Optional[Callable[[int, int, SuiteResult], None]] = None) -> list[SuiteResult]:
+    """Run the accuracy suite; ``progress(i, n, result)`` is called after each case."""
+    cases = suite_cases(images, loaded.cfg, per_case)
+    results = []
+    for i, (case, img) in enumerate(cases, 1):
+        r = run_case(loaded, case, img, tmpdir)
+        results.append(r)
+        if progress is not None:
+            progress(i, len(cases), r)
+    return results
+
+
+def confusion_table(results: Sequence[SuiteResult]) -> str:
+    """A plain-text confusion table: true pitfall(s) (rows) vs the Doctor's top finding (columns), plus the
+    top-1 accuracy, exact-set accuracy and the reference's match rate."""
+    def label(truth):
+        return " + ".join(truth) if truth else "match (reference)"
+
+    rows = sorted({label(r.truth) for r in results}, key=lambda s: (s.count("+"), s))
+    cols = sorted({r.top for r in results})
+    counts = Counter((label(r.truth), r.top) for r in results)
+    w0 = max(len(s) for s in rows + ["true pitfall(s)"])
+    abbrev = {c: c.replace("_normalization", "_norm").replace("resize_", "rs_") for c in cols}
+    widths = {c: max(len(abbrev[c]), 3) for c in cols}
+    lines = ["true pitfall(s)".ljust(w0) + " | " + " ".join(abbrev[c].rjust(widths[c]) for c in cols) + " | top ok"]
+    lines.append("-" * len(lines[0]))
+    for row in rows:
+        mine = [r for r in results if label(r.truth) == row]
+        ok = sum(r.top_right for r in mine)
+        cells = " ".join((str(counts[(row, c)]) if counts[(row, c)] else ".").rjust(widths[c]) for c in cols)
+        lines.append(f"{row.ljust(w0)} | {cells} | {ok}/{len(mine)}")
+    n = len(results)
+    top = sum(r.top_right for r in results)
+    exact = sum(r.all_right for r in results)
+    refs = [r for r in results if not r.truth]
+    pipelines = len({r.case for r in results})
+    lines.append("-" * len(lines[0]))
+    lines.append(f"{n} cases ({pipelines} pipelines): top finding right {top}/{n} = {top / max(n, 1):.1%}; "
+                 f"all findings exactly right {exact}/{n} = {exact / max(n, 1):.1%}; "
+                 f"reference -> match {sum(r.top == 'match' for r in refs)}/{len(refs)}")
+    wrong = [r for r in results if not r.top_right]
+    for r in wrong:
+        lines.append(f"WRONG: {r.case} on {r.image}: truth {label(r.truth)}, found {', '.join(r.found) or 'nothing'}")
+    return "\n".join(lines)
