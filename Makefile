@@ -1,4 +1,4 @@
-# The two commands: `make run` (the dashboard on localhost) and `make test` (the whole suite).
+# The two commands: `make run` (the dashboard on localhost) and `make test` (the linter, then the whole suite).
 # Both set up .venv with Python 3.10 and the pinned stack first; set-up is a no-op when nothing changed.
 PY := .venv/bin/python
 PORT ?= 8501
@@ -13,6 +13,7 @@ run: setup
 
 test: setup
 	@bash scripts/ensure_chromium.sh
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -ra tests
 
 bench: setup
