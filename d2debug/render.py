@@ -5,6 +5,7 @@ scaled with them) so drawing cost and memory stay bounded; ``display_scale`` say
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ __all__ = [
     "draw_overlay",
     "side_by_side",
     "png_bytes",
+    "jpeg_bytes",
     "heatmap",
     "stretched",
     "MAX_DISPLAY_SIDE",
@@ -58,27 +60,55 @@ def _metadata(class_names):
     return Metadata(thing_classes=list(class_names))
 
 
+# detectron2's Visualizer builds a matplotlib figure per picture, and building it (axes and their clearing)
+# costs about as much as drawing: a stage-page toggle draws two pictures of the same size. So each thread keeps
+# its last Visualizer per (size, class names) and hands it back with the image swapped in and the previous
+# drawing removed: the pixels are what a new Visualizer draws (tests/test_render.py).
+_POOL = threading.local()
+
+
+def _visualizer(image: np.ndarray, class_names=None):
+    """A detectron2 ``Visualizer`` on ``image`` (``HxWx3`` uint8 RGB) with ``class_names`` as its metadata."""
+    from detectron2.utils.visualizer import Visualizer
+
+    key = (image.shape, tuple(class_names) if class_names is not None else None)
+    pool = getattr(_POOL, "visualizers", None)
+    if pool is None:
+        pool = _POOL.visualizers = {}
+    vis = pool.get(key)
+    if vis is None:
+        if len(pool) >= 8:  # a few sizes at a time (two per image); each holds a figure of the image's size
+            pool.pop(next(iter(pool)))
+        vis = Visualizer(image, metadata=_metadata(class_names) if class_names is not None else None, scale=1.0)
+        pool[key] = vis
+        return vis
+    ax = vis.output.ax
+    for artist in [*ax.patches, *ax.texts, *ax.lines, *ax.collections, *ax.images[1:]]:
+        artist.remove()
+    img = image if image.dtype == np.uint8 else np.asarray(image).clip(0, 255).astype(np.uint8)
+    vis.img = vis.output.img = img
+    ax.images[0].set_data(img)
+    return vis
+
+
 def draw_detections(rgb: np.ndarray, boxes, scores, classes, class_names, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
     """Draw detections the way detectron2's ``Visualizer.draw_instance_predictions`` does (class names,
     scores, its colours). ``boxes`` are ``Nx4`` ``XYXY_ABS`` in ``rgb``'s frame. Returns RGB uint8."""
     import torch
     from detectron2.structures import Boxes, Instances
-    from detectron2.utils.visualizer import Visualizer
 
     disp = display_image(rgb, max_side)
     inst = Instances(disp.image.shape[:2])
     inst.pred_boxes = Boxes(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4) * disp.scale))
     inst.scores = torch.as_tensor(np.asarray(scores, np.float32))
     inst.pred_classes = torch.as_tensor(np.asarray(classes, np.int64))
-    vis = Visualizer(disp.image, metadata=_metadata(class_names), scale=1.0)
-    return vis.draw_instance_predictions(inst).get_image()
+    return _visualizer(disp.image, class_names).draw_instance_predictions(inst).get_image()
 
 
 def draw_overlay(rgb: np.ndarray, reference, variant, agreement, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
     """One picture of both pipelines: matched, missed (reference only), extra (variant only) and class-flipped
     boxes in the ``OVERLAY_COLOURS``. ``reference``/``variant`` are :class:`~d2debug.run.RunResult`-like
     (``boxes``, ``classes``, ``class_names``); boxes are drawn as each pipeline returned them."""
-    from detectron2.utils.visualizer import Visualizer
 
     disp = display_image(rgb, max_side)
     names = reference.class_names
@@ -99,7 +129,7 @@ def draw_overlay(rgb: np.ndarray, reference, variant, agreement, max_side: int =
         add(reference.boxes[i], f"missed {names[reference.classes[i]]}", "missed")
     for j in agreement.extra_idx:
         add(variant.boxes[j], f"extra {names[variant.classes[j]]}", "extra")
-    vis = Visualizer(disp.image, scale=1.0)
+    vis = _visualizer(disp.image)
     if not boxes:
         return vis.output.get_image()
     return vis.overlay_instances(boxes=np.stack(boxes), labels=labels, assigned_colors=colours).get_image()
@@ -151,3 +181,13 @@ def stretched(tensor, order: str) -> np.ndarray:
     a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
     img = np.clip(a + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
     return np.ascontiguousarray(img if order == "RGB" else img[:, :, ::-1])
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """Encode RGB uint8 as JPEG for display (a page shows its pictures as these bytes: encoded once, not on
+    every rerun, and at 90 rather than the quality 100 Streamlit gives an array)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()

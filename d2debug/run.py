@@ -8,6 +8,8 @@ pre-hook on ``model.backbone``, not re-implemented.
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,8 @@ from .stages import (
     to_model_order,
 )
 
-__all__ = ["RunResult", "run", "run_tensor", "prepare", "preprocess", "reference_spec", "Frame"]
+__all__ = ["RunResult", "RawOutput", "ForwardCache", "run", "run_tensor", "prepare", "preprocess", "reference_spec",
+           "Frame"]
 
 Frame = Literal["original", "resized"]
 
@@ -63,6 +66,7 @@ class RunResult:
       float32; ``classes`` ``N`` int64 (0-based).
     - ``original_size`` / ``input_size``: ``(h, w)`` of the decoded image and of the model input.
     - ``timings``: seconds per step (decode, preprocess, forward).
+    - ``decoded``: the :class:`~d2debug.stages.Decoded` image the run started from (``None`` for a tensor run).
     """
 
     spec: PipelineSpec
@@ -82,6 +86,8 @@ class RunResult:
     scale: tuple[float, float]
     timings: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    decoded: Optional[Decoded] = field(default=None, repr=False)  # the decode this run used (None: a tensor run)
+    raw: Optional["RawOutput"] = field(default=None, repr=False)  # the forward pass before post-processing
 
     def detections(self) -> list[dict]:
         """JSON-ready detections: ``{box: [x0, y0, x1, y1], score, class_id, class_name}``."""
@@ -165,21 +171,78 @@ def preprocess(cfg, image: str | Path | Decoded, spec: Optional[PipelineSpec] = 
     return tensor, size
 
 
-def run(loaded: LoadedModel, image: str | Path | Decoded, spec: PipelineSpec) -> RunResult:
+class ForwardCache:
+    """The forward passes already made on ONE image: a pipeline whose model input equals an earlier one's
+    (``torch.equal``) with the same model-side settings gets that result instead of an identical second forward
+    pass (the model is deterministic in eval mode); one that differs only in passing height/width gets the same
+    forward pass post-processed for its frame. The dataset audit keeps one per image: several pitfalls feed
+    exactly the reference's input (ignoring EXIF on a photo without an orientation, omitting height/width)."""
+
+    def __init__(self) -> None:
+        self._entries: list[tuple[torch.Tensor, tuple, RunResult]] = []
+        self.hits = 0
+
+    @staticmethod
+    def key(spec: PipelineSpec) -> tuple:
+        """What besides the input decides the forward pass: the model-side fields of ``spec``."""
+        return (spec.model_norm, spec.score_thresh, spec.nms_thresh, spec.precision, spec.device)
+
+    def get(self, tensor: torch.Tensor, key: tuple) -> Optional[RunResult]:
+        for t, k, result in self._entries:
+            if k == key and t.shape == tensor.shape and torch.equal(t, tensor):
+                self.hits += 1
+                return result
+        return None
+
+    def put(self, tensor: torch.Tensor, key: tuple, result: RunResult) -> None:
+        self._entries.append((tensor, key, result))
+
+
+def run(loaded: LoadedModel, image: str | Path | Decoded, spec: PipelineSpec,
+        cache: Optional[ForwardCache] = None) -> RunResult:
     """Run ``spec`` on one image file (or an already :class:`Decoded` image, which must come from
-    ``spec.decoder``) and return a :class:`RunResult`. Raises :class:`D2DebugError` for bad input."""
+    ``spec.decoder``) and return a :class:`RunResult`. ``cache``: the :class:`ForwardCache` of this image, to
+    reuse an identical forward pass. Raises :class:`D2DebugError` for bad input."""
     t0 = time.perf_counter()
     dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
     t1 = time.perf_counter()
     tensor, (h, w), fed_order = prepare(loaded.cfg, dec, spec)
     t2 = time.perf_counter()
-    result = run_tensor(loaded, tensor, spec, original_size=(h, w))
+    key = ForwardCache.key(spec)
+    known = cache.get(tensor, key) if cache is not None else None
+    if known is not None and known.spec.original_size == spec.original_size and known.original_size == (h, w):
+        result = dataclasses.replace(known, spec=spec, timings={"forward": 0.0}, notes=())
+    elif known is not None and known.raw is not None:
+        result = run_tensor(loaded, tensor, spec, original_size=(h, w), raw=known.raw)
+    else:
+        result = run_tensor(loaded, tensor, spec, original_size=(h, w))
+        if cache is not None:
+            cache.put(tensor, key, result)
     result.timings = {"decode": t1 - t0, "preprocess": t2 - t1, **result.timings}
     result.image = dec.image
     result.image_order = dec.order
     result.fed_order = fed_order
     result.notes = dec.notes + result.notes
+    result.decoded = dec
     return result
+
+
+@dataclass(frozen=True)
+class RawOutput:
+    """What one forward pass gave before detectron2's ``detector_postprocess``: the detections in the model
+    input's frame (``Instances``, a private copy) and what the backbone saw. From it the output for either
+    frame (height/width passed or not) is one ``detector_postprocess`` away, exactly as the model computes it."""
+
+    instances: object
+    backbone_input: torch.Tensor
+
+
+def _copy_instances(inst):
+    """A copy of an ``Instances`` whose tensors are cloned: ``detector_postprocess`` scales boxes in place."""
+    from detectron2.structures import Instances
+
+    return Instances(inst.image_size, **{k: v.clone() if hasattr(v, "clone") else copy.deepcopy(v)
+                                         for k, v in inst.get_fields().items()})
 
 
 def run_tensor(
@@ -187,33 +250,78 @@ def run_tensor(
     tensor: torch.Tensor,
     spec: PipelineSpec,
     original_size: Optional[tuple[int, int]] = None,
+    raw: Optional[RawOutput] = None,
 ) -> RunResult:
     """Feed a ``3xHxW`` float32 tensor to the model with the model-side settings of ``spec`` (model_norm,
     thresholds, precision, device, original_size). ``original_size`` is ``(h, w)`` passed as height/width
-    when ``spec.original_size == "pass"``; when ``None`` the tensor's own size is used."""
+    when ``spec.original_size == "pass"``; when ``None`` the tensor's own size is used. ``raw``: the
+    :class:`RawOutput` of a forward pass of this same tensor with the same model-side settings (the frame
+    aside): only the post-processing runs."""
+    from detectron2.modeling.postprocessing import detector_postprocess
+
     if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3 or tensor.shape[0] != 3:
         shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise D2DebugError(f"model input must be a 3xHxW tensor, got {shape}")
     cfg = loaded.cfg
     in_h, in_w = int(tensor.shape[1]), int(tensor.shape[2])
     orig = original_size or (in_h, in_w)
+    frame: Frame = "original" if spec.original_size == "pass" else "resized"
+    t0 = time.perf_counter()
+    if raw is not None:
+        # What GeneralizedRCNN's own post-processing does: the original size when passed, else the input's.
+        out_h, out_w = (int(orig[0]), int(orig[1])) if spec.original_size == "pass" else (in_h, in_w)
+        out = detector_postprocess(_copy_instances(raw.instances), out_h, out_w)
+        backbone = raw.backbone_input
+    else:
+        out, backbone, raw = _forward(loaded, tensor, spec, orig)
+    t1 = time.perf_counter()
+    out = out.to("cpu")
+    return RunResult(
+        spec=spec,
+        device="cuda:0" if spec.device == "cuda" else "cpu",
+        image=np.zeros((0, 0, 3), np.uint8),
+        image_order=cfg.INPUT.FORMAT,
+        fed_order=cfg.INPUT.FORMAT,
+        input_tensor=tensor.detach().cpu(),
+        backbone_input=backbone,
+        boxes=out.pred_boxes.tensor.float().numpy(),
+        scores=out.scores.float().numpy(),
+        classes=out.pred_classes.numpy().astype(np.int64),
+        class_names=list(loaded.class_names),
+        frame=frame,
+        original_size=(int(orig[0]), int(orig[1])),
+        input_size=(in_h, in_w),
+        scale=(in_w / orig[1], in_h / orig[0]),
+        timings={"forward": t1 - t0},
+        notes=(),
+        raw=raw,
+    )
+
+
+def _forward(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig: tuple[int, int]):
+    """One forward pass by the Detectron2 contract: ``(instances, backbone input 3xHxW float32 CPU,
+    RawOutput or None)``. The backbone input is taken by a pre-hook on ``model.backbone``; the detections
+    before post-processing by a hook on ``model.roi_heads`` (two-stage models, fp32 only)."""
+    in_h, in_w = int(tensor.shape[1]), int(tensor.shape[2])
     inputs = {"image": tensor}
     if spec.original_size == "pass":
         inputs.update(height=int(orig[0]), width=int(orig[1]))
-    frame: Frame = "original" if spec.original_size == "pass" else "resized"
-    mean, std = model_norm_values(spec.model_norm, cfg)
-    norm_changed = spec.model_norm != "cfg"
+    mean, std = model_norm_values(spec.model_norm, loaded.cfg)
     model = loaded.model_on(spec.device)
-    captured: dict[str, torch.Tensor] = {}
+    captured: dict[str, object] = {}
 
     def grab(_module, args):
         captured["x"] = args[0]
 
-    t0 = time.perf_counter()
+    def grab_heads(_module, _args, output):
+        captured["instances"] = _copy_instances(output[0][0])
+
+    handles = [model.backbone.register_forward_pre_hook(grab)]
+    if spec.precision == "fp32" and isinstance(getattr(model, "roi_heads", None), torch.nn.Module):
+        handles.append(model.roi_heads.register_forward_hook(grab_heads))
     with loaded.lock, torch.no_grad(), _model_settings(
-        model, mean if norm_changed else None, std, spec.score_thresh, spec.nms_thresh
+        model, mean if spec.model_norm != "cfg" else None, std, spec.score_thresh, spec.nms_thresh
     ):
-        handle = model.backbone.register_forward_pre_hook(grab)
         try:
             if spec.precision == "fp16":
                 dev_type = "cuda" if spec.device == "cuda" else "cpu"
@@ -227,28 +335,8 @@ def run_tensor(
             else:
                 out = model([inputs])[0]["instances"]
         finally:
-            handle.remove()
-    t1 = time.perf_counter()
+            for h in handles:
+                h.remove()
     backbone = captured["x"][0, :, :in_h, :in_w].detach().float().cpu()
-    out = out.to("cpu")
-    boxes = out.pred_boxes.tensor.float().numpy()
-    return RunResult(
-        spec=spec,
-        device="cuda:0" if spec.device == "cuda" else "cpu",
-        image=np.zeros((0, 0, 3), np.uint8),
-        image_order=cfg.INPUT.FORMAT,
-        fed_order=cfg.INPUT.FORMAT,
-        input_tensor=tensor.detach().cpu(),
-        backbone_input=backbone,
-        boxes=boxes,
-        scores=out.scores.float().numpy(),
-        classes=out.pred_classes.numpy().astype(np.int64),
-        class_names=list(loaded.class_names),
-        frame=frame,
-        original_size=(int(orig[0]), int(orig[1])),
-        input_size=(in_h, in_w),
-        scale=(in_w / orig[1], in_h / orig[0]),
-        timings={"forward": t1 - t0},
-        notes=(),
-    )
-
+    raw = RawOutput(captured["instances"], backbone) if "instances" in captured else None
+    return out, backbone, raw

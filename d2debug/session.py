@@ -45,6 +45,13 @@ class ReferenceView:
 
     result: RunResult
     drawing: np.ndarray
+    _jpeg: Optional[bytes] = field(default=None, repr=False)
+
+    def jpeg(self) -> bytes:
+        """The drawing as JPEG bytes, encoded once (a page shows it on every rerun)."""
+        if self._jpeg is None:
+            self._jpeg = render.jpeg_bytes(self.drawing)
+        return self._jpeg
 
 
 def prepare_reference(loaded: LoadedModel, image: Union[str, Path], spec: PipelineSpec) -> ReferenceView:
@@ -82,7 +89,6 @@ class ComparisonView:
     reference_drawing: np.ndarray
     variant_drawing: np.ndarray
     overlay: np.ndarray
-    side_by_side: np.ndarray
     channel_labels: list[str]
     input_stats: tuple[TensorStats, TensorStats]
     backbone_stats: tuple[TensorStats, TensorStats]
@@ -90,7 +96,8 @@ class ComparisonView:
     backbone_hist: list[dict]
     image_name: str
     model_summary: dict = field(default_factory=dict)
-    _encoded: dict = field(default_factory=dict, repr=False)  # png/json, encoded once per view
+    reference_view: Optional[ReferenceView] = field(default=None, repr=False)
+    _encoded: dict = field(default_factory=dict, repr=False)  # side-by-side, png, json: made once, when asked
 
     def metrics(self) -> dict[str, dict]:
         """The agreement numbers with their deltas from the reference (the reference has F1 1, IoU 1, ...)."""
@@ -129,6 +136,27 @@ class ComparisonView:
             self._encoded["json"] = json.dumps(self.to_dict(), indent=2)
         return self._encoded["json"]
 
+    @property
+    def side_by_side(self) -> np.ndarray:
+        """reference | variant | overlay in one ``HxWx3`` uint8 RGB picture with captions; made on first use
+        (only the PNG download needs it, not a toggle)."""
+        if "side_by_side" not in self._encoded:
+            change = ", ".join(f"{k}={b}" for k, (_a, b) in self.differences.items()) or "same as reference"
+            self._encoded["side_by_side"] = render.side_by_side(
+                [self.reference_drawing, self.variant_drawing, self.overlay],
+                [REFERENCE, "variant: " + change, "overlay (matched/missed/extra/flip)"])
+        return self._encoded["side_by_side"]
+
+    def jpeg(self, which: str) -> bytes:
+        """``reference``, ``variant`` or ``overlay`` as JPEG bytes for display, each encoded once."""
+        if which == REFERENCE and self.reference_view is not None:
+            return self.reference_view.jpeg()
+        key = f"jpeg:{which}"
+        if key not in self._encoded:
+            picture = {REFERENCE: self.reference_drawing, "variant": self.variant_drawing, "overlay": self.overlay}
+            self._encoded[key] = render.jpeg_bytes(picture[which])
+        return self._encoded[key]
+
     def png(self) -> bytes:
         """The side-by-side picture (reference | variant | overlay) as PNG bytes."""
         if "png" not in self._encoded:
@@ -151,19 +179,21 @@ def compare_variant(
     agreement F1 exactly 1.0. Raises :class:`D2DebugError` for an unreadable image or an unsupported variant.
     """
     if isinstance(reference, RunResult):
+        ref_view = None
         ref_result = reference
         ref_drawing = render.draw_detections(ref_result.rgb_image(), ref_result.boxes, ref_result.scores,
                                              ref_result.classes, ref_result.class_names)
     else:
-        ref_result, ref_drawing = reference.result, reference.drawing
-    var = variant_result if variant_result is not None else run(loaded, image, variant_spec)
+        ref_view, ref_result, ref_drawing = reference, reference.result, reference.drawing
+    if variant_result is not None:
+        var = variant_result
+    else:
+        # The same decoder decodes the same file to the same pixels: reuse the reference's decode.
+        same = variant_spec.decoder == ref_result.spec.decoder and ref_result.decoded is not None
+        var = run(loaded, ref_result.decoded if same else image, variant_spec)
     agreement = compare(ref_result, var)
     var_drawing = render.draw_detections(var.rgb_image(), var.boxes, var.scores, var.classes, var.class_names)
     overlay = render.draw_overlay(ref_result.rgb_image(), ref_result, var, agreement)
-    sbs = render.side_by_side(
-        [ref_drawing, var_drawing, overlay],
-        ["reference", "variant: " + _diff_text(ref_result.spec, variant_spec), "overlay (matched/missed/extra/flip)"],
-    )
     labels = _channel_labels(ref_result, var)
     in_stats = shared_histograms([ref_result.input_tensor, var.input_tensor], labels, bins)
     bb_stats = shared_histograms([ref_result.backbone_input, var.backbone_input], labels, bins)
@@ -176,21 +206,16 @@ def compare_variant(
         reference_drawing=ref_drawing,
         variant_drawing=var_drawing,
         overlay=overlay,
-        side_by_side=sbs,
         channel_labels=labels,
         input_stats=(in_stats[0], in_stats[1]),
         backbone_stats=(bb_stats[0], bb_stats[1]),
         input_hist=histogram_records(in_stats, (REFERENCE, "variant")),
         backbone_hist=histogram_records(bb_stats, (REFERENCE, "variant")),
         image_name=Path(image).name,
+        reference_view=ref_view,
         model_summary={k: desc[k] for k in ("config", "weights", "architecture", "input_format", "pixel_mean",
                                              "pixel_std", "min_size_test", "max_size_test", "device")},
     )
-
-
-def _diff_text(reference: PipelineSpec, variant: PipelineSpec) -> str:
-    diffs = reference.differences(variant)
-    return ", ".join(f"{k}={b}" for k, (_a, b) in diffs.items()) or "same as reference"
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from d2debug.audit import (
     RESULTS_NAME,
@@ -335,3 +337,44 @@ def test_cli_audits_a_user_model_by_path(tiny_weights, tmp_path, capsys):
     # Bad input: one line naming the value, exit 2.
     assert main(["audit", "--images", str(SAMPLES / "images"), "--variants", "bogus", "--out", str(out)]) == 2
     assert "bogus" in capsys.readouterr().err
+
+
+def test_a_pitfall_that_feeds_the_reference_input_reuses_its_forward_pass(demo):
+    from d2debug.run import ForwardCache, reference_spec, run
+    from d2debug.stages import decode
+
+    ref_spec = reference_spec(demo.cfg, "cpu")
+    no_exif = ref_spec.replace(decoder="pil")
+    for name, reused in (("val_000.jpg", 1), ("val_044_exif6.jpg", 0)):
+        path = SAMPLES / "images" / name
+        cache = ForwardCache()
+        ref = run(demo, decode(path, "detectron2"), ref_spec, cache)
+        var = run(demo, decode(path, "pil"), no_exif, cache)
+        assert cache.hits == reused
+        plain = run(demo, path, no_exif)  # what the pipeline gives on its own, with no cache
+        assert np.array_equal(var.boxes, plain.boxes) and np.array_equal(var.scores, plain.scores)
+        assert np.array_equal(var.classes, plain.classes) and var.spec == no_exif
+        assert torch.equal(var.backbone_input, plain.backbone_input)
+        if reused:
+            assert np.array_equal(var.boxes, ref.boxes)
+
+
+def test_omitting_height_width_reuses_the_forward_pass_and_equals_a_plain_run(demo):
+    from d2debug.run import ForwardCache, reference_spec, run
+    from d2debug.stages import decode
+
+    ref_spec = reference_spec(demo.cfg, "cpu")
+    omit = ref_spec.replace(original_size="omit")
+    path = SAMPLES / "images" / "val_001.jpg"  # 841x473 -> 569x320: the frames differ
+    cache = ForwardCache()
+    dec = decode(path, "detectron2")
+    ref = run(demo, dec, ref_spec, cache)
+    var = run(demo, dec, omit, cache)
+    plain = run(demo, path, omit)
+    assert cache.hits == 1 and var.raw is ref.raw, "post-processed from the reference's own forward pass"
+    assert var.frame == "resized" and var.spec == omit
+    assert np.array_equal(var.boxes, plain.boxes) and np.array_equal(var.scores, plain.scores)
+    assert np.array_equal(var.classes, plain.classes)
+    assert not np.array_equal(var.boxes, ref.boxes), "another frame: the boxes move"
+    again = run(demo, dec, ref_spec, cache)  # the cached instances were not changed by post-processing
+    assert np.array_equal(again.boxes, ref.boxes)

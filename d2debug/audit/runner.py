@@ -18,7 +18,7 @@ from ..compare import compare
 from ..errors import D2DebugError
 from ..model import LoadedModel
 from ..pitfalls import REFERENCE, STANDARD_PITFALLS, Pitfall
-from ..run import reference_spec, run
+from ..run import ForwardCache, reference_spec, run
 from ..stages import Decoded, PipelineSpec, decode
 from .dataset import AuditDataset, AuditImage
 from .report import write_outputs
@@ -50,17 +50,19 @@ ProgressFn = Callable[[int, int, Optional[AuditImage]], None]
 def audit_image(loaded: LoadedModel, item: AuditImage, specs: dict[str, PipelineSpec]) -> dict:
     """Run every spec on one image and return its results record. ``specs`` must start with the reference.
 
-    Each decoder decodes the file once; the decoded array is shared by the variants that use it.
+    Each decoder decodes the file once; the decoded array is shared by the variants that use it, and a variant
+    whose model input and model-side settings equal an earlier pipeline's reuses that forward pass.
     """
     t0 = time.perf_counter()
     decoded: dict[str, Decoded] = {}
+    forwards = ForwardCache()  # pitfalls that feed the reference's own input reuse its forward pass
     results, errors = {}, {}
     record: dict = {"kind": "image", "key": item.key, "image_id": item.image_id}
     for name, spec in specs.items():
         try:
             if spec.decoder not in decoded:
                 decoded[spec.decoder] = decode(item.path, spec.decoder)
-            results[name] = run(loaded, decoded[spec.decoder], spec)
+            results[name] = run(loaded, decoded[spec.decoder], spec, forwards)
         except D2DebugError as exc:
             if name == REFERENCE:
                 record.update(error=str(exc), seconds=round(time.perf_counter() - t0, 3))
