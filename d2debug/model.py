@@ -33,12 +33,16 @@ __all__ = [
     "DEMO_CONFIG",
     "DEMO_WEIGHTS",
     "DEMO_CLASSES",
+    "DEMO_AUDIT",
+    "DEPLOY_EXAMPLE",
 ]
 
 DEMO_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 DEMO_CONFIG = DEMO_DIR / "demo_config.yaml"
 DEMO_WEIGHTS = DEMO_DIR / "demo_model.pth"
 DEMO_CLASSES = DEMO_DIR / "classes.json"
+DEMO_AUDIT = DEMO_DIR / "demo_audit_summary.json"  # the audit of the demo model on its validation images
+DEPLOY_EXAMPLE = DEMO_DIR / "deploy_config_example.yaml"  # a typical hand-written deployment config for it
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".pkl")
 

@@ -22,7 +22,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from d2debug.pitfalls import PITFALLS  # noqa: E402
-from d2debug.ui.stage_page import PAGE_FILES as PAGES  # noqa: E402
+from d2debug.ui.nav import STAGE_PAGES  # noqa: E402
+
+PAGES = {stage: page.file for stage, page in STAGE_PAGES.items()}
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 # The CPU is shared with other work; a forward pass can take seconds.
@@ -290,20 +292,23 @@ def test_folder_browsing_and_bad_folder(tmp_path):
 
 
 def test_choices_persist_across_pages():
-    # switch_page needs the app's main script; start it on page 1 (the home page's table is not needed here).
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    # switch_page needs the app's main script, and the menu it registers: run it once (Home), then page 1.
+    # AppTest hands a page its persisted widget values from the second run after a switch (a real browser has
+    # them on the first: tests/test_browser.py), so each switch is followed by two runs here.
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT * 3)
+    run(at)
     at.switch_page(PAGES["channel_order"])
     run(at)
     at.selectbox(key="sb_sample").set_value("val_003.jpg")
     run(at)
     set_radio(at, "stage_channel_order", "swapped")
     at.switch_page(PAGES["resize"])
-    run(at)
+    run(run(at))
     assert at.selectbox(key="sb_sample").value == "val_003.jpg"
     assert metrics(at)["stage"] == "resize" and metrics(at)["image"] == "val_003.jpg"
     assert_reference(at)  # other pages keep every other stage at the reference
     at.switch_page(PAGES["channel_order"])
-    run(at)
+    run(run(at))
     assert at.radio(key="stage_channel_order").value == "swapped"
     assert metrics(at)["differences"] == {"channel_order": "swapped"}
 
@@ -342,3 +347,32 @@ def test_a_broken_image_is_one_error_and_the_next_image_works(tmp_path):
         at.button(key="btn_sb_folder_image_next").click()
         run(at)
         assert not errors(at), errors(at)
+
+
+@pytest.mark.parametrize("pitfall", [p.name for p in PITFALLS])
+def test_a_sensitivity_link_opens_its_stage_page_with_the_pitfall_set(pitfall):
+    from d2debug.pitfalls import pitfall_stage
+    from d2debug.stages import PipelineSpec
+    from d2debug.ui.stage_page import PITFALL_PARAM
+
+    p = next(q for q in PITFALLS if q.name == pitfall)
+    at = AppTest.from_file(str(ROOT / PAGES[pitfall_stage(p)]), default_timeout=TIMEOUT)
+    at.query_params[PITFALL_PARAM] = pitfall
+    run(at)
+    assert any("Opened with the pitfall" in i.value for i in at.info)
+    want = {k: b for k, (_a, b) in PipelineSpec().differences(p.spec(PipelineSpec())).items()}
+    if want.get("resize") == "fixed" and "resize_size" not in want:
+        want["resize_size"] = "320x320"  # the page states the square it stretches to: MIN_SIZE_TEST of the demo
+    if "d2debug_metrics" in at.session_state:
+        assert metrics(at)["differences"] == want
+    else:  # a variant this machine cannot run (fp16 on a CPU): its error, and the page still works
+        assert errors(at) and pitfall == "fp16"
+    assert PITFALL_PARAM not in at.query_params, "applied once, so the user's own toggles are not overridden"
+
+
+def test_home_links_each_pitfall_to_its_stage_page():
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT * 3)
+    run(at)
+    links = [(link.proto.page, link.proto.query_string) for link in at.get("page_link")]
+    for p in PITFALLS:
+        assert any(f"pitfall={p.name}" in q for _page, q in links), p.name

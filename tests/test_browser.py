@@ -45,7 +45,7 @@ def page():
 def test_toggle_channel_order_in_a_real_browser(server, page, tmp_path):
     from playwright.sync_api import expect
 
-    page.goto(f"{server}/Channel_order")
+    page.goto(f"{server}/channel-order")
     expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
     f1 = page.get_by_test_id("stMetric").filter(has_text="Agreement F1").get_by_test_id("stMetricValue")
     expect(f1).to_have_text("1.000", timeout=WAIT_MS)
@@ -66,6 +66,19 @@ def test_toggle_channel_order_in_a_real_browser(server, page, tmp_path):
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=WAIT_MS)
     page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=WAIT_MS)
 
+    # The image chosen in the sidebar and the toggle made in the stage panel (a fragment) survive a round trip
+    # through another page.
+    nav = page.get_by_test_id("stSidebarNav")
+    nav.get_by_text("Resize policy and interpolation").click()
+    expect(page.get_by_role("heading", name="2. Resize policy and interpolation")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("Image val_006.jpg")).to_be_visible(timeout=WAIT_MS)
+    nav.get_by_text("Channel order").click()
+    expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("channel_order=swapped").first).to_be_visible(timeout=WAIT_MS)
+    expect(f1).to_have_text(f"{value:.3f}", timeout=WAIT_MS)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=WAIT_MS)
+    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=WAIT_MS)
+
     shot = tmp_path / "stage_page.png"
     page.screenshot(path=str(shot))
     assert shot.stat().st_size > 10_000
@@ -79,7 +92,7 @@ def test_uploaded_model_and_image_survive_a_page_switch(server, page):
     the decoder, switch pages, and check both uploads are still in use."""
     from playwright.sync_api import expect
 
-    page.goto(f"{server}/Decoding")
+    page.goto(f"{server}/decoding")
     expect(page.get_by_role("heading", name="4. Decoding and EXIF")).to_be_visible(timeout=WAIT_MS)
     bar = page.get_by_test_id("stSidebar")
     bar.get_by_test_id("stRadio").nth(0).get_by_text("Upload").click()
@@ -100,4 +113,27 @@ def test_uploaded_model_and_image_survive_a_page_switch(server, page):
     expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
     expect(page.get_by_text("Image val_044_exif6.jpg")).to_be_visible(timeout=WAIT_MS)
     expect(bar.get_by_text("uploaded demo_model.pth")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_menu_reads_like_a_product_and_a_sensitivity_link_opens_its_pitfall(server, page):
+    """The home page's menu has titled sections and no script names; the sensitivity table's link for a pitfall
+    opens its stage page with that pitfall already set."""
+    from playwright.sync_api import expect
+
+    page.goto(server)
+    nav = page.get_by_test_id("stSidebarNav")
+    for text in ("Start", "One stage at a time", "Tools", "Home", "Channel order", "Pipeline doctor",
+                 "Dataset audit", "Config diff"):
+        expect(nav.get_by_text(text, exact=True)).to_be_visible(timeout=WAIT_MS)
+    assert "app" not in [t.strip() for t in nav.all_inner_texts()[0].splitlines()]
+
+    link = page.locator("a[href*='pitfall=channel_swap']")
+    expect(link).to_have_count(1, timeout=WAIT_MS)
+    link.click()
+    expect(page.get_by_role("heading", name="1. Channel order")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("Opened with the pitfall")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_text("channel_order=swapped").first).to_be_visible(timeout=WAIT_MS)
+    f1 = page.get_by_test_id("stMetric").filter(has_text="Agreement F1").get_by_test_id("stMetricValue")
+    expect(f1).not_to_have_text("1.000", timeout=WAIT_MS)
     expect(page.get_by_test_id("stException")).to_have_count(0)

@@ -12,7 +12,7 @@ from conftest import ROOT, SAMPLE_IMAGES
 from conftest import app_errors as errors
 from conftest import app_run as run
 
-PAGE = str(ROOT / "pages" / "7_Pipeline_doctor.py")
+PAGE = str(ROOT / "app_pages" / "doctor.py")
 TIMEOUT = 300
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -39,9 +39,10 @@ def test_doctor_page_diagnoses_refuses_pickles_and_recovers(tmp_path):
     (tmp_path / "broken.json").write_text("{not json")
 
     at = run(AppTest.from_file(PAGE, default_timeout=TIMEOUT))
-    assert not errors(at) and "d2debug_doctor" not in at.session_state
+    assert not errors(at)  # it opens on a diagnosed example (tests/test_page_tools.py)
     at.radio(key="doctor_input_source").set_value("Path on this workstation")
     run(at)
+    assert "d2debug_doctor" not in at.session_state, "no path typed yet: nothing diagnosed"
 
     # A pickle disguised as .pt: one error naming the file, never unpickled.
     at.text_input(key="doctor_input_path").set_value(str(tmp_path / "evil.pt"))

@@ -13,7 +13,7 @@ from .dataset import AuditDataset, AuditImage, load_dataset
 from .report import build_report, damage_chart_svg, write_outputs
 from .results import RESULTS_NAME, ResultsState, audit_settings, auto_out_dir, read_results
 from .runner import AuditRun, audit_image, run_audit
-from .summary import SummaryRow, pitfalls_markdown, summarize, summary_rows
+from .summary import SummaryRow, load_summary, pitfalls_markdown, summarize, summary_rows, table_records
 
 __all__ = [
     "REFERENCE",
@@ -34,6 +34,8 @@ __all__ = [
     "run_audit",
     "summarize",
     "summary_rows",
+    "table_records",
+    "load_summary",
     "pitfalls_markdown",
     "build_report",
     "damage_chart_svg",

@@ -6,6 +6,7 @@ goes through :class:`SummaryRow` so the keys are written in one place.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Optional, Sequence
@@ -13,12 +14,13 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..coco import coco_ap
+from ..errors import D2DebugError, first_line
 from ..model import LoadedModel
 from ..pitfalls import REFERENCE, REFERENCE_PITFALL, Pitfall
 from ..text import pct
 from .dataset import AuditDataset
 
-__all__ = ["SummaryRow", "summary_rows", "summarize", "pitfalls_markdown", "MODEL_KEYS"]
+__all__ = ["SummaryRow", "summary_rows", "summarize", "pitfalls_markdown", "table_records", "load_summary", "MODEL_KEYS"]
 
 # What the summary records of the model (keys of LoadedModel.describe()).
 MODEL_KEYS = ("config", "weights", "architecture", "class_names", "input_format", "pixel_mean", "pixel_std",
@@ -165,3 +167,31 @@ def pitfalls_markdown(summary: dict) -> str:
     if ds.get("failed"):
         foot += f"{len(ds['failed'])} image(s) could not be read and are left out.\n"
     return "\n".join(lines) + "\n" + foot
+
+
+def table_records(summary: dict) -> list[dict]:
+    """The pitfall table as rows for a data frame: AP columns in percent when the audit had annotations."""
+    rows = summary_rows(summary)
+    has_ap = any(r.AP is not None for r in rows)
+    return [{
+        "pitfall": r.label,
+        "stage change": r.change,
+        **({"AP": r.AP * 100, "dAP": r.dAP * 100, "AP50": r.AP50 * 100, "dAP50": r.dAP50 * 100}
+           if has_ap and r.AP is not None else {}),
+        "agreement F1": r.f1,
+        "matched": r.matched,
+        "missed": r.missed,
+        "extra": r.extra,
+        "class flips": r.class_flips,
+    } for r in rows]
+
+
+def load_summary(path: Path) -> dict:
+    """A ``summary.json`` written by an audit. Raises :class:`D2DebugError` naming the file when it is not one."""
+    try:
+        summary = json.loads(Path(path).read_text())
+        summary_rows(summary)
+        summary["dataset"]["finished"]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise D2DebugError(f"{path}: not an audit summary.json ({first_line(exc)})") from None
+    return summary

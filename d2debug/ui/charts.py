@@ -26,7 +26,7 @@ def histograms(records: list[dict], title: str) -> None:
                         alt.Tooltip("fraction:Q", format=".4f")])
     chart = (alt.layer(area, line, data=df).properties(width=220, height=140)
              .facet(column=alt.Column("channel:N", title=None)).properties(title=title))
-    st.altair_chart(chart, use_container_width=False)
+    st.altair_chart(chart, width="content")
 
 
 def stats_table(pair, labels=("reference", "variant")) -> None:
@@ -35,7 +35,7 @@ def stats_table(pair, labels=("reference", "variant")) -> None:
     for who, s in zip(labels, pair):
         for name, c in zip(s.channel_names, s.channels):
             rows.append({"pipeline": who, "channel": name, "mean": c.mean, "std": c.std, "min": c.min, "max": c.max})
-    st.dataframe(pd.DataFrame(rows).style.format(precision=3), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(rows).style.format(precision=3), hide_index=True, width="stretch")
 
 
 def legend(counts: dict[str, int]) -> None:

@@ -44,15 +44,16 @@ def _step(list_key: str, names: list[str], step: int) -> None:
 def _browse(paths: list[Path], list_key: str) -> Path:
     """A selectbox over ``paths`` (by file name) with previous/next buttons. Returns the chosen path."""
     names = [p.name for p in paths]
-    if st.session_state.get(list_key) not in names:
-        st.session_state[list_key] = names[0]
-    st.selectbox(f"Image ({len(names)} in folder)", names, key=list_key)
+    if list_key in st.session_state and st.session_state[list_key] not in names:
+        st.session_state[list_key] = names[0]  # a name from another folder
+    choice = st.selectbox(f"Image ({len(names)} in folder)", names, key=list_key, persist_state=state.PERSIST)
     left, right = st.columns(2)
     left.button("◀ Previous", key=f"btn_{list_key}_prev", on_click=_step, args=(list_key, names, -1),
-                use_container_width=True)
+                width="stretch")
     right.button("Next ▶", key=f"btn_{list_key}_next", on_click=_step, args=(list_key, names, 1),
-                 use_container_width=True)
-    return paths[names.index(st.session_state[list_key])]
+                 width="stretch")
+    # The widget's own value: on a page switch its persisted value is restored when the widget is drawn.
+    return paths[names.index(choice)] if choice in names else paths[0]
 
 
 def _forget_upload(key: str) -> None:
@@ -78,7 +79,8 @@ def _uploaded(label: str, types: list[str], key: str) -> tuple[Optional[Path], s
 def _model_section() -> tuple[LoadedModel, str, str]:
     st.subheader("Model")
     state.default("sb_model_source", MODEL_SOURCES[0])
-    source = st.radio("Model", MODEL_SOURCES, key="sb_model_source", label_visibility="collapsed")
+    source = st.radio("Model", MODEL_SOURCES, key="sb_model_source", persist_state=state.PERSIST,
+                      label_visibility="collapsed")
     problem = None
     if source != MODEL_SOURCES[0]:
         try:
@@ -86,8 +88,9 @@ def _model_section() -> tuple[LoadedModel, str, str]:
                 state.default("sb_config_path", "")
                 state.default("sb_weights_path", "")
                 config = st.text_input("config.yaml (the training run's dump)", key="sb_config_path",
-                                       placeholder="/path/to/output/config.yaml").strip()
+                                       persist_state=state.PERSIST, placeholder="/path/to/output/config.yaml").strip()
                 weights = st.text_input("weights (.pth / .pt / .safetensors / .pkl)", key="sb_weights_path",
+                                        persist_state=state.PERSIST,
                                         placeholder="/path/to/output/model_final.pth").strip()
                 label = Path(weights or config).name
             else:
@@ -98,15 +101,17 @@ def _model_section() -> tuple[LoadedModel, str, str]:
                 weights = str(w_path) if w_path else ""
             state.default("sb_classes", "")
             classes_text = st.text_input("class names (.json path: COCO or a list; or comma-separated; optional)",
-                                         key="sb_classes")
+                                         key="sb_classes", persist_state=state.PERSIST)
             state.default("sb_trust_checkpoint", False)
             state.default("sb_allow_mismatch", False)
             trust = st.checkbox("Trust this checkpoint (allow pickle .pkl files)", key="sb_trust_checkpoint",
+                                persist_state=state.PERSIST,
                                 help="Pickle checkpoints can run arbitrary code when loaded.")
             if trust:
                 st.warning("Pickle checkpoints can run code on this machine when loaded. Only tick this for "
                            "files you trust.")
             allow = st.checkbox("Load even if checkpoint keys do not match", key="sb_allow_mismatch",
+                                persist_state=state.PERSIST,
                                 help="Layers without weights stay random; the mismatch is shown as an error.")
             if not config:
                 st.info("Give the training run's config.yaml and weights to load your model; showing the demo "
@@ -150,7 +155,8 @@ def _describe(loaded: LoadedModel, label: str) -> None:
 def _image_section() -> tuple[Optional[Path], str]:
     st.subheader("Image")
     state.default("sb_image_source", IMAGE_SOURCES[0])
-    source = st.radio("Image", IMAGE_SOURCES, key="sb_image_source", label_visibility="collapsed")
+    source = st.radio("Image", IMAGE_SOURCES, key="sb_image_source", persist_state=state.PERSIST,
+                      label_visibility="collapsed")
     try:
         if source == IMAGE_SOURCES[0]:
             path = _browse(list_images(SAMPLE_DIR), "sb_sample")
@@ -162,7 +168,8 @@ def _image_section() -> tuple[Optional[Path], str]:
                 return None, ""
             return path, name
         state.default("sb_folder", "")
-        folder = st.text_input("Folder", key="sb_folder", placeholder="/path/to/images").strip()
+        folder = st.text_input("Folder", key="sb_folder", persist_state=state.PERSIST,
+                               placeholder="/path/to/images").strip()
         if not folder:
             st.info("Type a folder path to browse its images.")
             return None, ""
@@ -177,7 +184,6 @@ def _image_section() -> tuple[Optional[Path], str]:
 
 def sidebar() -> Selection:
     """Draw the shared sidebar and return the selection. Call first on every page."""
-    state.keep()
     with st.sidebar:
         loaded, key, label = _model_section()
         state.reset_model_dependent(key)

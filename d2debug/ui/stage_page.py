@@ -9,25 +9,20 @@ import streamlit as st
 
 from ..errors import D2DebugError
 from ..lessons import lesson
-from ..pitfalls import STAGES
+from ..pitfalls import PITFALLS, STAGES, pitfall_stage
 from ..render import MAX_DISPLAY_SIDE
 from ..session import ComparisonView
 from . import charts, loaders
+from .nav import STAGE_PAGES
 from .sidebar import Selection, sidebar
-from .widgets import WIDGETS
+from .widgets import WIDGETS, preset
 
-__all__ = ["PAGE_FILES", "stage_page", "METRICS_KEY", "show_comparison"]
+__all__ = ["stage_page", "METRICS_KEY", "PITFALL_PARAM", "show_comparison"]
 
-PAGE_FILES = {
-    "channel_order": "pages/1_Channel_order.py",
-    "resize": "pages/2_Resize.py",
-    "normalization": "pages/3_Normalization.py",
-    "decoding": "pages/4_Decoding.py",
-    "output": "pages/5_Output_and_thresholds.py",
-    "device": "pages/6_Device_and_precision.py",
-}
 # The last comparison's numbers, for tests and for anything else that reads session state.
 METRICS_KEY = "d2debug_metrics"
+# ?pitfall=NAME opens a stage page with that pitfall set (the home page's sensitivity table links so).
+PITFALL_PARAM = "pitfall"
 
 # st.metric delta colours: for these counts an increase is bad.
 _INVERSE = {"missed", "extra", "class_flips"}
@@ -74,11 +69,11 @@ def show_comparison(view: ComparisonView, stage: str, image_label: str) -> None:
     a = view.agreement
     c_ref, c_var, c_ovl = st.columns(3)
     c_ref.markdown(f"**Reference**: {len(view.reference.boxes)} detections")
-    c_ref.image(view.reference_drawing, use_container_width=True)
+    c_ref.image(view.jpeg("reference"), width="stretch")
     c_var.markdown(f"**Variant**: {len(view.variant.boxes)} detections")
-    c_var.image(view.variant_drawing, use_container_width=True)
+    c_var.image(view.jpeg("variant"), width="stretch")
     c_ovl.markdown("**Both in one picture**")
-    c_ovl.image(view.overlay, use_container_width=True)
+    c_ovl.image(view.jpeg("overlay"), width="stretch")
     charts.legend({"matched": a.matched, "missed": a.missed, "extra": a.extra, "class_flip": a.class_flips})
 
     st.subheader("Pixel values, reference vs variant")
@@ -91,11 +86,12 @@ def show_comparison(view: ComparisonView, stage: str, image_label: str) -> None:
         charts.stats_table(view.backbone_stats)
 
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{image_label.rsplit('.', 1)[0]}_{stage}")
+    # Deferred: the PNG and the JSON are made only when a button is clicked, not on every toggle.
     d1, d2 = st.columns(2)
-    d1.download_button("Download side-by-side PNG", view.png(), file_name=f"d2debug_{stem}.png", mime="image/png",
-                       key=f"btn_dl_png_{stage}", use_container_width=True)
-    d2.download_button("Download numbers (JSON)", view.to_json(), file_name=f"d2debug_{stem}.json",
-                       mime="application/json", key=f"btn_dl_json_{stage}", use_container_width=True)
+    d1.download_button("Download side-by-side PNG", view.png, file_name=f"d2debug_{stem}.png", mime="image/png",
+                       key=f"btn_dl_png_{stage}", width="stretch")
+    d2.download_button("Download numbers (JSON)", view.to_json, file_name=f"d2debug_{stem}.json",
+                       mime="application/json", key=f"btn_dl_json_{stage}", width="stretch")
 
 
 def _teaching(stage: str, sel: Selection, view: Optional[ComparisonView]) -> None:
@@ -108,18 +104,32 @@ def _teaching(stage: str, sel: Selection, view: Optional[ComparisonView]) -> Non
         st.code(les.code, language="python")
 
 
-def stage_page(stage: str) -> None:
-    """Draw a whole stage page for ``stage`` (a :data:`d2debug.pitfalls.STAGES` id)."""
-    title = STAGES[stage][0]
-    number = list(PAGE_FILES).index(stage) + 1
-    st.set_page_config(page_title=f"d2debug · {title}", layout="wide")
-    sel = sidebar()
-    st.title(f"{number}. {title}")
-    st.caption(f"Image **{sel.image_label or '-'}** · {sel.model_label} · reference on "
-               f"{'cuda:0' if sel.reference_spec.device == 'cuda' else 'cpu'}. This page changes ONE stage; "
-               "every other stage stays at the reference (what DefaultPredictor does).")
+def _preset_from_link(stage: str) -> None:
+    """Apply ``?pitfall=NAME`` once: the stage's widgets show that pitfall (every other widget of the stage at
+    the reference), and the parameter is dropped so the user's own toggles are not overridden."""
+    name = st.query_params.get(PITFALL_PARAM)
+    if name is None:
+        return
+    del st.query_params[PITFALL_PARAM]
+    pitfall = next((p for p in PITFALLS if p.name == name), None)
+    if pitfall is None or pitfall_stage(pitfall) != stage:
+        st.warning(f"?{PITFALL_PARAM}={name}: not a pitfall of this page; showing the page as it was.")
+        return
+    preset(stage, pitfall.changes)
+    st.session_state[_PRESET_KEY] = pitfall.label
 
+
+_PRESET_KEY = "_d2debug_preset_label"
+
+
+@st.fragment
+def _panel(stage: str, sel: Selection) -> None:
+    """The stage's widgets, the comparison and the lesson: a toggle reruns only this, not the sidebar."""
+    _preset_from_link(stage)
     with st.container(border=True):
+        label = st.session_state.pop(_PRESET_KEY, None)
+        if label:
+            st.info(f"Opened with the pitfall **{label}** set.")
         if stage == "device":
             changes = WIDGETS[stage](sel.loaded.cfg, sel.reference_spec.device)
         else:
@@ -147,3 +157,15 @@ def stage_page(stage: str) -> None:
     if view is not None:
         show_comparison(view, stage, sel.image_label)
     _teaching(stage, sel, view)
+
+
+def stage_page(stage: str) -> None:
+    """Draw a whole stage page for ``stage`` (a :data:`d2debug.pitfalls.STAGES` id)."""
+    title = STAGES[stage][0]
+    number = list(STAGE_PAGES).index(stage) + 1
+    sel = sidebar()
+    st.title(f"{number}. {title}")
+    st.caption(f"Image **{sel.image_label or '-'}** · {sel.model_label} · reference on "
+               f"{'cuda:0' if sel.reference_spec.device == 'cuda' else 'cpu'}. This page changes ONE stage; "
+               "every other stage stays at the reference (what DefaultPredictor does).")
+    _panel(stage, sel)

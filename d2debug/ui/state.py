@@ -1,9 +1,8 @@
 """Choices that persist across pages.
 
-Streamlit forgets a widget's value when a run does not draw that widget (for example after switching to a page
-without it). Every persistent widget here has an explicit key starting with ``sb_`` (sidebar) or ``stage_``
-(stage pages); :func:`keep` re-assigns those keys at the top of every page so they survive page switches, and
-:func:`default` seeds a key once instead of passing ``value=`` to the widget.
+Every persistent widget has an explicit key starting with ``sb_`` (sidebar) or ``stage_`` (stage pages) and is
+created with ``persist_state=PERSIST``: Streamlit keeps its value for the whole session, across page switches and
+while a page does not draw it. :func:`default` seeds a key once instead of passing ``value=`` to the widget.
 """
 from __future__ import annotations
 
@@ -11,19 +10,12 @@ from typing import Any
 
 import streamlit as st
 
-__all__ = ["PERSISTENT_PREFIXES", "keep", "default", "reset_model_dependent"]
+__all__ = ["PERSIST", "default", "reset_model_dependent"]
 
-PERSISTENT_PREFIXES = ("sb_", "stage_")
+PERSIST = "session"  # st.* widgets' persist_state: keep the value across page switches
 # Stage widgets whose defaults come from the loaded config; reset when another model is loaded.
 MODEL_DEPENDENT = ("stage_resize_short", "stage_resize_w", "stage_resize_h", "stage_out_score", "stage_out_nms",
                    "stage_norm_custom_mean", "stage_norm_custom_std")
-
-
-def keep() -> None:
-    """Make persistent widget values survive a page switch (call before drawing any widget)."""
-    for k in list(st.session_state.keys()):
-        if isinstance(k, str) and k.startswith(PERSISTENT_PREFIXES):
-            st.session_state[k] = st.session_state[k]
 
 
 def default(key: str, value: Any) -> None:

@@ -10,14 +10,16 @@ import torch
 from ..stages import FIELD_CHOICES, custom_norm
 from . import state
 
-__all__ = ["WIDGETS", "channel_order_ui", "resize_ui", "normalization_ui", "decoding_ui", "output_ui", "device_ui"]
+__all__ = ["WIDGETS", "STAGE_KEYS", "preset", "channel_order_ui", "resize_ui", "normalization_ui", "decoding_ui",
+           "output_ui", "device_ui"]
 
 
 def _radio(label: str, key: str, options: dict[str, str], help: str | None = None) -> str:
     """A horizontal radio over ``options`` (value -> label); the first option is the reference."""
     values = list(options)
     state.default(key, values[0])
-    return st.radio(label, values, key=key, format_func=options.__getitem__, horizontal=True, help=help)
+    return st.radio(label, values, key=key, persist_state=state.PERSIST,
+                    format_func=options.__getitem__, horizontal=True, help=help)
 
 
 def channel_order_ui(cfg) -> dict:
@@ -45,29 +47,30 @@ def resize_ui(cfg) -> dict:
     c1, c2, c3 = st.columns(3)
     with c1:
         state.default("stage_resize_policy", "shortest_edge")
-        policy = st.selectbox("Policy", list(_POLICIES), key="stage_resize_policy", format_func=_POLICIES.__getitem__)
+        policy = st.selectbox("Policy", list(_POLICIES), key="stage_resize_policy", persist_state=state.PERSIST,
+                              format_func=_POLICIES.__getitem__)
         if policy != "shortest_edge":
             changes["resize"] = policy
         if policy in ("shortest_edge", "shortest_edge_noclamp"):
             state.default("stage_resize_short", lo)
             short = int(st.number_input(f"Short side (cfg MIN_SIZE_TEST = {lo})", 16, 4096, step=16,
-                                        key="stage_resize_short"))
+                                        key="stage_resize_short", persist_state=state.PERSIST))
             if short != lo:
                 changes["resize_size"] = short
         elif policy == "fixed":
             state.default("stage_resize_w", lo)
             state.default("stage_resize_h", lo)
-            w = int(st.number_input("Width", 16, 4096, step=16, key="stage_resize_w"))
-            h = int(st.number_input("Height", 16, 4096, step=16, key="stage_resize_h"))
+            w = int(st.number_input("Width", 16, 4096, step=16, key="stage_resize_w", persist_state=state.PERSIST))
+            h = int(st.number_input("Height", 16, 4096, step=16, key="stage_resize_h", persist_state=state.PERSIST))
             changes["resize_size"] = (w, h)
     with c2:
         state.default("stage_resize_interp", "bilinear")
-        interp = st.selectbox("Interpolation", list(_INTERPS), key="stage_resize_interp")
+        interp = st.selectbox("Interpolation", list(_INTERPS), key="stage_resize_interp", persist_state=state.PERSIST)
         if interp != "bilinear":
             changes["interpolation"] = interp
     with c3:
         state.default("stage_resize_backend", "pil")
-        backend = st.selectbox("Backend", list(_BACKENDS), key="stage_resize_backend",
+        backend = st.selectbox("Backend", list(_BACKENDS), key="stage_resize_backend", persist_state=state.PERSIST,
                                format_func=_BACKENDS.__getitem__,
                                help="PIL filters antialias when downscaling; cv2 (except area) and torch do not, "
                                     "unless torch's antialias=True.")
@@ -102,13 +105,13 @@ def normalization_ui(cfg) -> dict:
     if where == "model":
         state.default("stage_norm_custom_mean", ",".join(f"{float(v):g}" for v in cfg.MODEL.PIXEL_MEAN))
         state.default("stage_norm_custom_std", ",".join(f"{float(v):g}" for v in cfg.MODEL.PIXEL_STD))
-        mean = c1.text_input("Mean (3 values)", key="stage_norm_custom_mean")
-        std = c2.text_input("Std (3 values)", key="stage_norm_custom_std")
+        mean = c1.text_input("Mean (3 values)", key="stage_norm_custom_mean", persist_state=state.PERSIST)
+        std = c2.text_input("Std (3 values)", key="stage_norm_custom_std", persist_state=state.PERSIST)
         return {"model_norm": custom_norm(mean, std)}
     state.default("stage_norm_ext_mean", "0.5,0.5,0.5")
     state.default("stage_norm_ext_std", "0.5,0.5,0.5")
-    mean = c1.text_input("Mean (3 values, 0..1 units)", key="stage_norm_ext_mean")
-    std = c2.text_input("Std (3 values, 0..1 units)", key="stage_norm_ext_std")
+    mean = c1.text_input("Mean (3 values, 0..1 units)", key="stage_norm_ext_mean", persist_state=state.PERSIST)
+    std = c2.text_input("Std (3 values, 0..1 units)", key="stage_norm_ext_std", persist_state=state.PERSIST)
     return {"external_norm": custom_norm(mean, std)}
 
 
@@ -133,8 +136,10 @@ def output_ui(cfg) -> dict:
     cfg_score, cfg_nms = round(float(pred.SCORE_THRESH_TEST), 2), round(float(pred.NMS_THRESH_TEST), 2)
     state.default("stage_out_score", cfg_score)
     state.default("stage_out_nms", cfg_nms)
-    score = c1.slider(f"Score threshold (cfg {cfg_score:g})", 0.0, 1.0, step=0.05, key="stage_out_score")
-    nms = c2.slider(f"NMS IoU threshold (cfg {cfg_nms:g})", 0.0, 1.0, step=0.05, key="stage_out_nms")
+    score = c1.slider(f"Score threshold (cfg {cfg_score:g})", 0.0, 1.0, step=0.05, key="stage_out_score",
+                      persist_state=state.PERSIST, )
+    nms = c2.slider(f"NMS IoU threshold (cfg {cfg_nms:g})", 0.0, 1.0, step=0.05, key="stage_out_nms",
+                    persist_state=state.PERSIST, )
     # The cfg's own value is the reference; only a different value is a change.
     if round(score, 4) != round(float(pred.SCORE_THRESH_TEST), 4):
         changes["score_thresh"] = round(float(score), 4)
@@ -168,3 +173,44 @@ WIDGETS: dict[str, Callable] = {
     "output": output_ui,
     "device": device_ui,
 }
+
+
+# Stage id -> the session-state keys of its widgets (what a preset resets before setting a pitfall).
+STAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "channel_order": ("stage_channel_order",),
+    "resize": ("stage_resize_policy", "stage_resize_short", "stage_resize_w", "stage_resize_h", "stage_resize_interp",
+               "stage_resize_backend"),
+    "normalization": ("stage_norm", "stage_norm_custom_where", "stage_norm_custom_mean", "stage_norm_custom_std",
+                      "stage_norm_ext_mean", "stage_norm_ext_std"),
+    "decoding": ("stage_decoder",),
+    "output": ("stage_out_size", "stage_out_score", "stage_out_nms"),
+    "device": ("stage_device", "stage_precision"),
+}
+# PipelineSpec field -> the widget key that shows it, where the widget holds the field's value itself.
+_FIELD_KEYS = {
+    "channel_order": "stage_channel_order", "resize": "stage_resize_policy", "interpolation": "stage_resize_interp",
+    "resize_backend": "stage_resize_backend", "decoder": "stage_decoder", "original_size": "stage_out_size",
+    "score_thresh": "stage_out_score", "nms_thresh": "stage_out_nms", "precision": "stage_precision",
+    "device": "stage_device",
+}
+# Normalization fields share one radio: (field, value) -> its choice.
+_NORM_CHOICES = {("value_range", "0_1"): "0_1", ("external_norm", "imagenet"): "imagenet",
+                 ("model_norm", "d2_default"): "d2_default"}
+
+
+def preset(stage: str, changes) -> None:
+    """Make the ``stage``'s widgets show ``changes`` (``(field, value)`` pairs, e.g. a pitfall's) on their next
+    draw, every other widget of the stage back at the reference. Call before the widgets are drawn."""
+    for key in STAGE_KEYS[stage]:
+        st.session_state.pop(key, None)
+    for field, value in changes:
+        if field in _FIELD_KEYS:
+            st.session_state[_FIELD_KEYS[field]] = value
+        elif (field, value) in _NORM_CHOICES:
+            st.session_state["stage_norm"] = _NORM_CHOICES[(field, value)]
+        elif field == "resize_size" and isinstance(value, int):
+            st.session_state["stage_resize_short"] = value
+        elif field == "resize_size" and isinstance(value, tuple):
+            st.session_state["stage_resize_w"], st.session_state["stage_resize_h"] = value
+        else:
+            raise ValueError(f"no widget shows {field}={value!r}")

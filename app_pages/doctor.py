@@ -1,21 +1,23 @@
-"""Dashboard page: the Pipeline Doctor. The user gives what their own code feeds the model for the sidebar's
-image (a saved dict or tensor); ``d2debug.doctor.diagnose`` says which stages differ from the reference, with
-evidence and the fix. This page only picks the files and renders the diagnosis."""
+"""Dashboard page: the Pipeline Doctor. It opens on an example input made the way real scripts make them;
+the user's own saved input (a dict or tensor, for the sidebar's image) is one click away.
+``d2debug.doctor.diagnose`` says which stages differ from the reference, with evidence and the fix. This page
+only picks the input and renders the diagnosis."""
 import hashlib
 import json
 
 import streamlit as st
 
-from d2debug.doctor import diagnose, load_fingerprint, load_user_input
+from d2debug.doctor import diagnose, load_fingerprint, load_user_input, parse_user_input
+from d2debug.doctor.examples import EXAMPLES, example_input
 from d2debug.errors import D2DebugError
 from d2debug.ui import charts, sidebar
 from d2debug.ui.loaders import file_key
 
 RESULT_KEY = "d2debug_doctor"
+EXAMPLE = "Example made like a real script"
 SOURCES = ("Upload", "Path on this workstation")
 INPUT_TYPES = ["pt", "pth", "npy", "npz"]
 
-st.set_page_config(page_title="d2debug: pipeline doctor", layout="wide")
 sel = sidebar()
 st.title("Pipeline doctor")
 st.markdown(
@@ -34,9 +36,13 @@ with st.expander("How to save your model input"):
     )
 
 
-def pick(label: str, key: str, types: list[str]):
-    """A file by upload or path. Returns (bytes or path or None, display name, cache key)."""
-    choice = st.radio(label, SOURCES, key=f"{key}_source", horizontal=True)
+def pick(label: str, key: str, types: list[str], sources=SOURCES):
+    """A file by upload or path (or an example). Returns (bytes or path or None, display name, cache key)."""
+    choice = st.radio(label, sources, key=f"{key}_source", horizontal=True)
+    if choice == EXAMPLE:
+        ex = st.selectbox("Example", list(EXAMPLES), key="doctor_example", format_func=lambda k: EXAMPLES[k].title)
+        st.code(EXAMPLES[ex].code, language="python")
+        return ex, EXAMPLES[ex].title, f"example:{ex}"
     if choice == SOURCES[0]:
         up = st.file_uploader(label, type=types, key=f"{key}_upload", label_visibility="collapsed")
         if up is None:
@@ -49,19 +55,27 @@ def pick(label: str, key: str, types: list[str]):
 
 left, right = st.columns(2)
 with left:
-    source, source_name, source_key = pick("Your model input (.pt / .pth / .npy / .npz)", "doctor_input", INPUT_TYPES)
+    source, source_name, source_key = pick("Model input (yours: .pt / .pth / .npy / .npz)", "doctor_input", INPUT_TYPES,
+                                           (EXAMPLE, *SOURCES))
+    is_example = source_key.startswith("example:")
 with right:
     use_fp = st.checkbox("Check against a pipeline fingerprint (recorded at training time)", key="doctor_use_fp")
     fp_source, fp_name, fp_key = pick("Fingerprint (.json)", "doctor_fp", ["json"]) if use_fp else (None, "", "")
 
-if sel.image is None:
+if sel.image is None and not is_example:
     st.info("Choose an image in the sidebar: the one your input was made from.")
     st.stop()
 if source is None:
+    for k in (RESULT_KEY, f"_{RESULT_KEY}_diag", f"_{RESULT_KEY}_key"):
+        st.session_state.pop(k, None)  # what is shown is always the diagnosis of the input chosen now
     st.info("Give your saved model input to diagnose it.")
     st.stop()
 
-run_key = f"{sel.model_key}|{file_key(sel.image)}|{source_key}|{fp_key}"
+image = EXAMPLES[source].image if is_example else sel.image
+if is_example:
+    st.caption(f"The example runs on the sample image **{image.name}** with the sidebar's model; choose Upload or "
+               "Path above to diagnose your own saved input for the sidebar's image.")
+run_key = f"{sel.model_key}|{file_key(image)}|{source_key}|{fp_key}"
 if st.session_state.get(f"_{RESULT_KEY}_key") != run_key:
     st.session_state.pop(RESULT_KEY, None)
     st.session_state.pop(f"_{RESULT_KEY}_diag", None)
@@ -69,9 +83,12 @@ if st.session_state.get(f"_{RESULT_KEY}_key") != run_key:
         fingerprint = None
         if fp_source is not None:
             fingerprint = load_fingerprint(json.loads(fp_source) if isinstance(fp_source, bytes) else fp_source)
-        user = load_user_input(source, name=source_name)
+        if is_example:
+            user = parse_user_input(example_input(source, sel.loaded.cfg)[1], source_name)
+        else:
+            user = load_user_input(source, name=source_name)
         with st.spinner("Re-rendering the image under each candidate explanation..."):
-            diag = diagnose(sel.loaded, sel.image, user, fingerprint=fingerprint)
+            diag = diagnose(sel.loaded, image, user, fingerprint=fingerprint)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         st.error(f"{fp_name}: not a JSON fingerprint ({exc})")
         st.stop()
@@ -112,12 +129,12 @@ st.subheader("Reference vs your input")
 ref_img, user_img = diag.display_images()
 heat, top = diag.difference_heatmap()
 a, b, c = st.columns(3)
-a.image(ref_img, caption=f"reference model input ({diag.cfg_format}, 0..255)", use_container_width=True)
+a.image(ref_img, caption=f"reference model input ({diag.cfg_format}, 0..255)", width="stretch")
 b.image(user_img, caption=f"your input, channels read as {diag.cfg_format}, stretched to its own min..max",
-        use_container_width=True)
+        width="stretch")
 c.image(heat, caption=f"per-pixel |your input - reference|, channel mean; white-hot = {top:.4g}"
         + ("" if tuple(diag.user.shape) == tuple(diag.reference.shape) else " (your input resampled to the reference grid)"),
-        use_container_width=True)
+        width="stretch")
 charts.histograms(diag.histogram_records(labels=("reference", "variant")),
                   "model input per channel: reference (blue) vs your input (red), shared bins")
 

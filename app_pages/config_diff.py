@@ -1,6 +1,7 @@
 """Dashboard page: training vs deployment config. Both merged onto detectron2's get_cfg() by
 ``d2debug.configdiff.diff_configs``; this page picks the two files and shows the differences, inference-relevant
-first, each with what it changes at inference."""
+first, each with what it changes at inference. It opens on the demo model's training config against a typical
+hand-written deployment config."""
 import json
 
 import pandas as pd
@@ -8,14 +9,15 @@ import streamlit as st
 
 from d2debug.configdiff import DEFAULTS_LABEL, GROUPS, diff_configs
 from d2debug.errors import D2DebugError
+from d2debug.model import DEPLOY_EXAMPLE
 from d2debug.ui import sidebar
 from d2debug.ui.loaders import save_upload
 
 RESULT_KEY = "d2debug_configdiff"
 TRAIN_SOURCES = ("The sidebar model's config", "Path on this workstation", "Upload")
-DEPLOY_SOURCES = ("Path on this workstation", "Upload", DEFAULTS_LABEL)
+EXAMPLE_DEPLOY = "A typical hand-written deployment config (example)"
+DEPLOY_SOURCES = (EXAMPLE_DEPLOY, "Path on this workstation", "Upload", DEFAULTS_LABEL)
 
-st.set_page_config(page_title="d2debug: config diff", layout="wide")
 sel = sidebar()
 st.title("Config diff: training vs deployment")
 st.markdown(
@@ -33,6 +35,10 @@ def pick(label: str, sources, key: str):
         return str(sel.loaded.config_path), f"{sel.model_label}: {sel.loaded.config_path}"
     if choice == DEFAULTS_LABEL:
         return None, DEFAULTS_LABEL
+    if choice == EXAMPLE_DEPLOY:
+        st.caption(f"`{DEPLOY_EXAMPLE.name}`: the demo's MODEL section copied by hand, the input settings left to "
+                   "get_cfg()'s defaults.")
+        return str(DEPLOY_EXAMPLE), DEPLOY_EXAMPLE.name
     if choice == "Upload":
         up = st.file_uploader(f"{label} (.yaml)", type=["yaml", "yml"], key=f"{key}_upload")
         if up is None:
@@ -77,7 +83,7 @@ for group in GROUPS:
     if group == "training only":
         with st.expander(f"Training only ({len(items)} keys, no effect at inference)"):
             st.dataframe(pd.DataFrame([{"key": d.key, "training": str(d.train), "deployment": str(d.deploy)}
-                                       for d in items]), hide_index=True, use_container_width=True)
+                                       for d in items]), hide_index=True, width="stretch")
         continue
     st.subheader(group.capitalize())
     st.markdown("\n".join(f"- **{d.key}**: `{d.train!s}` → `{d.deploy!s}`  \n  {d.effect}" for d in items))

@@ -14,12 +14,14 @@ from d2debug.audit import (
     auto_out_dir,
     damage_chart_svg,
     load_dataset,
+    load_summary,
     parse_variants,
     run_audit,
     summary_rows,
+    table_records,
 )
 from d2debug.errors import D2DebugError
-from d2debug.model import DEMO_DIR
+from d2debug.model import DEMO_AUDIT, DEMO_DIR
 from d2debug.ui import sidebar
 
 RESULT_KEY = "d2debug_audit"
@@ -27,7 +29,6 @@ AUDIT_ROOT = Path(tempfile.gettempdir()) / "d2debug-audits"
 SOURCES = ("Sample images (demo set, with annotations)", "Folder or COCO json on this workstation")
 LABELS = {p.name: f"{p.label} ({p.change_text()})" for p in STANDARD_PITFALLS}
 
-st.set_page_config(page_title="d2debug: dataset audit", layout="wide")
 sel = sidebar()
 st.title("Dataset audit: what each pitfall costs on your data")
 st.markdown(
@@ -88,9 +89,32 @@ if go:
     except D2DebugError as exc:
         st.error(str(exc))
 
+
+
+def show_summary(summary: dict) -> list:
+    """The damage chart and the pitfall table of a summary; returns its rows."""
+    for note in summary["dataset"].get("notes", []):
+        st.info(note)
+    for failed in summary["dataset"].get("failed", []):
+        st.warning(f"{failed['key']}: {failed['error']}")
+    st.markdown("**Damage per pitfall** (most damaging first)")
+    st.markdown(damage_chart_svg(summary), unsafe_allow_html=True)
+    table = pd.DataFrame(table_records(summary))
+    st.dataframe(table.style.format(precision=3, subset=["agreement F1"]).format(
+        precision=1, subset=[c for c in ("AP", "dAP", "AP50", "dAP50") if c in table]),
+        hide_index=True, width="stretch")
+    return summary_rows(summary)
+
+
 result = st.session_state.get(RESULT_KEY)
 if result is None:
-    st.info("Choose the images and pitfalls, then press **Run audit**.")
+    st.subheader("The shipped demo audit: the demo model on its 48 validation images")
+    st.caption("Measured with `python -m d2debug audit --images sample_data/annotations.json` and shipped with the "
+               "demo model; press **Run audit** above to measure it yourself, or on your own images and model.")
+    try:
+        show_summary(load_summary(DEMO_AUDIT))
+    except D2DebugError as exc:
+        st.error(str(exc))
     st.stop()
 
 summary = result["summary"]
@@ -98,33 +122,7 @@ ds = summary["dataset"]
 st.subheader(f"Results: {ds['finished']} images from {Path(ds['source']).name}, model: {result['model']}")
 st.caption(f"Computed {result['computed']} image(s) now, {result['resumed']} resumed from "
            f"`{result['outputs']['results']}`.")
-for note in ds.get("notes", []):
-    st.info(note)
-for failed in ds.get("failed", []):
-    st.warning(f"{failed['key']}: {failed['error']}")
-
-st.markdown("**Damage per pitfall** (most damaging first)")
-st.markdown(damage_chart_svg(summary), unsafe_allow_html=True)
-
-rows = summary_rows(summary)
-has_ap = any(r.AP is not None for r in rows)
-table = pd.DataFrame([
-    {
-        "pitfall": r.label,
-        "stage change": r.change,
-        **({"AP": r.AP * 100, "dAP": r.dAP * 100, "AP50": r.AP50 * 100, "dAP50": r.dAP50 * 100}
-           if has_ap and r.AP is not None else {}),
-        "agreement F1": r.f1,
-        "matched": r.matched,
-        "missed": r.missed,
-        "extra": r.extra,
-        "class flips": r.class_flips,
-    }
-    for r in rows
-])
-st.dataframe(table.style.format(precision=3, subset=["agreement F1"]).format(
-    precision=1, subset=[c for c in ("AP", "dAP", "AP50", "dAP50") if c in table]),
-    hide_index=True, use_container_width=True)
+rows = show_summary(summary)
 
 cols = st.columns(4)
 for col, (key, label, mime) in zip(cols, [("report", "report.html", "text/html"),
@@ -132,9 +130,9 @@ for col, (key, label, mime) in zip(cols, [("report", "report.html", "text/html")
                                           ("summary", "summary.json", "application/json"),
                                           ("results", "results.jsonl", "application/jsonl")]):
     path = Path(result["outputs"][key])
-    if path.is_file():
-        col.download_button(f"Download {label}", path.read_bytes(), file_name=label, mime=mime,
-                            key=f"audit_dl_{key}", use_container_width=True)
+    if path.is_file():  # deferred: the file is read when the button is clicked
+        col.download_button(f"Download {label}", path.read_bytes, file_name=label, mime=mime,
+                            key=f"audit_dl_{key}", width="stretch")
 
 st.subheader("Worst images per pitfall")
 st.caption("Boxes: green matched, orange missed (reference only), blue extra (pitfall only), pink class flipped; "
@@ -146,4 +144,4 @@ for r in rows[1:]:
         if r.explains:
             st.caption(r.explains)
         for (caption, png), col in zip(figs, st.columns(max(1, len(figs)))):
-            col.image(png, caption=caption, use_container_width=True)
+            col.image(png, caption=caption, width="stretch")
