@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from detectron2.data import Metadata
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.visualizer import Visualizer
 
@@ -18,7 +19,7 @@ def _fresh(rgb, boxes, scores, classes, names):
     inst.pred_boxes = Boxes(torch.as_tensor(np.asarray(boxes, np.float32)))
     inst.scores = torch.as_tensor(np.asarray(scores, np.float32))
     inst.pred_classes = torch.as_tensor(np.asarray(classes, np.int64))
-    return Visualizer(rgb, metadata=render._metadata(names)).draw_instance_predictions(inst).get_image()
+    return Visualizer(rgb, metadata=Metadata(thing_classes=list(names))).draw_instance_predictions(inst).get_image()
 
 
 def test_reused_visualizer_draws_the_pixels_of_a_new_one(demo):

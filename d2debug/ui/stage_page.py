@@ -104,30 +104,27 @@ def _teaching(stage: str, sel: Selection, view: Optional[ComparisonView]) -> Non
         st.code(les.code, language="python")
 
 
-def _preset_from_link(stage: str) -> None:
+def _preset_from_link(stage: str) -> Optional[str]:
     """Apply ``?pitfall=NAME`` once: the stage's widgets show that pitfall (every other widget of the stage at
-    the reference), and the parameter is dropped so the user's own toggles are not overridden."""
+    the reference), and the parameter is dropped so the user's own toggles are not overridden. Returns the
+    pitfall's label when one was set."""
     name = st.query_params.get(PITFALL_PARAM)
     if name is None:
-        return
+        return None
     del st.query_params[PITFALL_PARAM]
     pitfall = next((p for p in PITFALLS if p.name == name), None)
     if pitfall is None or pitfall_stage(pitfall) != stage:
         st.warning(f"?{PITFALL_PARAM}={name}: not a pitfall of this page; showing the page as it was.")
-        return
+        return None
     preset(stage, pitfall.changes)
-    st.session_state[_PRESET_KEY] = pitfall.label
-
-
-_PRESET_KEY = "_d2debug_preset_label"
+    return pitfall.label
 
 
 @st.fragment
 def _panel(stage: str, sel: Selection) -> None:
     """The stage's widgets, the comparison and the lesson: a toggle reruns only this, not the sidebar."""
-    _preset_from_link(stage)
+    label = _preset_from_link(stage)
     with st.container(border=True):
-        label = st.session_state.pop(_PRESET_KEY, None)
         if label:
             st.info(f"Opened with the pitfall **{label}** set.")
         if stage == "device":
