@@ -5,7 +5,7 @@ import streamlit as st
 
 from d2debug.errors import D2DebugError
 from d2debug.pitfalls import PITFALLS, STAGES, pitfall_stage
-from d2debug.session import pipeline_at_a_glance
+from d2debug.session import outputs_text, pipeline_at_a_glance
 from d2debug.ui import loaders, sidebar
 from d2debug.ui.nav import STAGE_PAGES
 from d2debug.ui.stage_page import PITFALL_PARAM
@@ -41,12 +41,14 @@ if ref is not None:
     left, right = st.columns([3, 1])
     left.table(pd.DataFrame([{"stage": g.stage, "reference setting": g.setting, "on this image": g.value}
                              for g in glance]).set_index("stage"))
-    right.image(ref.jpeg(), caption=f"Reference: {len(ref.result.boxes)} detections", width="stretch")
+    right.image(ref.jpeg(), caption=f"Reference: {outputs_text(ref.result)}", width="stretch")
 
     st.subheader("Sensitivity: every single pitfall on this image")
+    score_name = "Agreement F1" if sel.loaded.arch.instances else "Semantic mIoU"
     st.caption("Each pitfall alone, all other stages at the reference, sorted by damage. Agreement F1 is 1.0 "
                "when the variant reproduces every reference detection (box IoU >= 0.5, same class) and nothing "
-               "else. Lost = missed + class-flipped reference detections.")
+               "else; a semantic segmentor is ranked by the mean IoU of its class map instead. Lost = missed + "
+               "class-flipped reference detections.")
     bar = st.progress(0.0, text="Running the pitfalls...")
     rows = []
     for k, pitfall in enumerate(PITFALLS):
@@ -57,7 +59,7 @@ if ref is not None:
     st.session_state[SENSITIVITY_KEY] = [r.to_dict() for r in rows]
 
     head = st.columns([4, 1, 1, 1, 1, 2])
-    for c, h in zip(head, ["Pitfall", "Agreement F1", "Lost", "Extra", "Class flips", "Page"]):
+    for c, h in zip(head, ["Pitfall", score_name, "Lost", "Extra", "Class flips", "Page"]):
         c.markdown(f"**{h}**")
     for r in rows:
         c = st.columns([4, 1, 1, 1, 1, 2])
@@ -67,7 +69,7 @@ if ref is not None:
             c[2].caption(r.error)
         else:
             a = r.agreement
-            c[1].markdown(f"**{a.f1:.3f}**")
+            c[1].markdown(f"**{a.score:.3f}**")
             c[2].markdown(str(r.lost))
             c[3].markdown(str(a.extra))
             c[4].markdown(str(a.class_flips))

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import D2DebugError
 
-__all__ = ["load_coco", "coco_ap"]
+__all__ = ["load_coco", "coco_ap", "encode_masks", "decode_masks", "IOU_TYPES"]
 
 
 def load_coco(path: str | Path):
@@ -63,42 +63,91 @@ def _check_schema(path: Path, data: dict) -> None:
                 raise ValueError(f"{path}: annotations[{i}] bbox has {len(e['bbox'])} numbers; expected 4 (x, y, w, h)")
 
 
-def coco_ap(coco, detections: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
+def encode_masks(masks) -> list[dict]:
+    """COCO RLEs of ``masks`` (``NxHxW`` bool, a numpy array or tensor), each ``{"size": [h, w], "counts": str}``:
+    the JSON form of pycocotools (and of detectron2's ``instances_to_coco_json``)."""
+    from pycocotools import mask as mask_util
+
+    arr = np.asarray(masks.cpu() if hasattr(masks, "cpu") else masks, dtype=np.uint8)
+    if arr.shape[0] == 0:
+        return []
+    rles = mask_util.encode(np.asfortranarray(arr.transpose(1, 2, 0)))
+    return [{"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
+
+
+def decode_masks(rles: list[dict], shape: tuple[int, int]) -> np.ndarray:
+    """``NxHxW`` bool masks from COCO RLEs (``shape``: ``(H, W)``, used when there are none)."""
+    from pycocotools import mask as mask_util
+
+    if not rles:
+        return np.zeros((0, *shape), bool)
+    arr = mask_util.decode([{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in rles])
+    return np.ascontiguousarray(arr.transpose(2, 0, 1).astype(bool))
+
+
+IOU_TYPES = ("bbox", "segm", "keypoints")
+
+
+def coco_ap(coco, detections: dict[int, tuple], iou_type: str = "bbox") -> dict[str, float]:
     """AP (0.50:0.95), AP50 and AP75, as fractions in 0..1, over the images in ``detections``.
 
-    Images of the annotation file that are not in ``detections`` are left out of the evaluation, so a partial
-    run is scored on what it covered.
+    ``detections[image_id]`` is ``(boxes, scores, classes)``, plus for ``iou_type="segm"`` a fourth item: one
+    COCO RLE per detection (``{"size": [h, w], "counts": str}`` in the original frame), and for
+    ``"keypoints"`` a ``NxKx3`` float array of ``(x, y, score)``. Images of the annotation file that are not in
+    ``detections`` are left out of the evaluation, so a partial run is scored on what it covered.
     """
     from pycocotools.cocoeval import COCOeval
 
-    cat_ids = sorted(coco.getCatIds())
-    results = []
-    for image_id, (boxes, scores, classes) in detections.items():
-        bad = [int(c) for c in np.asarray(classes, int) if not 0 <= int(c) < len(cat_ids)]
-        if bad:
-            raise D2DebugError(
-                f"the model predicts class id {bad[0]} but the annotations have {len(cat_ids)} categories: "
-                "the model's NUM_CLASSES and the annotation file do not describe the same classes"
-            )
-        for b, s, c in zip(np.asarray(boxes, float), np.asarray(scores, float), np.asarray(classes, int)):
-            results.append(
-                {
-                    "image_id": int(image_id),
-                    "category_id": cat_ids[int(c)],
-                    "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
-                    "score": float(s),
-                }
-            )
+    if iou_type not in IOU_TYPES:
+        raise ValueError(f"iou_type {iou_type!r}: expected one of {', '.join(IOU_TYPES)}")
+    results = _results(coco, detections, iou_type)
     if not detections:
         return {"AP": float("nan"), "AP50": float("nan"), "AP75": float("nan")}
     if not results:
         return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):
         dt = coco.loadRes(results)
-        ev = COCOeval(coco, dt, "bbox")
+        ev = COCOeval(coco, dt, iou_type)
         ev.params.imgIds = sorted(int(i) for i in detections)
+        if iou_type == "keypoints":
+            # The OKS sigmas of COCO persons fit only 17 keypoints; other skeletons get detectron2's default
+            # for a custom dataset without TEST.KEYPOINT_OKS_SIGMAS (uniform 0.05 of the object scale).
+            k = len(results[0]["keypoints"]) // 3
+            if k != 17:
+                ev.params.kpt_oks_sigmas = np.full(k, 0.05)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     # stats[i] is -1 when a metric is undefined (no ground truth); report 0 then.
     return {k: max(0.0, float(ev.stats[i])) for k, i in (("AP", 0), ("AP50", 1), ("AP75", 2))}
+
+
+def _results(coco, detections: dict[int, tuple], iou_type: str) -> list[dict]:
+    """The detections as pycocotools result entries (``bbox`` as XYWH; ``segmentation`` or ``keypoints``)."""
+    cat_ids = sorted(coco.getCatIds())
+    results = []
+    for image_id, dets in detections.items():
+        boxes, scores, classes = dets[:3]
+        extra = dets[3] if len(dets) > 3 else None
+        if iou_type != "bbox" and extra is None:
+            raise ValueError(f"iou_type {iou_type!r} needs the detections' {'masks' if iou_type == 'segm' else iou_type}")
+        bad = [int(c) for c in np.asarray(classes, int) if not 0 <= int(c) < len(cat_ids)]
+        if bad:
+            raise D2DebugError(
+                f"the model predicts class id {bad[0]} but the annotations have {len(cat_ids)} categories: "
+                "the model's NUM_CLASSES and the annotation file do not describe the same classes"
+            )
+        for i, (b, s, c) in enumerate(zip(np.asarray(boxes, float), np.asarray(scores, float),
+                                          np.asarray(classes, int))):
+            entry = {
+                "image_id": int(image_id),
+                "category_id": cat_ids[int(c)],
+                "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                "score": float(s),
+            }
+            if iou_type == "segm":
+                entry["segmentation"] = extra[i]
+            elif iou_type == "keypoints":
+                entry["keypoints"] = [round(float(v), 2) for v in np.asarray(extra[i], float).reshape(-1)]
+            results.append(entry)
+    return results

@@ -9,8 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
+from .pitfalls import PITFALLS, pitfall_stage
 from .stages import D2_DEFAULT_PIXEL_MEAN, D2_DEFAULT_PIXEL_STD, IMAGENET_MEAN, IMAGENET_STD
-from .text import fmt
+from .text import fmt, pct
+
+PITFALL_NAMES = {p.name: p for p in PITFALLS}
 
 __all__ = ["Lesson", "lesson", "correct_code"]
 
@@ -57,8 +60,14 @@ def _measured(view) -> str:
     if view is None:
         return ""
     a = view.agreement
+    extra = "".join(f"; {label} {v:.3f}" for label, v in (("mask IoU of pairs", a.mask_iou),
+                                                          ("keypoint distance (px)", a.keypoint_distance))
+                    if v is not None)
+    if a.n_reference + a.n_variant == 0 and a.sem_seg_miou is not None:
+        return f"\n\n**Measured on this image:** semantic mIoU {a.sem_seg_miou:.3f} against the reference's map."
+    seg = f"; semantic mIoU {a.sem_seg_miou:.3f}" if a.sem_seg_miou is not None else ""
     return (f"\n\n**Measured on this image:** agreement F1 {a.f1:.3f}; of {a.n_reference} reference detections "
-            f"{a.matched} matched, {a.missed} missed, {a.class_flips} changed class; {a.extra} extra.")
+            f"{a.matched} matched, {a.missed} missed, {a.class_flips} changed class; {a.extra} extra{extra}{seg}.")
 
 
 class _Config(NamedTuple):
@@ -73,6 +82,7 @@ class _Config(NamedTuple):
     hi: int
     names: set
     code: str
+    arch: object = None
 
 
 def _channel_order(c: _Config) -> tuple[str, str, str, str]:
@@ -148,13 +158,21 @@ def _decoding(c: _Config) -> tuple[str, str, str, str]:
 
 
 def _output(c: _Config) -> tuple[str, str, str, str]:
-    pred = c.cfg.MODEL.ROI_HEADS
+    a = c.arch
+    if a is None or a.score_key:
+        score_key, nms_key = (a.score_key, a.nms_key) if a is not None else ("MODEL.ROI_HEADS.SCORE_THRESH_TEST",
+                                                                             "MODEL.ROI_HEADS.NMS_THRESH_TEST")
+        score, nms = (a.score_thresh, a.nms_thresh) if a is not None else (
+            float(c.cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST), float(c.cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST))
+        thresholds = (f"Test-time thresholds come from the config: {score_key}={score:g}, {nms_key}={nms:g}, "
+                      f"DETECTIONS_PER_IMAGE={int(c.cfg.TEST.DETECTIONS_PER_IMAGE)}.")
+    else:
+        thresholds = f"{a.name} has no test thresholds: every pixel gets the class of its highest logit."
     return (
         "Output frame and thresholds",
-        f"Passing the ORIGINAL `height`/`width` makes `detector_postprocess` scale boxes back to the original "
-        f"image. Test-time thresholds come from the config: SCORE_THRESH_TEST={float(pred.SCORE_THRESH_TEST):g}, "
-        f"NMS_THRESH_TEST={float(pred.NMS_THRESH_TEST):g}, "
-        f"DETECTIONS_PER_IMAGE={int(c.cfg.TEST.DETECTIONS_PER_IMAGE)}.",
+        "Passing the ORIGINAL `height`/`width` makes detectron2's post-processing (`detector_postprocess`, "
+        "`sem_seg_postprocess`) scale boxes, masks, keypoints and class maps back to the original image. "
+        + thresholds,
         "Without height/width the boxes are in the resized frame (here scaled by the resize factor) and land "
         "misplaced on the original image. A lower score threshold adds low-confidence detections, a higher "
         "one drops true ones; a looser NMS keeps duplicates. Deploy with the thresholds you evaluated with.",
@@ -184,12 +202,34 @@ _LESSONS = {
 }
 
 
-def lesson(stage: str, cfg, view=None, class_names: Optional[list[str]] = None) -> Lesson:
+def masks_note(stage: str, audit: Optional[dict]) -> str:
+    """From an audit ``summary.json`` with mask AP: each pitfall of ``stage`` that costs masks at least one AP
+    point more than boxes, with both numbers (``""`` when none does)."""
+    if not audit:
+        return ""
+    lines = []
+    for r in audit.get("rows", []):
+        if (r.get("name") in PITFALL_NAMES and pitfall_stage(PITFALL_NAMES[r["name"]]) == stage
+                and r.get("dmask_AP") is not None and r.get("dAP") is not None
+                and r["dmask_AP"] <= r["dAP"] - 0.01):
+            lines.append(f"{r['label']} costs {pct(r['dAP'], True)} box AP but {pct(r['dmask_AP'], True)} mask AP")
+    if not lines:
+        return ""
+    n = audit.get("dataset", {}).get("finished")
+    return (f"\n\n**Masks suffer more** (measured on {n} validation images of this model): " + "; ".join(lines)
+            + ". A mask is read off a 28x28 grid inside its box and pasted back: every pixel of box error moves "
+              "its edge, and details the resize destroyed are what the mask head outlines.")
+
+
+def lesson(stage: str, cfg, view=None, class_names: Optional[list[str]] = None, arch=None,
+           audit: Optional[dict] = None) -> Lesson:
     """The lesson for ``stage`` (a :data:`d2debug.pitfalls.STAGES` id) on ``cfg``; ``view`` (a
-    :class:`~d2debug.session.ComparisonView`) adds the measured numbers."""
+    :class:`~d2debug.session.ComparisonView`) adds the measured numbers; ``arch`` (an
+    :class:`~d2debug.arch.Arch`) names the model's own threshold keys; ``audit`` (this model's audit
+    ``summary.json``, e.g. the demo's) adds where a pitfall of the stage hurts masks more than boxes."""
     order = cfg.INPUT.FORMAT
     c = _Config(cfg, order, "BGR" if order == "RGB" else "RGB", [float(v) for v in cfg.MODEL.PIXEL_MEAN],
                 [float(v) for v in cfg.MODEL.PIXEL_STD], int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST),
-                set(class_names or []), correct_code(cfg))
+                set(class_names or []), correct_code(cfg), arch)
     title, what, why, code = _LESSONS[stage](c)
-    return Lesson(title, what, why + _measured(view), code)
+    return Lesson(title, what, why + masks_note(stage, audit) + _measured(view), code)

@@ -18,11 +18,13 @@ from typing import Optional, Sequence, Union
 
 import torch
 
+from .arch import Arch, arch_of
 from .errors import D2DebugError, first_line
 
 __all__ = [
     "LoadedModel",
     "load_cfg",
+    "import_user_code",
     "load_model",
     "load_demo_model",
     "default_device",
@@ -45,6 +47,8 @@ DEMO_AUDIT = DEMO_DIR / "demo_audit_summary.json"  # the audit of the demo model
 DEPLOY_EXAMPLE = DEMO_DIR / "deploy_config_example.yaml"  # a typical hand-written deployment config for it
 
 WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".pkl")
+CONFIG_SUFFIXES = (".yaml", ".yml", ".py")  # .py: a LazyConfig (code: needs trust_config)
+IMPORT_HINT = "register it by importing your code with --import MODULE_OR_FILE (dashboard: the sidebar's 'Your code' field)"
 
 
 def default_device() -> str:
@@ -74,8 +78,12 @@ def load_cfg(config: str | Path, overrides: Sequence[str] = ()):
     from detectron2.config import get_cfg
 
     path = _check_file(Path(config), "config")
+    if path.suffix.lower() == ".py":
+        raise D2DebugError(f"{path}: a LazyConfig (.py); this needs a YAML config (the model loaders read .py "
+                           "configs with --trust-config)")
     if path.suffix.lower() not in (".yaml", ".yml"):
-        raise D2DebugError(f"{path}: expected a YAML config (.yaml/.yml), got {path.suffix or 'no suffix'!r}")
+        raise D2DebugError(f"{path}: expected a YAML config (.yaml/.yml) or a LazyConfig .py, got "
+                           f"{path.suffix or 'no suffix'!r}")
     _check_yaml_mapping(path)  # the file and its _BASE_ chain parse and have the shape yacs expects
     cfg = get_cfg()
     # Configs with _BASE_ may be from the model zoo; their base files are resolved relative to the file.
@@ -238,6 +246,11 @@ class LoadedModel:
     """A built, weight-loaded detectron2 model in ``eval()`` mode, with what is needed to explain it.
 
     ``device`` is ``"cuda:0"`` or ``"cpu"``. ``class_names_source`` says where the names came from.
+    ``class_names`` name the classes of its detections, ``stuff_names`` those of its ``sem_seg`` map (a
+    semantic segmentor's ``class_names`` are these too). ``arch`` says what it predicts and where its
+    thresholds live. ``cfg`` is a yacs ``CfgNode``; for a LazyConfig model (``lazy`` holds the loaded
+    LazyConfig) it carries what the stages read (``INPUT.FORMAT``, ``MIN/MAX_SIZE_TEST``, ``PIXEL_MEAN/STD``,
+    the thresholds), taken from the test mapper and the built model.
     ``lock`` serialises forward passes: stage variants change a few model attributes for one call.
     """
 
@@ -249,8 +262,15 @@ class LoadedModel:
     config_path: Optional[Path]
     weights_path: Optional[Path]
     load_report: dict = field(default_factory=dict)
+    stuff_names: list[str] = field(default_factory=list)
+    lazy: object = field(default=None, repr=False)
+    arch: Optional[Arch] = None
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _copies: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.arch is None:
+            self.arch = arch_of(self.model, lazy=self.lazy is not None)
 
     def model_on(self, device: str) -> torch.nn.Module:
         """The model on ``device`` (``cpu`` or ``cuda``/``cuda:0``), copied once and cached."""
@@ -265,22 +285,27 @@ class LoadedModel:
 
     def describe(self) -> dict:
         """A JSON-ready summary: architecture, classes, input format, normalization, sizes, thresholds, device."""
-        c = self.cfg.MODEL
+        c, a = self.cfg.MODEL, self.arch
+        backbone = type(self.model.backbone).__name__ if self.lazy is not None else c.BACKBONE.NAME
         return {
             "config": str(self.config_path) if self.config_path else None,
+            "config_kind": "LazyConfig" if self.lazy is not None else "yacs",
             "weights": str(self.weights_path) if self.weights_path else None,
-            "architecture": f"{c.META_ARCHITECTURE} / {c.BACKBONE.NAME}"
-            + (f" (ResNet-{c.RESNETS.DEPTH})" if "resnet" in c.BACKBONE.NAME else ""),
-            "num_classes": int(c.ROI_HEADS.NUM_CLASSES),
+            "architecture": f"{a.describe()} / {backbone}"
+            + (f" (ResNet-{c.RESNETS.DEPTH})" if self.lazy is None and "resnet" in c.BACKBONE.NAME else ""),
+            "outputs": list(a.outputs),
+            "num_classes": a.num_classes if a.instances else a.num_stuff,
             "class_names": list(self.class_names),
             "class_names_source": self.class_names_source,
+            **({"stuff_classes": len(self.stuff_names)} if a.num_stuff else {}),
             "input_format": self.cfg.INPUT.FORMAT,
             "pixel_mean": [float(v) for v in c.PIXEL_MEAN],
             "pixel_std": [float(v) for v in c.PIXEL_STD],
             "min_size_test": int(self.cfg.INPUT.MIN_SIZE_TEST),
             "max_size_test": int(self.cfg.INPUT.MAX_SIZE_TEST),
-            "score_thresh_test": float(c.ROI_HEADS.SCORE_THRESH_TEST),
-            "nms_thresh_test": float(c.ROI_HEADS.NMS_THRESH_TEST),
+            "score_thresh_test": a.score_thresh,
+            "nms_thresh_test": a.nms_thresh,
+            "threshold_keys": [a.score_key, a.nms_key] if a.score_key else None,
             "detections_per_image": int(self.cfg.TEST.DETECTIONS_PER_IMAGE),
             "device": self.device,
             "parameters": int(sum(p.numel() for p in self.model.parameters())),
@@ -295,32 +320,45 @@ def load_model(
     allow_key_mismatch: bool = False,
     trust_checkpoint: bool = False,
     overrides: Sequence[str] = (),
+    trust_config: bool = False,
+    imports: Sequence[str] = (),
 ) -> LoadedModel:
-    """Build the model of ``config`` and load ``weights`` (default: ``cfg.MODEL.WEIGHTS``) on ``device``.
+    """Build the model of ``config`` and load ``weights`` (default: ``cfg.MODEL.WEIGHTS``, or a LazyConfig's
+    ``train.init_checkpoint``) on ``device``.
 
-    ``device``: ``None`` picks ``cuda:0`` when available, else ``cpu``. ``class_names``: a list, or a COCO
-    annotation file whose categories give them; else the metadata registered for ``cfg.DATASETS.TEST[0]``;
-    else ``class 0..N-1`` (and the source says so). Missing, unexpected or wrongly shaped checkpoint keys
-    raise :class:`D2DebugError` naming them, unless ``allow_key_mismatch``.
+    ``config``: a yacs ``.yaml`` merged onto ``get_cfg()``, or a LazyConfig ``.py`` (code: refused unless
+    ``trust_config``), whose ``model`` is instantiated and whose ``dataloader.test.mapper`` gives the
+    reference pipeline. ``imports``: the user's modules or ``.py`` files registering their own parts, run
+    first (see :func:`import_user_code`). ``device``: ``None`` picks ``cuda:0`` when available, else ``cpu``.
+    ``class_names``: a list, or a COCO annotation file whose categories give them; else the metadata
+    registered for the test set; else ``class 0..N-1`` (and the source says so). Missing, unexpected or
+    wrongly shaped checkpoint keys raise :class:`D2DebugError` naming them, unless ``allow_key_mismatch``.
     """
-    cfg = load_cfg(config, overrides)
+    import_user_code(imports)
     device = device or default_device()
     if device == "cuda":
         device = "cuda:0"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise D2DebugError("device=cuda requested but no CUDA GPU is available on this machine")
+    lazy = model = None
+    if Path(config).suffix.lower() == ".py":
+        cfg, lazy, model = _load_lazy(Path(config), trust_config, overrides)
+    else:
+        cfg = load_cfg(config, overrides)
     cfg.defrost()
     cfg.MODEL.DEVICE = device
     weights = weights or cfg.MODEL.WEIGHTS
     if not weights:
-        raise D2DebugError(f"{config}: no weights given and MODEL.WEIGHTS is empty")
+        raise D2DebugError(f"{config}: no weights given and "
+                           f"{'train.init_checkpoint' if lazy is not None else 'MODEL.WEIGHTS'} is empty")
     wpath = Path(str(weights)).expanduser()
     if str(weights).startswith(("detectron2://", "http://", "https://")):
         raise D2DebugError(f"{weights}: remote weights are not downloaded; pass a local file")
     cfg.MODEL.WEIGHTS = str(wpath)
     cfg.freeze()
     checkpoint = read_state_dict(wpath, trust_checkpoint=trust_checkpoint)
-    model = _build(cfg, config)
+    model = model if model is not None else _build(cfg, config)
+    arch = arch_of(model, lazy=lazy is not None)
     report = _load_weights(model, checkpoint)
     if not allow_key_mismatch and any(report.values()):
         raise D2DebugError(
@@ -328,7 +366,7 @@ def load_model(
             + " (detectron2 would run on with random layers)"
         )
     model.to(device)
-    names, source = _class_names(cfg, class_names)
+    names, source, stuff = _class_names(cfg, class_names, arch)
     return LoadedModel(
         cfg=cfg,
         model=model,
@@ -338,6 +376,9 @@ def load_model(
         config_path=Path(config).resolve(),
         weights_path=wpath.resolve(),
         load_report=report,
+        stuff_names=stuff,
+        lazy=lazy,
+        arch=arch,
     )
 
 
@@ -348,10 +389,148 @@ def _build(cfg, config) -> torch.nn.Module:
     try:
         model = build_model(cfg)
     except KeyError as exc:
-        raise D2DebugError(f"{config}: unregistered architecture or component ({exc.args[0] if exc.args else exc})") from None
+        raise D2DebugError(f"{config}: unregistered component: {exc.args[0] if exc.args else exc}; {IMPORT_HINT}") from None
     except (AssertionError, ValueError, TypeError) as exc:
         raise D2DebugError(f"{config}: cannot build the model ({first_line(exc)})") from None
     return model.eval()
+
+
+def _load_lazy(path: Path, trust_config: bool, overrides: Sequence[str]):
+    """A LazyConfig ``.py``: ``(yacs cfg of its test-time contract, the LazyConfig, the built model in eval
+    mode)``. The reference is what detectron2 evaluates it with: ``instantiate(cfg.dataloader.test.mapper)``
+    feeding ``instantiate(cfg.model)``; the returned ``cfg`` carries the mapper's ``image_format`` and resize,
+    the model's PIXEL_MEAN/STD and thresholds, so every stage reads it as it reads a yacs config."""
+    path = _check_file(path, "config")
+    if not trust_config:
+        raise D2DebugError(f"{path}: a LazyConfig .py is Python code and runs when loaded; refused. If you trust it, "
+                           "pass --trust-config (CLI) or tick 'Trust this config' (dashboard)")
+    from detectron2.config import LazyConfig, instantiate
+
+    try:
+        lazy = LazyConfig.load(str(path))
+        if overrides:
+            lazy = LazyConfig.apply_overrides(lazy, list(overrides))
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything; one line names it
+        raise D2DebugError(f"{path}: cannot load the LazyConfig ({type(exc).__name__}: {first_line(exc)})") from None
+    for key in ("model", "dataloader"):
+        if key not in lazy:
+            raise D2DebugError(f"{path}: the LazyConfig has no '{key}' (expected detectron2's model / dataloader.test)")
+    try:
+        mapper_node = lazy.dataloader.test.mapper
+    except Exception:  # noqa: BLE001 - omegaconf raises its own errors for a missing key
+        raise D2DebugError(f"{path}: the LazyConfig has no dataloader.test.mapper (the test-time mapper the "
+                           "reference pipeline comes from)") from None
+    mapper = _instantiate(instantiate, mapper_node, path, "dataloader.test.mapper")
+    model = _instantiate(instantiate, lazy.model, path, "model")
+    if not isinstance(model, torch.nn.Module):
+        raise D2DebugError(f"{path}: model instantiates to a {type(model).__name__}, not a torch module")
+    return _lazy_cfg(path, lazy, mapper, model), lazy, model.eval()
+
+
+def _instantiate(instantiate, node, path: Path, what: str):
+    try:
+        return instantiate(node)
+    except (ImportError, AssertionError, KeyError) as exc:
+        raise D2DebugError(f"{path}: cannot build {what}: {first_line(exc)}; {IMPORT_HINT}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything; one line names it
+        raise D2DebugError(f"{path}: cannot build {what} ({type(exc).__name__}: {first_line(exc)})") from None
+
+
+def _lazy_cfg(path: Path, lazy, mapper, model):
+    """The yacs form of a LazyConfig's test-time contract (see :func:`_load_lazy`); an augmentation of the test
+    mapper that the stage model cannot express (it knows one deterministic ``ResizeShortestEdge`` with PIL
+    bilinear, or none) is one line naming it."""
+    from detectron2.config import get_cfg
+    from detectron2.data import transforms as T
+    from PIL import Image
+
+    cfg = get_cfg()
+    fmt = getattr(mapper, "image_format", None)
+    if fmt not in ("BGR", "RGB"):
+        raise D2DebugError(f"{path}: dataloader.test.mapper image_format={fmt!r}; d2debug supports BGR and RGB")
+    cfg.INPUT.FORMAT = fmt
+    augs = getattr(mapper, "augmentations", None)
+    augs = list(getattr(augs, "augs", augs) or [])
+    if not augs:
+        cfg.INPUT.MIN_SIZE_TEST = 0  # detectron2's "no resize"
+    else:
+        aug = augs[0]
+        if len(augs) > 1 or not isinstance(aug, T.ResizeShortestEdge):
+            names = ", ".join(type(a).__name__ for a in augs)
+            raise D2DebugError(f"{path}: the test mapper's augmentations ({names}) are not one the stage model can "
+                               "express (it knows a single ResizeShortestEdge, or none)")
+        sizes = sorted(set(int(v) for v in aug.short_edge_length))
+        if len(sizes) != 1 or aug.interp != Image.BILINEAR:
+            raise D2DebugError(f"{path}: the test mapper's ResizeShortestEdge(short_edge_length={list(aug.short_edge_length)}, "
+                               f"interp={aug.interp}) is not deterministic bilinear; the stage model cannot express it")
+        cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = sizes[0], int(aug.max_size)
+    m = cfg.MODEL
+    m.PIXEL_MEAN = [float(v) for v in model.pixel_mean.flatten()]
+    m.PIXEL_STD = [float(v) for v in model.pixel_std.flatten()]
+    m.META_ARCHITECTURE = type(model).__name__
+    arch = arch_of(model, lazy=True)
+    if arch.score_thresh is not None:
+        sec = m.RETINANET if arch.meta in ("RetinaNet", "FCOS") else m.ROI_HEADS
+        sec.SCORE_THRESH_TEST, sec.NMS_THRESH_TEST = arch.score_thresh, arch.nms_thresh
+    if arch.instances:
+        m.ROI_HEADS.NUM_CLASSES = m.RETINANET.NUM_CLASSES = arch.num_classes
+    m.MASK_ON, m.KEYPOINT_ON = "masks" in arch.outputs, "keypoints" in arch.outputs
+    m.WEIGHTS = str(lazy.get("train", {}).get("init_checkpoint", "") or "")
+    try:
+        names = lazy.dataloader.test.dataset.names
+        cfg.DATASETS.TEST = (names,) if isinstance(names, str) else tuple(str(n) for n in names)
+    except Exception:  # noqa: BLE001 - a test loader without a named dataset: no metadata to look up
+        cfg.DATASETS.TEST = ()
+    return cfg
+
+
+_IMPORTED: dict[str, object] = {}
+
+
+def import_user_code(items: Sequence[str]) -> list[str]:
+    """Run the user's code that registers their own parts (a ROI head, backbone or meta-architecture) before a
+    model is built, as their training script did: each item is a module importable from the working directory
+    (``my_project.modeling``) or a path to a ``.py`` file. This RUNS that code: callers pass only what the user
+    named (``--import``; the dashboard's 'Your code' field with its tick). A file is run once per process
+    (registering twice is an error in detectron2's registries). Returns the module names; an item that cannot
+    be imported is one line naming it."""
+    import importlib
+    import importlib.util
+    import sys
+
+    done = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        path = Path(item).expanduser()
+        if item.endswith(".py") or path.is_file():
+            if not path.is_file():
+                raise D2DebugError(f"{path}: --import file not found")
+            key = str(path.resolve())
+            if key not in _IMPORTED:
+                name = f"d2debug_user_{len(_IMPORTED)}_{path.stem}"
+                spec = importlib.util.spec_from_file_location(name, key)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[name] = module
+                if str(path.resolve().parent) not in sys.path:
+                    sys.path.insert(0, str(path.resolve().parent))  # its own imports work as when run as a script
+                try:
+                    spec.loader.exec_module(module)
+                except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything
+                    sys.modules.pop(name, None)
+                    raise D2DebugError(f"{path}: importing it raised {type(exc).__name__}: {first_line(exc)}") from None
+                _IMPORTED[key] = module
+            done.append(_IMPORTED[key].__name__)
+            continue
+        if str(Path.cwd()) not in sys.path and "" not in sys.path:
+            sys.path.insert(0, str(Path.cwd()))
+        try:
+            done.append(importlib.import_module(item).__name__)
+        except ModuleNotFoundError as exc:
+            raise D2DebugError(f"{item}: no such module importable from {Path.cwd()} ({first_line(exc)})") from None
+        except (Exception, SystemExit) as exc:  # noqa: BLE001 - the user's code may raise anything
+            raise D2DebugError(f"{item}: importing it raised {type(exc).__name__}: {first_line(exc)}") from None
+    return done
 
 
 def _load_weights(model: torch.nn.Module, checkpoint: dict) -> dict:
@@ -386,27 +565,39 @@ def key_mismatches(report: dict, limit: int) -> list[str]:
     return parts
 
 
-def _class_names(cfg, class_names) -> tuple[list[str], str]:
-    """``(names, where they came from)``: given, a COCO file's categories, the test set's registered
-    metadata, or generic ``class i``; raises when their number is not the config's NUM_CLASSES."""
+def _class_names(cfg, class_names, arch: Arch) -> tuple[list[str], str, list[str]]:
+    """``(names, where they came from, stuff names)``: the names of the model's detections (of its ``sem_seg``
+    classes for a semantic segmentor) given, from a COCO file's categories, the test set's registered metadata,
+    or generic ``class i``; raises when their number is not the model's. Stuff names (PanopticFPN,
+    SemanticSegmentor) come from the metadata's ``stuff_classes`` or are generic."""
     from detectron2.data import MetadataCatalog
 
-    num = int(cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+    num = arch.num_classes if arch.instances else arch.num_stuff
+    meta = MetadataCatalog.get(cfg.DATASETS.TEST[0]) if cfg.DATASETS.TEST and cfg.DATASETS.TEST[0] in \
+        MetadataCatalog.list() else None
+    stuff = list(meta.get("stuff_classes") or []) if meta is not None else []
+    if len(stuff) != arch.num_stuff:
+        stuff = [f"class {i}" for i in range(arch.num_stuff)]
     names, source = None, ""
     if class_names is not None:
         if isinstance(class_names, (str, Path)):
             names, source = _class_names_from_file(Path(class_names))
         else:
             names, source = [str(n) for n in class_names], "given"
-    elif cfg.DATASETS.TEST and cfg.DATASETS.TEST[0] in MetadataCatalog.list():
-        meta = MetadataCatalog.get(cfg.DATASETS.TEST[0])
-        if meta.get("thing_classes"):
-            names, source = list(meta.thing_classes), f"metadata of {cfg.DATASETS.TEST[0]}"
+    elif meta is not None and meta.get("thing_classes" if arch.instances else "stuff_classes"):
+        key = "thing_classes" if arch.instances else "stuff_classes"
+        names, source = list(meta.get(key)), f"metadata of {cfg.DATASETS.TEST[0]}"
+        if len(names) != num:  # e.g. a model-zoo config's COCO test set kept on a model trained for other classes
+            names, source = None, (f"the metadata of {cfg.DATASETS.TEST[0]} has {len(names)} classes, the model "
+                                   f"{num}: generic names class 0..N-1")
     if names is None:
-        names, source = [f"class {i}" for i in range(num)], "none found: generic names class 0..N-1"
+        names, source = [f"class {i}" for i in range(num)], source or "none found: generic names class 0..N-1"
     if len(names) != num:
-        raise D2DebugError(f"{len(names)} class names given ({source}) but the config has NUM_CLASSES={num}")
-    return names, source
+        what = "NUM_CLASSES" if arch.instances else "sem_seg classes"
+        raise D2DebugError(f"{len(names)} class names given ({source}) but the model has {what}={num}")
+    if not arch.instances:
+        stuff = names
+    return names, source, stuff
 
 
 def parse_class_names(text: str) -> Union[None, str, list[str]]:

@@ -1,6 +1,7 @@
-"""Pictures: detections drawn by detectron2's ``Visualizer``, the reference-vs-variant overlay, side-by-side
-composites and PNG bytes. All images are ``HxWx3`` uint8 RGB. Large images are downscaled for display (boxes
-scaled with them) so drawing cost and memory stay bounded; ``display_scale`` says by how much.
+"""Pictures: predictions drawn by detectron2's ``Visualizer`` (boxes, masks, keypoints, semantic and panoptic
+maps), the reference-vs-variant overlay, side-by-side composites and PNG bytes. All images are ``HxWx3`` uint8
+RGB. Large images are downscaled for display (boxes, masks, keypoints and maps with them) so drawing cost and
+memory stay bounded; ``display_scale`` says by how much.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ __all__ = [
     "OVERLAY_COLOURS",
     "display_image",
     "draw_detections",
+    "draw_result",
     "draw_overlay",
     "side_by_side",
     "png_bytes",
@@ -54,10 +56,18 @@ def display_image(rgb: np.ndarray, max_side: int = MAX_DISPLAY_SIDE) -> Display:
     return Display(np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((nw, nh), Image.BILINEAR)), s)
 
 
-def _metadata(class_names):
+def _metadata(class_names, stuff_names=()):
+    """Visualizer metadata; stuff classes get fixed colours (detectron2's colormap) so the same class has the
+    same colour in the reference's and the variant's map."""
     from detectron2.data import Metadata
+    from detectron2.utils.colormap import colormap
 
-    return Metadata(thing_classes=list(class_names))
+    meta = Metadata(thing_classes=list(class_names))
+    if stuff_names:
+        palette = (colormap(rgb=True, maximum=255)).astype(int).tolist()
+        meta.set(stuff_classes=list(stuff_names),
+                 stuff_colors=[palette[i % len(palette)] for i in range(len(stuff_names))])
+    return meta
 
 
 # detectron2's Visualizer builds a matplotlib figure per picture, and building it (axes and their clearing)
@@ -67,11 +77,12 @@ def _metadata(class_names):
 _POOL = threading.local()
 
 
-def _visualizer(image: np.ndarray, class_names=None):
-    """A detectron2 ``Visualizer`` on ``image`` (``HxWx3`` uint8 RGB) with ``class_names`` as its metadata."""
+def _visualizer(image: np.ndarray, class_names=None, stuff_names=()):
+    """A detectron2 ``Visualizer`` on ``image`` (``HxWx3`` uint8 RGB) with ``class_names`` (and ``stuff_names``)
+    as its metadata."""
     from detectron2.utils.visualizer import Visualizer
 
-    key = (image.shape, tuple(class_names) if class_names is not None else None)
+    key = (image.shape, tuple(class_names) if class_names is not None else None, tuple(stuff_names))
     pool = getattr(_POOL, "visualizers", None)
     if pool is None:
         pool = _POOL.visualizers = {}
@@ -79,7 +90,8 @@ def _visualizer(image: np.ndarray, class_names=None):
     if vis is None:
         if len(pool) >= 8:  # a few sizes at a time (two per image); each holds a figure of the image's size
             pool.pop(next(iter(pool)))
-        vis = Visualizer(image, metadata=_metadata(class_names) if class_names is not None else None, scale=1.0)
+        meta = _metadata(class_names, stuff_names) if class_names is not None else None
+        vis = Visualizer(image, metadata=meta, scale=1.0)
         pool[key] = vis
         return vis
     ax = vis.output.ax
@@ -91,9 +103,34 @@ def _visualizer(image: np.ndarray, class_names=None):
     return vis
 
 
-def draw_detections(rgb: np.ndarray, boxes, scores, classes, class_names, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
+def _nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``a`` (``...xHxW``: masks or a label map) resampled to ``shape`` by nearest neighbour (labels stay labels)."""
+    h, w = a.shape[-2:]
+    if (h, w) == tuple(shape):
+        return a
+    rows = np.minimum((np.arange(shape[0]) + 0.5) * h / shape[0], h - 1).astype(np.intp)
+    cols = np.minimum((np.arange(shape[1]) + 0.5) * w / shape[1], w - 1).astype(np.intp)
+    return a[..., rows[:, None], cols[None, :]]
+
+
+def _for_display(a: np.ndarray, image_shape: tuple[int, int], display_shape: tuple[int, int], fill) -> np.ndarray:
+    """A mask stack or label map returned for ``image_shape``'s frame or another one, placed at its pixel
+    coordinates on the image (:func:`~d2debug.compare.at_coordinates`) and scaled to ``display_shape``."""
+    from .compare import at_coordinates
+
+    return _nearest(at_coordinates(a, image_shape, fill), display_shape)
+
+
+def draw_detections(rgb: np.ndarray, boxes, scores, classes, class_names, max_side: int = MAX_DISPLAY_SIDE,
+                    masks=None, keypoints=None) -> np.ndarray:
     """Draw detections the way detectron2's ``Visualizer.draw_instance_predictions`` does (class names,
-    scores, its colours). ``boxes`` are ``Nx4`` ``XYXY_ABS`` in ``rgb``'s frame. Returns RGB uint8."""
+    scores, its colours). ``boxes`` are ``Nx4`` ``XYXY_ABS`` in ``rgb``'s frame; ``masks`` ``NxHxW`` bool and
+    ``keypoints`` ``NxKx3`` ``(x, y, score)``, when given, in the boxes' frame. Returns RGB uint8."""
+    vis, inst = _instances_on(rgb, boxes, scores, classes, class_names, max_side, masks, keypoints)
+    return vis.draw_instance_predictions(inst).get_image()
+
+
+def _instances_on(rgb, boxes, scores, classes, class_names, max_side, masks=None, keypoints=None, stuff_names=()):
     import torch
     from detectron2.structures import Boxes, Instances
 
@@ -102,37 +139,76 @@ def draw_detections(rgb: np.ndarray, boxes, scores, classes, class_names, max_si
     inst.pred_boxes = Boxes(torch.as_tensor(np.asarray(boxes, np.float32).reshape(-1, 4) * disp.scale))
     inst.scores = torch.as_tensor(np.asarray(scores, np.float32))
     inst.pred_classes = torch.as_tensor(np.asarray(classes, np.int64))
-    return _visualizer(disp.image, class_names).draw_instance_predictions(inst).get_image()
+    if masks is not None:
+        inst.pred_masks = torch.as_tensor(_for_display(np.asarray(masks, bool), rgb.shape[:2], disp.image.shape[:2], False))
+    if keypoints is not None:
+        kp = np.array(keypoints, np.float32).reshape(len(inst), -1, 3)
+        kp[:, :, :2] *= disp.scale
+        inst.pred_keypoints = torch.as_tensor(kp)
+    return _visualizer(disp.image, class_names, stuff_names), inst
+
+
+def draw_result(rgb: np.ndarray, result, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
+    """Draw everything a :class:`~d2debug.run.RunResult` holds with detectron2's Visualizer on ``rgb`` (its
+    decoded image, ``HxWx3`` uint8 RGB): a panoptic map (``draw_panoptic_seg``), else a semantic map
+    (``draw_sem_seg``) under the detections, else the detections with their masks and keypoints."""
+    import torch
+
+    vis, inst = _instances_on(rgb, result.boxes, result.scores, result.classes, result.class_names, max_side,
+                              result.masks, result.keypoints, getattr(result, "stuff_names", ()))
+    shown = vis.output.img.shape[:2]
+    if getattr(result, "panoptic", None) is not None:
+        seg, info = result.panoptic
+        seg = torch.as_tensor(_for_display(seg, rgb.shape[:2], shown, 0))  # 0: no segment (void)
+        return vis.draw_panoptic_seg(seg, info, area_threshold=0).get_image()
+    if getattr(result, "sem_seg", None) is not None:
+        sem = _for_display(result.sem_seg, rgb.shape[:2], shown, -1)
+        vis.draw_sem_seg(torch.as_tensor(np.where(sem < 0, 255, sem)), area_threshold=0, alpha=0.6)
+        if not len(inst):
+            return vis.output.get_image()
+    return vis.draw_instance_predictions(inst).get_image()
 
 
 def draw_overlay(rgb: np.ndarray, reference, variant, agreement, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
     """One picture of both pipelines: matched, missed (reference only), extra (variant only) and class-flipped
-    boxes in the ``OVERLAY_COLOURS``. ``reference``/``variant`` are :class:`~d2debug.run.RunResult`-like
-    (``boxes``, ``classes``, ``class_names``); boxes are drawn as each pipeline returned them."""
-
+    detections in the ``OVERLAY_COLOURS`` (with their masks when the model predicts masks), and for a per-pixel
+    map the pixels whose class differs (in the ``missed`` colour). ``reference``/``variant`` are
+    :class:`~d2debug.run.RunResult`-like; everything is drawn as each pipeline returned it."""
     disp = display_image(rgb, max_side)
+    shown = disp.image.shape[:2]
     names = reference.class_names
-    boxes, labels, colours = [], [], []
+    with_masks = getattr(reference, "masks", None) is not None and getattr(variant, "masks", None) is not None
+    boxes, labels, colours, masks = [], [], [], []
 
-    def add(box, label, kind):
-        boxes.append(np.asarray(box, np.float32) * disp.scale)
+    def add(run_result, k, label, kind):
+        boxes.append(np.asarray(run_result.boxes[k], np.float32) * disp.scale)
         labels.append(label)
         colours.append(OVERLAY_COLOURS[kind])
+        if with_masks:
+            masks.append(_for_display(run_result.masks[k], rgb.shape[:2], shown, False))
 
     flips = dict(agreement.flip_pairs)
     for i, j in agreement.pairs:
         if i in flips:
-            add(variant.boxes[j], f"flip {names[reference.classes[i]]}->{names[variant.classes[j]]}", "class_flip")
+            add(variant, j, f"flip {names[reference.classes[i]]}->{names[variant.classes[j]]}", "class_flip")
         else:
-            add(variant.boxes[j], f"ok {names[variant.classes[j]]}", "matched")
+            add(variant, j, f"ok {names[variant.classes[j]]}", "matched")
     for i in agreement.missed_idx:
-        add(reference.boxes[i], f"missed {names[reference.classes[i]]}", "missed")
+        add(reference, i, f"missed {names[reference.classes[i]]}", "missed")
     for j in agreement.extra_idx:
-        add(variant.boxes[j], f"extra {names[variant.classes[j]]}", "extra")
+        add(variant, j, f"extra {names[variant.classes[j]]}", "extra")
     vis = _visualizer(disp.image)
+    if getattr(reference, "sem_seg", None) is not None and getattr(variant, "sem_seg", None) is not None:
+        from .compare import at_coordinates
+
+        differs = reference.sem_seg != at_coordinates(variant.sem_seg, reference.sem_seg.shape, -1)
+        if differs.any():
+            vis.draw_binary_mask(_nearest(differs, shown).astype(np.uint8), color=OVERLAY_COLOURS["missed"],
+                                 alpha=0.55)
     if not boxes:
         return vis.output.get_image()
-    return vis.overlay_instances(boxes=np.stack(boxes), labels=labels, assigned_colors=colours).get_image()
+    return vis.overlay_instances(boxes=np.stack(boxes), labels=labels, assigned_colors=colours,
+                                 masks=masks or None).get_image()
 
 
 def side_by_side(images, labels=None, gap: int = 8, label_height: int = 28) -> np.ndarray:

@@ -18,6 +18,8 @@ from typing import Literal, Optional
 import numpy as np
 import torch
 
+from .arch import model_thresholds
+from .coco import encode_masks
 from .errors import D2DebugError, first_line
 from .model import LoadedModel
 from .stages import (
@@ -67,6 +69,10 @@ class RunResult:
     - ``original_size`` / ``input_size``: ``(h, w)`` of the decoded image and of the model input.
     - ``timings``: seconds per step (decode, preprocess, forward).
     - ``decoded``: the :class:`~d2debug.stages.Decoded` image the run started from (``None`` for a tensor run).
+    - What else the model predicts, in ``frame`` like the boxes (``None`` when it does not): ``masks`` ``NxHxW``
+      bool (pasted by detectron2's ``detector_postprocess``, one per detection); ``keypoints`` ``NxKx3``
+      float32 ``(x, y, score)``; ``sem_seg`` ``HxW`` int64 class ids (argmax of the ``sem_seg`` logits; names in
+      ``stuff_names``); ``panoptic`` ``(HxW int64 segment ids, segments_info list)`` of a PanopticFPN.
     """
 
     spec: PipelineSpec
@@ -88,18 +94,45 @@ class RunResult:
     notes: tuple[str, ...] = ()
     decoded: Optional[Decoded] = field(default=None, repr=False)  # the decode this run used (None: a tensor run)
     raw: Optional["RawOutput"] = field(default=None, repr=False)  # the forward pass before post-processing
+    masks: Optional[np.ndarray] = field(default=None, repr=False)
+    keypoints: Optional[np.ndarray] = field(default=None, repr=False)
+    sem_seg: Optional[np.ndarray] = field(default=None, repr=False)
+    panoptic: Optional[tuple] = field(default=None, repr=False)
+    stuff_names: tuple[str, ...] = ()
 
     def detections(self) -> list[dict]:
-        """JSON-ready detections: ``{box: [x0, y0, x1, y1], score, class_id, class_name}``."""
-        return [
-            {
+        """JSON-ready detections: ``{box: [x0, y0, x1, y1], score, class_id, class_name}``, plus ``mask`` (COCO
+        RLE ``{"size": [h, w], "counts": str}``) and ``keypoints`` (``[[x, y, score], ...]``) when predicted."""
+        rles = encode_masks(self.masks) if self.masks is not None else None
+        out = []
+        for k, (b, s, c) in enumerate(zip(self.boxes, self.scores, self.classes)):
+            d = {
                 "box": [round(float(v), 2) for v in b],
                 "score": round(float(s), 4),
                 "class_id": int(c),
                 "class_name": self.class_names[int(c)] if 0 <= int(c) < len(self.class_names) else str(int(c)),
             }
-            for b, s, c in zip(self.boxes, self.scores, self.classes)
-        ]
+            if rles is not None:
+                d["mask"] = rles[k]
+            if self.keypoints is not None:
+                d["keypoints"] = [[round(float(v), 2) for v in p] for p in self.keypoints[k]]
+            out.append(d)
+        return out
+
+    def segmentation(self) -> Optional[dict]:
+        """JSON-ready per-pixel outputs: ``sem_seg`` as COCO RLEs per class id present, and the panoptic
+        ``segments_info``; ``None`` for a model without them."""
+        if self.sem_seg is None:
+            return None
+        ids = [int(i) for i in np.unique(self.sem_seg)]
+        names = self.stuff_names
+        seg = {"size": list(self.sem_seg.shape), "classes": [
+            {"class_id": i, "class_name": names[i] if 0 <= i < len(names) else str(i),
+             "mask": encode_masks((self.sem_seg == i)[None])[0]} for i in ids]}
+        if self.panoptic is not None:
+            seg["panoptic_segments"] = [{k: (v if isinstance(v, (bool, str)) else float(v) if isinstance(v, float)
+                                             else int(v)) for k, v in info.items()} for info in self.panoptic[1]]
+        return seg
 
     def rgb_image(self) -> np.ndarray:
         """The decoded image as ``HxWx3`` uint8 RGB, for display."""
@@ -114,6 +147,7 @@ class RunResult:
             "frame": self.frame,
             "fed_order": self.fed_order,
             "detections": self.detections(),
+            **({"segmentation": self.segmentation()} if self.sem_seg is not None else {}),
             "timings": {k: round(v, 4) for k, v in self.timings.items()},
             "notes": list(self.notes),
         }
@@ -121,22 +155,18 @@ class RunResult:
 
 @contextlib.contextmanager
 def _model_settings(model: torch.nn.Module, mean, std, score: Optional[float], nms: Optional[float]):
-    """Temporarily set PIXEL_MEAN/STD and test thresholds on the model (restored afterwards, even on error)."""
-    pred = model.roi_heads.box_predictor
-    saved = (model.pixel_mean, model.pixel_std, pred.test_score_thresh, pred.test_nms_thresh)
+    """Temporarily set PIXEL_MEAN/STD and the test thresholds on the model (restored afterwards, even on
+    error); the thresholds live where the architecture keeps them (:func:`~d2debug.arch.model_thresholds`)."""
+    saved = (model.pixel_mean, model.pixel_std)
     dev = saved[0].device
-    changed_norm = mean is not None
     try:
-        if changed_norm:
+        if mean is not None:
             model.pixel_mean = torch.tensor(mean, dtype=torch.float32, device=dev).view(-1, 1, 1)
             model.pixel_std = torch.tensor(std, dtype=torch.float32, device=dev).view(-1, 1, 1)
-        if score is not None:
-            pred.test_score_thresh = score
-        if nms is not None:
-            pred.test_nms_thresh = nms
-        yield
+        with model_thresholds(model, score, nms):
+            yield
     finally:
-        model.pixel_mean, model.pixel_std, pred.test_score_thresh, pred.test_nms_thresh = saved
+        model.pixel_mean, model.pixel_std = saved
 
 
 def prepare(cfg, dec: Decoded, spec: PipelineSpec) -> tuple[torch.Tensor, tuple[int, int], Order]:
@@ -270,12 +300,12 @@ def run_tensor(
     if raw is not None:
         # What GeneralizedRCNN's own post-processing does: the original size when passed, else the input's.
         out_h, out_w = (int(orig[0]), int(orig[1])) if spec.original_size == "pass" else (in_h, in_w)
-        out = detector_postprocess(_copy_instances(raw.instances), out_h, out_w)
+        outputs = {"instances": detector_postprocess(_copy_instances(raw.instances), out_h, out_w)}
         backbone = raw.backbone_input
     else:
-        out, backbone, raw = _forward(loaded, tensor, spec, orig)
+        outputs, backbone, raw = _forward(loaded, tensor, spec, orig)
     t1 = time.perf_counter()
-    out = out.to("cpu")
+    pred = _predictions(outputs)
     return RunResult(
         spec=spec,
         device="cuda:0" if spec.device == "cuda" else "cpu",
@@ -284,10 +314,8 @@ def run_tensor(
         fed_order=cfg.INPUT.FORMAT,
         input_tensor=tensor.detach().cpu(),
         backbone_input=backbone,
-        boxes=out.pred_boxes.tensor.float().numpy(),
-        scores=out.scores.float().numpy(),
-        classes=out.pred_classes.numpy().astype(np.int64),
         class_names=list(loaded.class_names),
+        stuff_names=tuple(loaded.stuff_names),
         frame=frame,
         original_size=(int(orig[0]), int(orig[1])),
         input_size=(in_h, in_w),
@@ -295,13 +323,39 @@ def run_tensor(
         timings={"forward": t1 - t0},
         notes=(),
         raw=raw,
+        **pred,
     )
 
 
+def _predictions(outputs: dict) -> dict:
+    """The numpy form of one image's model outputs (see :class:`RunResult`): boxes/scores/classes (empty for a
+    semantic segmentor), and masks, keypoints, sem_seg and panoptic when the model predicts them."""
+    pred: dict = {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32),
+                  "classes": np.zeros(0, np.int64)}
+    inst = outputs.get("instances")
+    if inst is not None:
+        inst = inst.to("cpu")
+        pred.update(boxes=inst.pred_boxes.tensor.float().numpy(), scores=inst.scores.float().numpy(),
+                    classes=inst.pred_classes.numpy().astype(np.int64))
+        if inst.has("pred_masks"):
+            pred["masks"] = inst.pred_masks.numpy().astype(bool).reshape(len(inst), *inst.image_size)
+        if inst.has("pred_keypoints"):
+            pred["keypoints"] = inst.pred_keypoints.float().numpy()
+    if "sem_seg" in outputs:
+        pred["sem_seg"] = outputs["sem_seg"].argmax(dim=0).cpu().numpy().astype(np.int64)
+    if "panoptic_seg" in outputs:
+        seg, info = outputs["panoptic_seg"]
+        pred["panoptic"] = (seg.cpu().numpy().astype(np.int64), [dict(i) for i in info])
+    return pred
+
+
 def _forward(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig: tuple[int, int]):
-    """One forward pass by the Detectron2 contract: ``(instances, backbone input 3xHxW float32 CPU,
-    RawOutput or None)``. The backbone input is taken by a pre-hook on ``model.backbone``; the detections
-    before post-processing by a hook on ``model.roi_heads`` (two-stage models, fp32 only)."""
+    """One forward pass by the Detectron2 contract: ``(outputs dict of the image, backbone input 3xHxW float32
+    CPU, RawOutput or None)``. The backbone input is taken by a pre-hook on ``model.backbone``; the detections
+    before post-processing by a hook on ``model.roi_heads`` (R-CNN models, fp32 only; a PanopticFPN combines
+    its outputs after that, so it gets none)."""
+    from detectron2.modeling.meta_arch import PanopticFPN
+
     in_h, in_w = int(tensor.shape[1]), int(tensor.shape[2])
     inputs = {"image": tensor}
     if spec.original_size == "pass":
@@ -317,7 +371,8 @@ def _forward(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig
         captured["instances"] = _copy_instances(output[0][0])
 
     handles = [model.backbone.register_forward_pre_hook(grab)]
-    if spec.precision == "fp32" and isinstance(getattr(model, "roi_heads", None), torch.nn.Module):
+    if (spec.precision == "fp32" and isinstance(getattr(model, "roi_heads", None), torch.nn.Module)
+            and not isinstance(model, PanopticFPN)):
         handles.append(model.roi_heads.register_forward_hook(grab_heads))
     with loaded.lock, torch.no_grad(), _model_settings(
         model, mean if spec.model_norm != "cfg" else None, std, spec.score_thresh, spec.nms_thresh
@@ -327,13 +382,13 @@ def _forward(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig
                 dev_type = "cuda" if spec.device == "cuda" else "cpu"
                 try:
                     with torch.autocast(device_type=dev_type, dtype=torch.float16):
-                        out = model([inputs])[0]["instances"]
+                        out = model([inputs])[0]
                 except RuntimeError as exc:
                     raise D2DebugError(
                         f"precision=fp16 is not supported by this model on {dev_type} ({first_line(exc)})"
                     ) from None
             else:
-                out = model([inputs])[0]["instances"]
+                out = model([inputs])[0]
         finally:
             for h in handles:
                 h.remove()

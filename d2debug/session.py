@@ -57,9 +57,18 @@ class ReferenceView:
 def prepare_reference(loaded: LoadedModel, image: Union[str, Path], spec: PipelineSpec) -> ReferenceView:
     """Run the reference ``spec`` on ``image`` and draw its detections."""
     result = run(loaded, image, spec)
-    drawing = render.draw_detections(result.rgb_image(), result.boxes, result.scores, result.classes,
-                                     result.class_names)
-    return ReferenceView(result, drawing)
+    return ReferenceView(result, render.draw_result(result.rgb_image(), result))
+
+
+def outputs_text(result: RunResult) -> str:
+    """What one run predicted, in words: ``5 detections with masks``, ``a map of 3 classes``..."""
+    parts = []
+    if result.sem_seg is not None:
+        parts.append(f"a map of {len(np.unique(result.sem_seg))} classes")
+    if result.sem_seg is None or len(result.boxes):
+        with_ = [w for w, v in (("masks", result.masks), ("keypoints", result.keypoints)) if v is not None]
+        parts.append(f"{len(result.boxes)} detections" + (f" with {' and '.join(with_)}" if with_ else ""))
+    return ", ".join(parts)
 
 
 def _channel_labels(ref: RunResult, var: RunResult) -> list[str]:
@@ -103,6 +112,16 @@ class ComparisonView:
         """The agreement numbers with their deltas from the reference (the reference has F1 1, IoU 1, ...)."""
         a, r = self.agreement, self.reference
         n_ref = len(r.boxes)
+        # value, and its delta from the reference (IoUs are 1 there, distances 0)
+        # Shown for each output the model predicts; None (n/a) when there is no matched pair to measure.
+        per_output = {"mask_iou": ("Mask IoU of pairs", r.masks, a.mask_iou, 1.0),
+                      "keypoint_distance": ("Keypoint distance (px)", r.keypoints, a.keypoint_distance, 0.0),
+                      "sem_seg_miou": ("Semantic mIoU", r.sem_seg, a.sem_seg_miou, 1.0)}
+        extra = {k: {"label": label, "value": None if v is None else round(v, 4),
+                     "delta": None if v is None else round(v - at_ref, 4)}
+                 for k, (label, output, v, at_ref) in per_output.items() if output is not None}
+        if a.n_reference + a.n_variant == 0 and "sem_seg_miou" in extra:
+            return extra  # a semantic segmentor: no detections to count
         return {
             "f1": {"label": "Agreement F1", "value": round(a.f1, 4), "delta": round(a.f1 - 1.0, 4)},
             "detections": {"label": "Detections", "value": a.n_variant, "delta": a.n_variant - n_ref},
@@ -112,6 +131,7 @@ class ComparisonView:
             "class_flips": {"label": "Class flips", "value": a.class_flips, "delta": a.class_flips},
             "mean_iou": {"label": "Mean IoU of pairs", "value": round(a.mean_iou, 4),
                          "delta": round(a.mean_iou - 1.0, 4)},
+            **extra,
         }
 
     def to_dict(self) -> dict:
@@ -181,8 +201,7 @@ def compare_variant(
     if isinstance(reference, RunResult):
         ref_view = None
         ref_result = reference
-        ref_drawing = render.draw_detections(ref_result.rgb_image(), ref_result.boxes, ref_result.scores,
-                                             ref_result.classes, ref_result.class_names)
+        ref_drawing = render.draw_result(ref_result.rgb_image(), ref_result)
     else:
         ref_view, ref_result, ref_drawing = reference, reference.result, reference.drawing
     if variant_result is not None:
@@ -192,7 +211,7 @@ def compare_variant(
         same = variant_spec.decoder == ref_result.spec.decoder and ref_result.decoded is not None
         var = run(loaded, ref_result.decoded if same else image, variant_spec)
     agreement = compare(ref_result, var)
-    var_drawing = render.draw_detections(var.rgb_image(), var.boxes, var.scores, var.classes, var.class_names)
+    var_drawing = render.draw_result(var.rgb_image(), var)
     overlay = render.draw_overlay(ref_result.rgb_image(), ref_result, var, agreement)
     labels = _channel_labels(ref_result, var)
     in_stats = shared_histograms([ref_result.input_tensor, var.input_tensor], labels, bins)
@@ -239,7 +258,7 @@ class SensitivityRow:
         """Sort key, most damaging first; pitfalls that could not run last."""
         if self.agreement is None:
             return (1, 0.0, 0, 0)
-        return (0, self.agreement.f1, -self.lost, -self.agreement.extra)
+        return (0, self.agreement.score, -self.lost, -self.agreement.extra)
 
     def to_dict(self) -> dict:
         return {"id": self.pitfall.name, "title": self.pitfall.label, "stage": pitfall_stage(self.pitfall),
@@ -298,7 +317,7 @@ def pipeline_at_a_glance(loaded: LoadedModel, reference: Union[ReferenceView, Ru
     h, w = r.original_size
     ih, iw = r.input_size
     mean, std = model_norm_values(spec.model_norm, cfg)
-    pred = cfg.MODEL.ROI_HEADS
+    arch = loaded.arch
     fmt = cfg.INPUT.FORMAT
     decode_note = "; ".join(r.notes) if r.notes else "3-channel image, nothing converted"
     rows = [
@@ -315,10 +334,11 @@ def pipeline_at_a_glance(loaded: LoadedModel, reference: Union[ReferenceView, Ru
         GlanceRow("Normalization (inside the model)", "(x - PIXEL_MEAN) / PIXEL_STD",
                   f"PIXEL_MEAN {[round(v, 3) for v in mean]}, PIXEL_STD {[round(v, 3) for v in std]} ({fmt} order)"),
         GlanceRow("Output frame", "height/width passed",
-                  f"boxes rescaled to the original {w}x{h} (WxH)"),
-        GlanceRow("Thresholds", "ROI_HEADS.SCORE_THRESH_TEST / NMS_THRESH_TEST",
-                  f"score {float(pred.SCORE_THRESH_TEST):g}, NMS {float(pred.NMS_THRESH_TEST):g}, "
-                  f"at most {int(cfg.TEST.DETECTIONS_PER_IMAGE)} detections"),
+                  f"{', '.join(arch.outputs)} rescaled to the original {w}x{h} (WxH)"),
+        GlanceRow("Thresholds", f"{arch.score_key} / {arch.nms_key}",
+                  f"score {arch.score_thresh:g}, NMS {arch.nms_thresh:g}, "
+                  f"at most {int(cfg.TEST.DETECTIONS_PER_IMAGE)} detections") if arch.score_key else
+        GlanceRow("Thresholds", "none", f"{arch.name} predicts a per-pixel class map"),
         GlanceRow("Device and precision", f"{r.device}, {spec.precision}", f"{len(r.boxes)} detections"),
     ]
     return rows

@@ -124,7 +124,7 @@ def test_directory_and_missing_paths(corpus, capsys, tmp_path):
     ("MODEL: [\n", "YAML syntax error"),
     ("MODEL:\n  NOT_A_KEY: 1\n", "unknown config key"),
     ("INPUT:\n  MIN_SIZE_TEST: large\n", "invalid config value"),
-    ("MODEL:\n  META_ARCHITECTURE: NoSuchRCNN\n", "unregistered architecture"),
+    ("MODEL:\n  META_ARCHITECTURE: NoSuchRCNN\n", "No object named 'NoSuchRCNN' found in 'META_ARCH' registry!; register it by importing your code with --import"),
 ])
 def test_bad_configs_on_the_cli(tmp_path, capsys, tiny_weights, yaml_text, needle):
     cfg = tmp_path / "deploy.yaml"

@@ -82,7 +82,7 @@ def test_missing_and_unexpected_keys_are_errors(tmp_path, tiny_weights):
     ("MODEL:\n  NOT_A_KEY: 3\n", "unknown config key"),
     ("MODEL:\n  ROI_HEADS:\n    NUM_CLASSES: many\n", "invalid config value"),
     ("MODEL: [\n", "YAML syntax error"),
-    ("MODEL:\n  META_ARCHITECTURE: NoSuchRCNN\n", "unregistered architecture"),
+    ("MODEL:\n  META_ARCHITECTURE: NoSuchRCNN\n", "unregistered component.*NoSuchRCNN.*--import"),
     ("INPUT:\n  FORMAT: YUV\n", "INPUT.FORMAT"),
 ])
 def test_bad_configs(tmp_path, tiny_weights, text, needle):

@@ -16,10 +16,9 @@ from typing import Optional, Sequence
 
 from ..render import OVERLAY_COLOURS, draw_overlay, png_bytes
 from ..stages import decode
-from ..text import pct
 from .dataset import AuditDataset
 from .results import RESULTS_NAME, overlay_parts
-from .summary import SummaryRow, pitfalls_markdown, summary_rows
+from .summary import SummaryRow, pitfalls_markdown, summary_rows, table_cells
 
 __all__ = ["build_report", "damage_chart_svg", "worst_overlays", "write_outputs"]
 
@@ -48,7 +47,8 @@ def _ap_lost(row: SummaryRow) -> Optional[float]:
 
 
 def _f1_lost(row: SummaryRow) -> float:
-    return max(0.0, 1.0 - (row.f1 if row.f1 is not None else 1.0)) * 100.0
+    score = row.score if row.score is not None else row.f1
+    return max(0.0, 1.0 - (score if score is not None else 1.0)) * 100.0
 
 
 def damage_chart_svg(summary: dict) -> str:
@@ -83,22 +83,12 @@ def damage_chart_svg(summary: dict) -> str:
 
 
 def _table(summary: dict) -> str:
-    rows = summary_rows(summary)
-    has_ap = any(r.AP is not None for r in rows)
-    head = ["pitfall", "stage change"] + (["AP", "dAP", "AP50", "dAP50"] if has_ap else [])
-    head += ["agreement F1", "matched", "missed", "extra", "class flips", "detections"]
+    head, rows = table_cells(summary, detections=True)
     out = ["<table><tr>" + "".join(f"<th>{_esc(h)}</th>" for h in head) + "</tr>"]
-    for r in rows:
-        cls = ' class="ref"' if r.is_reference else ""
-        cells = [f"<td>{_esc(r.label)}</td>",
-                 f"<td><code>{_esc(r.change)}</code></td>"]
-        if has_ap:
-            cells += [f'<td class="n">{v}</td>' for v in
-                      (pct(r.AP), pct(r.dAP, True), pct(r.AP50), pct(r.dAP50, True))]
-        f1 = "n/a" if r.f1 is None else f"{r.f1:.3f}"
-        cells += [f'<td class="n">{v}</td>' for v in
-                  (f1, r.matched, r.missed, r.extra, r.class_flips, r.detections)]
-        out.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    for cells in rows:
+        cls = ' class="ref"' if cells[1] == "none" else ""
+        out.append(f"<tr{cls}><td>{_esc(cells[0])}</td><td><code>{_esc(cells[1])}</code></td>"
+                   + "".join(f'<td class="n">{_esc(v)}</td>' for v in cells[2:]) + "</tr>")
     out.append("</table>")
     return "".join(out)
 

@@ -24,7 +24,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..compare import Agreement, compare_boxes
+from ..coco import decode_masks, encode_masks
+from ..compare import Agreement, compare
 from ..errors import D2DebugError
 from ..files import sha256_file, sha256_text
 from ..model import LoadedModel
@@ -70,7 +71,7 @@ def audit_settings(loaded: LoadedModel, dataset: AuditDataset, pitfalls: Sequenc
     return {
         "format": RESULTS_FORMAT,
         "model": {
-            "config_sha256": sha256_text(cfg.dump()),
+            "config_sha256": sha256_text(cfg.dump()) if loaded.lazy is None else sha256_file(loaded.config_path),
             "weights_sha256": sha256_file(loaded.weights_path) if _is_file(loaded.weights_path) else None,
             "class_names": list(loaded.class_names),
         },
@@ -239,25 +240,39 @@ def _line(obj: dict) -> bytes:
 
 def record_detections(result) -> dict:
     """A :class:`~d2debug.run.RunResult`'s detections as a record stores them. The float32 values are
-    converted exactly (no rounding), so a resumed audit reproduces a clean one bit for bit."""
-    return {
+    converted exactly (no rounding), so a resumed audit reproduces a clean one bit for bit. Masks are stored
+    as COCO RLEs (what pycocotools scores), keypoints as ``[[x, y, score], ...]`` per detection."""
+    rec = {
         "boxes": [[float(v) for v in b] for b in np.asarray(result.boxes, np.float32)],
         "scores": [float(s) for s in np.asarray(result.scores, np.float32)],
         "classes": [int(c) for c in result.classes],
         "frame": result.frame,
         "input_size": list(result.input_size),
     }
+    if getattr(result, "masks", None) is not None:
+        rec["masks"] = encode_masks(result.masks)
+    if getattr(result, "keypoints", None) is not None:
+        rec["keypoints"] = [[[float(v) for v in p] for p in k] for k in np.asarray(result.keypoints, np.float32)]
+    return rec
 
 
 def detections_from_record(record: dict, name: str, class_names: Sequence[str]) -> SimpleNamespace:
     """Pipeline ``name``'s detections from a record, shaped like a ``RunResult`` for drawing and matching:
-    ``boxes`` ``Nx4`` float32 XYXY_ABS, ``scores`` ``N`` float32, ``classes`` ``N`` int64, ``class_names``."""
+    ``boxes`` ``Nx4`` float32 XYXY_ABS, ``scores`` ``N`` float32, ``classes`` ``N`` int64, ``class_names``,
+    ``masks`` ``NxHxW`` bool and ``keypoints`` ``NxKx3`` float32 (``None`` when the model predicts none)."""
     d = record["variants"][name]
+    masks = None
+    if "masks" in d:
+        masks = decode_masks(d["masks"], tuple(record["size"]) if d.get("frame") == "original" else
+                             tuple(d["input_size"]))
     return SimpleNamespace(
         boxes=np.asarray(d["boxes"], np.float32).reshape(-1, 4),
         scores=np.asarray(d["scores"], np.float32),
         classes=np.asarray(d["classes"], np.int64),
         class_names=list(class_names),
+        masks=masks,
+        keypoints=np.asarray(d["keypoints"], np.float32).reshape(len(d["boxes"]), -1, 3) if "keypoints" in d else None,
+        sem_seg=None,
     )
 
 
@@ -265,4 +280,4 @@ def overlay_parts(record: dict, name: str, class_names: Sequence[str]) -> tuple[
     """``(reference, variant, agreement)`` rebuilt from a results record, ready for ``render.draw_overlay``."""
     ref = detections_from_record(record, REFERENCE, class_names)
     var = detections_from_record(record, name, class_names)
-    return ref, var, compare_boxes(ref.boxes, ref.scores, ref.classes, var.boxes, var.scores, var.classes)
+    return ref, var, compare(ref, var)

@@ -20,7 +20,7 @@ from ..pitfalls import REFERENCE, REFERENCE_PITFALL, Pitfall
 from ..text import pct
 from .dataset import AuditDataset
 
-__all__ = ["SummaryRow", "summary_rows", "summarize", "pitfalls_markdown", "table_records", "load_summary", "MODEL_KEYS"]
+__all__ = ["SummaryRow", "summary_rows", "ap_kinds", "table_cells", "summarize", "pitfalls_markdown", "table_records", "load_summary", "MODEL_KEYS"]
 
 # What the summary records of the model (keys of LoadedModel.describe()).
 MODEL_KEYS = ("config", "weights", "architecture", "class_names", "input_format", "pixel_mean", "pixel_std",
@@ -32,7 +32,11 @@ _AGREEMENT_TOTALS = ("matched", "missed", "extra", "class_flips")
 class SummaryRow:
     """One pipeline over the dataset. ``f1``: mean agreement F1 over its images (``None`` without images);
     counts are totals; ``AP``/``AP50``/``AP75`` fractions 0..1 from pycocotools (``None`` without
-    annotations), ``dAP``/``dAP50`` the difference from the reference's."""
+    annotations), ``dAP``/``dAP50`` the difference from the reference's. ``mask_AP``/``keypoint_AP`` (and
+    their ``d``) the same for masks (``segm``) and keypoints, when the model predicts them and the
+    annotations carry them. ``mask_iou``, ``keypoint_distance``, ``sem_seg_miou``: means over the images of
+    the per-image agreement numbers (``None`` where they do not apply); ``score``: the mean of the number the
+    tools rank by (F1, or semantic mIoU for a semantic segmentor)."""
 
     name: str
     label: str
@@ -51,6 +55,14 @@ class SummaryRow:
     AP75: Optional[float] = None
     dAP: Optional[float] = None
     dAP50: Optional[float] = None
+    mask_AP: Optional[float] = None
+    dmask_AP: Optional[float] = None
+    keypoint_AP: Optional[float] = None
+    dkeypoint_AP: Optional[float] = None
+    mask_iou: Optional[float] = None
+    keypoint_distance: Optional[float] = None
+    sem_seg_miou: Optional[float] = None
+    score: Optional[float] = None
 
     @property
     def is_reference(self) -> bool:
@@ -58,7 +70,8 @@ class SummaryRow:
 
     def damage_key(self) -> tuple:
         """Most damaging first: by AP lost when AP is known, else by agreement lost."""
-        return (self.dAP if self.dAP is not None else 0.0, self.f1 if self.f1 is not None else 1.0, self.name)
+        score = self.score if self.score is not None else self.f1
+        return (self.dAP if self.dAP is not None else 0.0, score if score is not None else 1.0, self.name)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,6 +86,11 @@ def summary_rows(summary: dict) -> list[SummaryRow]:
     return [SummaryRow.from_dict(r) for r in summary["rows"]]
 
 
+def _mean(values) -> Optional[float]:
+    values = [v for v in values if v is not None]
+    return round(float(np.mean(values)), 4) if values else None
+
+
 def _row(pitfall: Pitfall, ok: Sequence[dict]) -> SummaryRow:
     name = pitfall.name
     agr = [r["agreement"][name] for r in ok if name in r["variants"]]
@@ -80,32 +98,56 @@ def _row(pitfall: Pitfall, ok: Sequence[dict]) -> SummaryRow:
         name=name, label=pitfall.label, change=pitfall.change_text(), explains=pitfall.explains,
         images=len(agr), failed=sum(1 for r in ok if name in r.get("errors", {})),
         detections=sum(a["n_variant"] for a in agr),
-        f1=round(float(np.mean([a["f1"] for a in agr])), 4) if agr else None,
+        f1=_mean(a["f1"] for a in agr),
         **{k: sum(a[k] for a in agr) for k in _AGREEMENT_TOTALS},
+        **{k: _mean(a.get(k) for a in agr) for k in ("mask_iou", "keypoint_distance", "sem_seg_miou")},
+        score=_mean(a.get("score", a["f1"]) for a in agr),
     )
 
 
-def _ap(dataset: AuditDataset, ok: Sequence[dict], name: str) -> Optional[dict]:
-    """pycocotools AP of pipeline ``name`` over the annotated images it ran on (``None`` when there are none)."""
-    dets = {
-        r["image_id"]: (
-            np.asarray(r["variants"][name]["boxes"], np.float64).reshape(-1, 4),
-            np.asarray(r["variants"][name]["scores"], np.float64),
-            np.asarray(r["variants"][name]["classes"], np.int64),
-        )
-        for r in ok if name in r["variants"] and r.get("image_id") is not None
-    }
-    return coco_ap(dataset.coco, dets) if dets else None
+# iou type -> (the record's per-detection field it needs, what the annotations must carry, summary key prefix)
+_AP_KINDS = {"bbox": (None, None, ""), "segm": ("masks", "segmentation", "mask_"),
+             "keypoints": ("keypoints", "keypoints", "keypoint_")}
+
+
+def ap_kinds(dataset: AuditDataset, records: Sequence[dict]) -> list[str]:
+    """The COCO iou types an audit can score: ``bbox`` when annotated; ``segm`` / ``keypoints`` too when the
+    model predicts masks / keypoints and the annotations carry segmentations / keypoints."""
+    if dataset.coco is None:
+        return []
+    anns = dataset.coco.dataset.get("annotations", [])
+    kinds = ["bbox"]
+    first = next((r for r in records if "variants" in r), None)
+    for kind, (field_, ann_key, _) in list(_AP_KINDS.items())[1:]:
+        if first is not None and field_ in first["variants"][REFERENCE] and any(a.get(ann_key) for a in anns):
+            kinds.append(kind)
+    return kinds
+
+
+def _ap(dataset: AuditDataset, ok: Sequence[dict], name: str, kind: str = "bbox") -> Optional[dict]:
+    """pycocotools AP of pipeline ``name`` over the annotated images it ran on (``None`` when there are
+    none); ``kind``: ``bbox``, ``segm`` or ``keypoints``."""
+    field_ = _AP_KINDS[kind][0]
+    dets = {}
+    for r in ok:
+        if name not in r["variants"] or r.get("image_id") is None:
+            continue
+        v = r["variants"][name]
+        det = (np.asarray(v["boxes"], np.float64).reshape(-1, 4), np.asarray(v["scores"], np.float64),
+               np.asarray(v["classes"], np.int64))
+        dets[r["image_id"]] = det + ((v[field_],) if field_ else ())
+    return coco_ap(dataset.coco, dets, kind) if dets else None
 
 
 def _worst(ok: Sequence[dict], pitfall: Pitfall, n: int) -> list[dict]:
     """The ``n`` images where ``pitfall`` agrees least with the reference (lowest F1, most differences)."""
     name = pitfall.name
-    scored = [(a["f1"], -(a["missed"] + a["extra"] + a["class_flips"]), r["index"], r)
-              for r in ok if name in r["agreement"] for a in (r["agreement"][name],) if a["f1"] < 1.0]
+    scored = [(a.get("score", a["f1"]), -(a["missed"] + a["extra"] + a["class_flips"]), r["index"], r)
+              for r in ok if name in r["agreement"] for a in (r["agreement"][name],) if a.get("score", a["f1"]) < 1.0]
     scored.sort(key=lambda t: t[:3])
     return [{"index": r["index"], "key": r["key"],
-             **{k: r["agreement"][name][k] for k in ("f1", "matched", "missed", "extra", "class_flips")}}
+             **{k: r["agreement"][name].get(k) for k in ("f1", "matched", "missed", "extra", "class_flips",
+                                                         "score")}}
             for *_, r in scored[:n]]
 
 
@@ -115,17 +157,28 @@ def summarize(records: Sequence[dict], pitfalls: Sequence[Pitfall], dataset: Aud
     AP/AP50/AP75 (fractions 0..1) when the dataset has annotations; rows sorted by damage. Also the images
     where each pitfall disagrees most with the reference."""
     ok = [r for r in records if "error" not in r]
-    rows, ap_ref = [], None
+    kinds = ap_kinds(dataset, ok)
+    rows, ap_ref = [], {}
     for pitfall in [REFERENCE_PITFALL, *pitfalls]:
-        row = _row(pitfall, ok)
-        ap = _ap(dataset, ok, pitfall.name) if dataset.coco is not None else None
-        if ap is not None:
-            ap_ref = ap if pitfall.name == REFERENCE else ap_ref
-            delta = ({"dAP": ap["AP"] - ap_ref["AP"], "dAP50": ap["AP50"] - ap_ref["AP50"]}
-                     if ap_ref is not None else {})
+        row = _row(pitfall, ok).to_dict()
+        for kind in kinds:
+            ap = _ap(dataset, ok, pitfall.name, kind)
+            if ap is None:
+                continue
+            prefix = _AP_KINDS[kind][2]
+            if pitfall.name == REFERENCE:
+                ap_ref[kind] = ap
+            ref = ap_ref.get(kind)
             # unrounded: pycocotools' own values
-            row = SummaryRow(**{**row.to_dict(), **{k: ap[k] for k in ("AP", "AP50", "AP75")}, **delta})
-        rows.append(row)
+            if kind == "bbox":
+                row.update({k: ap[k] for k in ("AP", "AP50", "AP75")})
+                if ref is not None:
+                    row.update(dAP=ap["AP"] - ref["AP"], dAP50=ap["AP50"] - ref["AP50"])
+            else:
+                row[f"{prefix}AP"] = ap["AP"]
+                if ref is not None:
+                    row[f"d{prefix}AP"] = ap["AP"] - ref["AP"]
+        rows.append(SummaryRow.from_dict(row))
     out = {
         "dataset": {
             "source": dataset.source,
@@ -144,45 +197,88 @@ def summarize(records: Sequence[dict], pitfalls: Sequence[Pitfall], dataset: Aud
     return out
 
 
-def pitfalls_markdown(summary: dict) -> str:
-    """The summary as a markdown table, the reference first and the pitfalls by damage (AP in percent)."""
+def table_cells(summary: dict, detections: bool = False) -> tuple[list[str], list[list[str]]]:
+    """The pitfall table as text: ``(header, rows)``, the reference first and the pitfalls by damage; AP
+    columns (box, then mask and keypoint when scored) in percent, the agreement numbers; ``detections`` adds
+    each pipeline's total. The Markdown table and the HTML report both print these cells."""
     rows = summary_rows(summary)
-    has_ap = any(r.AP is not None for r in rows)
+    cols = _columns(rows)
     head = ["pitfall", "stage change"]
-    head += ["AP", "dAP", "AP50", "dAP50"] if has_ap else []
+    head += ["AP", "dAP", "AP50", "dAP50"] if cols["box"] else []
+    head += ["mask AP", "dmask AP"] if cols["mask"] else []
+    head += ["keypoint AP", "dkeypoint AP"] if cols["keypoint"] else []
     head += ["agreement F1", "matched", "missed", "extra", "class flips"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    head += ["mask IoU"] if cols["mask_iou"] else []
+    head += ["semantic mIoU"] if cols["sem_seg"] else []
+    head += ["detections"] if detections else []
+    out = []
     for r in rows:
-        cells = [r.label, f"`{r.change}`" if not r.is_reference else "none"]
-        if has_ap:
+        cells = [r.label, r.change if not r.is_reference else "none"]
+        if cols["box"]:
             cells += [pct(r.AP), pct(r.dAP, True), pct(r.AP50), pct(r.dAP50, True)]
+        if cols["mask"]:
+            cells += [pct(r.mask_AP), pct(r.dmask_AP, True)]
+        if cols["keypoint"]:
+            cells += [pct(r.keypoint_AP), pct(r.dkeypoint_AP, True)]
         cells += ["n/a" if r.f1 is None else f"{r.f1:.3f}", str(r.matched), str(r.missed), str(r.extra),
                   str(r.class_flips)]
-        lines.append("| " + " | ".join(cells) + " |")
+        cells += ["n/a" if r.mask_iou is None else f"{r.mask_iou:.3f}"] if cols["mask_iou"] else []
+        cells += ["n/a" if r.sem_seg_miou is None else f"{r.sem_seg_miou:.3f}"] if cols["sem_seg"] else []
+        cells += [str(r.detections)] if detections else []
+        out.append(cells)
+    return head, out
+
+
+def pitfalls_markdown(summary: dict) -> str:
+    """The summary as a markdown table, the reference first and the pitfalls by damage (AP in percent)."""
+    head, rows = table_cells(summary)
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * 2 + ["---:"] * (len(head) - 2)) + "|"]
+    for cells in rows:
+        change = cells[1] if cells[1] == "none" else f"`{cells[1]}`"
+        lines.append("| " + " | ".join([cells[0], change, *cells[2:]]) + " |")
+    cols = _columns(summary_rows(summary))
     ds = summary["dataset"]
     foot = f"\n{ds['finished']} images from `{ds['source']}`"
     if ds.get("annotations"):
         foot += f"; AP (COCO 0.50:0.95, pycocotools) against `{Path(ds['annotations']).name}`"
-    foot += "; agreement F1 is against the reference's detections (IoU >= 0.5, same class).\n"
+    foot += "; agreement F1 is against the reference's detections (IoU >= 0.5, same class)"
+    foot += "; mask IoU: mean over the matched pairs.\n" if cols["mask_iou"] else ".\n"
     if ds.get("failed"):
         foot += f"{len(ds['failed'])} image(s) could not be read and are left out.\n"
     return "\n".join(lines) + "\n" + foot
 
 
+def _columns(rows: Sequence[SummaryRow]) -> dict[str, bool]:
+    """Which optional columns the table has: box / mask / keypoint AP, mask IoU, semantic mIoU."""
+    return {"box": any(r.AP is not None for r in rows), "mask": any(r.mask_AP is not None for r in rows),
+            "keypoint": any(r.keypoint_AP is not None for r in rows),
+            "mask_iou": any(r.mask_iou is not None for r in rows),
+            "sem_seg": any(r.sem_seg_miou is not None for r in rows)}
+
+
+def _pct(v: Optional[float]) -> Optional[float]:
+    return None if v is None else v * 100
+
+
 def table_records(summary: dict) -> list[dict]:
-    """The pitfall table as rows for a data frame: AP columns in percent when the audit had annotations."""
+    """The pitfall table as rows for a data frame: AP columns (box, mask, keypoint) in percent when the audit
+    had annotations for them."""
     rows = summary_rows(summary)
-    has_ap = any(r.AP is not None for r in rows)
+    cols = _columns(rows)
     return [{
         "pitfall": r.label,
         "stage change": r.change,
-        **({"AP": r.AP * 100, "dAP": r.dAP * 100, "AP50": r.AP50 * 100, "dAP50": r.dAP50 * 100}
-           if has_ap and r.AP is not None else {}),
+        **({"AP": _pct(r.AP), "dAP": _pct(r.dAP), "AP50": _pct(r.AP50), "dAP50": _pct(r.dAP50)}
+           if cols["box"] else {}),
+        **({"mask AP": _pct(r.mask_AP), "dmask AP": _pct(r.dmask_AP)} if cols["mask"] else {}),
+        **({"keypoint AP": _pct(r.keypoint_AP), "dkeypoint AP": _pct(r.dkeypoint_AP)} if cols["keypoint"] else {}),
         "agreement F1": r.f1,
         "matched": r.matched,
         "missed": r.missed,
         "extra": r.extra,
         "class flips": r.class_flips,
+        **({"mask IoU": r.mask_iou} if cols["mask_iou"] else {}),
+        **({"semantic mIoU": r.sem_seg_miou} if cols["sem_seg"] else {}),
     } for r in rows]
 
 

@@ -12,7 +12,9 @@ from .common import add_model_args, load_from_args
 __all__ = ["register", "cmd_bench"]
 
 ROWS = ("predictor", "reference", "toggle", "audit", "memory")
-MODELS = ("demo", "r50")
+# demo, the R50-FPN Faster R-CNN, and every other architecture detectron2 ships, each at its stock size
+MODELS = ("demo", "r50", "mask_rcnn_fpn", "mask_rcnn_c4", "cascade_mask_rcnn", "keypoint_rcnn", "retinanet",
+          "panoptic_fpn", "semantic_fpn")
 
 
 def register(sub) -> None:
@@ -37,7 +39,8 @@ def register(sub) -> None:
     p.add_argument("--variants", nargs="+", metavar="NAME",
                    help="audit pitfalls (default: the standard set; see `audit --help`)")
     p.add_argument("--models", default="demo,r50",
-                   help="without --config: which of demo,r50 to run (default: both)")
+                   help=f"without --config: which of {','.join(MODELS)} to run (default: demo,r50); all but demo "
+                        "are stock model-zoo sizes with seeded random weights")
     p.add_argument("--rows", default=",".join(ROWS), help=f"rows to run (default: {','.join(ROWS)})")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall time (default; what a user waits for) or this process's CPU time (with --threads 1, "
@@ -88,9 +91,11 @@ def cmd_bench(a: argparse.Namespace) -> int:
         models = []
         if "demo" in chosen:
             models.append(("demo", lambda device: load_from_args(_with_device(a, device)), 0))
-        if "r50" in chosen:
-            # 80 COCO classes with random weights: no annotations to score it against, agreement only.
-            models.append(("R50-FPN 800/1333", None, 1, None))
+        # Seeded random weights: no annotations to score them against, agreement only.
+        for name in chosen:
+            if name != "demo":
+                arch = "faster_rcnn_fpn" if name == "r50" else name
+                models.append(("R50-FPN 800/1333" if name == "r50" else f"{name} (stock size)", arch, 1, None))
 
     def log(msg: str) -> None:
         print(f"[bench] {msg}", file=sys.stderr, flush=True)
@@ -98,9 +103,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="d2debug-bench-r50-") as tmp:
         loaders = []
         for name, load, kind, *own in models:
-            if load is None:
-                def load(device, _tmp=Path(tmp)):
-                    model = user_sized_model(_tmp)
+            if isinstance(load, str):
+                def load(device, _tmp=Path(tmp), _arch=load):
+                    model = user_sized_model(_tmp, architecture=_arch)
                     return model if device == "cpu" else _to(model, device)
             loaders.append((name, load, kind, *own))
         res = run_bench(loaders, images, a.repeats, rows, a.audit_repeats, annotations, pitfalls, log, a.clock,

@@ -15,12 +15,18 @@ DEFAULT_IMAGE = SAMPLE_IMAGES / "val_000.jpg"
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model (default: the shipped demo model)")
-    g.add_argument("--config", type=Path, help="the training run's dumped config.yaml")
+    g.add_argument("--config", type=Path,
+                   help="the training run's dumped config.yaml, or a LazyConfig .py (needs --trust-config)")
     g.add_argument("--weights", type=Path, help="checkpoint (.pth/.pt/.safetensors; .pkl needs --trust-checkpoint)")
     g.add_argument("--classes", help="class names: a COCO annotation json, a JSON list of names, or comma-separated names")
     g.add_argument("--device", choices=["cpu", "cuda"], help="reference device (default: cuda when available)")
     g.add_argument("--trust-checkpoint", action="store_true",
                    help="allow pickle checkpoints (.pkl, or .pth needing full unpickling): they can run code")
+    g.add_argument("--trust-config", action="store_true",
+                   help="allow a LazyConfig .py: it is Python code and runs when loaded")
+    g.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="run your code that registers your own parts (a module importable from here, or a .py "
+                        "file) before the model is built; repeatable. This runs that code")
     g.add_argument("--allow-key-mismatch", action="store_true",
                    help="load even if checkpoint keys do not match the model (random layers remain)")
 
@@ -32,6 +38,8 @@ def load_from_args(a: argparse.Namespace):
     if a.config is None:
         if a.weights is not None:
             raise D2DebugError("--weights needs --config (the training run's config.yaml)")
+        if a.imports:
+            raise D2DebugError("--import needs --config: the demo model has no parts of yours to register")
         return load_demo_model(device=a.device)
     return load_model(
         a.config,
@@ -40,6 +48,8 @@ def load_from_args(a: argparse.Namespace):
         class_names=parse_class_names(a.classes),
         allow_key_mismatch=a.allow_key_mismatch,
         trust_checkpoint=a.trust_checkpoint,
+        trust_config=a.trust_config,
+        imports=a.imports,
     )
 
 

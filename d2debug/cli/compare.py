@@ -25,6 +25,7 @@ def cmd_env(a: argparse.Namespace) -> int:
 def cmd_compare(a: argparse.Namespace) -> int:
     from ..compare import compare
     from ..run import reference_spec, run
+    from ..session import outputs_text
     from ..stats import tensor_stats
 
     image = a.image or DEFAULT_IMAGE
@@ -59,12 +60,15 @@ def cmd_compare(a: argparse.Namespace) -> int:
     print(f"variant    {changed}")
     for name, r in (("reference", ref), ("variant", var)):
         dets = ", ".join(f"{d['class_name']} {d['score']:.2f}" for d in r.detections()) or "none"
-        print(f"{name:10s} input {tuple(r.input_tensor.shape)} frame={r.frame}: {len(r.boxes)} detections ({dets})")
+        print(f"{name:10s} input {tuple(r.input_tensor.shape)} frame={r.frame}: {outputs_text(r)} ({dets})")
     d = agr.to_dict()
-    print(
-        f"agreement  F1 {d['f1']:.3f}  matched {d['matched']}  missed {d['missed']}  extra {d['extra']}  "
-        f"class flips {d['class_flips']}  mean IoU {d['mean_iou']:.3f}"
-    )
+    more = "".join(f"  {label} {d[k]:.3f}" for k, label in (("mask_iou", "mask IoU"), ("keypoint_distance",
+                   "keypoint distance"), ("sem_seg_miou", "semantic mIoU")) if d[k] is not None)
+    if d["n_reference"] + d["n_variant"] == 0 and d["sem_seg_miou"] is not None:
+        print(f"agreement  semantic mIoU {d['sem_seg_miou']:.3f}")  # a semantic segmentor: no detections
+    else:
+        print(f"agreement  F1 {d['f1']:.3f}  matched {d['matched']}  missed {d['missed']}  extra {d['extra']}  "
+              f"class flips {d['class_flips']}  mean IoU {d['mean_iou']:.3f}{more}")
     for label, (sr, sv) in (("model input", s_in), ("backbone", s_bb)):
         ref_means = " ".join(f"{c.mean:8.2f}" for c in sr.channels)
         var_means = " ".join(f"{c.mean:8.2f}" for c in sv.channels)

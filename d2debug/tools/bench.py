@@ -44,6 +44,7 @@ from ..model import DEMO_DIR, LoadedModel, load_model
 from ..pitfalls import REFERENCE, STANDARD_PITFALLS
 from ..run import reference_spec, run
 from ..session import compare_variant, prepare_reference
+from .seeded import seeded_model
 from .serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
 __all__ = [
@@ -66,7 +67,6 @@ __all__ = [
 ROOT = DEMO_DIR.parent
 SAMPLE_IMAGES = DEMO_DIR / "images"
 SAMPLE_ANNOTATIONS = DEMO_DIR / "annotations.json"
-USER_SIZED_CONFIG = "COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml"
 
 # One toggle per stage page, each the page's first non-reference choice that keeps the reference input size,
 # so a toggle's forward pass costs what the reference's does: (page, spec changes).
@@ -167,23 +167,12 @@ def SharedModelPredictor(loaded: LoadedModel):
     return _predictor_class()(loaded)
 
 
-def user_sized_model(workdir: Path, seed: int = 0) -> LoadedModel:
-    """detectron2's stock R50-FPN Faster R-CNN config (packaged with detectron2, default 800/1333 test sizes)
-    with weights from ``torch.manual_seed(seed)`` saved to ``workdir``: a user-sized model without a download
-    (weights do not change the time)."""
-    from detectron2 import model_zoo
-    from detectron2.config import get_cfg
-    from detectron2.modeling import build_model
-
-    config = Path(model_zoo.get_config_file(USER_SIZED_CONFIG))
-    cfg = get_cfg()
-    cfg.merge_from_file(str(config))
-    cfg.MODEL.DEVICE = "cpu"
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    weights = Path(workdir) / "r50_fpn_seeded.pth"
-    torch.save({"model": model.state_dict()}, weights)
-    del model
+def user_sized_model(workdir: Path, seed: int = 0, architecture: str = "faster_rcnn_fpn") -> LoadedModel:
+    """A stock model-zoo model at its own widths and test sizes (800/1333), weights from
+    ``torch.manual_seed(seed)`` saved to ``workdir`` (:func:`~d2debug.tools.seeded.seeded_model`): a
+    user-sized model without a download (weights do not change the time). ``architecture``: one of
+    :data:`~d2debug.tools.seeded.ARCHITECTURES` (default: the R50-FPN Faster R-CNN)."""
+    config, weights = seeded_model(architecture, workdir, seed, user_sized=True)
     return load_model(config, weights, device="cpu")
 
 

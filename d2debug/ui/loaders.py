@@ -17,7 +17,9 @@ from typing import Optional, Sequence, Union
 
 import streamlit as st
 
-from ..model import DEMO_CONFIG, DEMO_WEIGHTS, LoadedModel, load_demo_model, load_model
+from ..audit import load_summary
+from ..errors import D2DebugError
+from ..model import DEMO_AUDIT, DEMO_CONFIG, DEMO_WEIGHTS, LoadedModel, load_demo_model, load_model
 from ..pitfalls import Pitfall
 from ..run import RunResult
 from ..session import (
@@ -33,6 +35,7 @@ from ..stages import PipelineSpec
 __all__ = [
     "file_key",
     "demo_model",
+    "demo_audit",
     "user_model",
     "reference",
     "comparison",
@@ -64,21 +67,38 @@ def demo_model(device: Optional[str] = None) -> tuple[LoadedModel, str]:
     return _demo_model(key, device), key
 
 
+@st.cache_data(show_spinner=False, max_entries=2)
+def _demo_audit(key: str) -> Optional[dict]:
+    try:
+        return load_summary(DEMO_AUDIT)
+    except D2DebugError:
+        return None  # the lessons go without the demo's measured numbers
+
+
+def demo_audit() -> Optional[dict]:
+    """The shipped audit of the demo model (``sample_data/demo_audit_summary.json``), or ``None``."""
+    return _demo_audit(file_key(DEMO_AUDIT))
+
+
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _user_model(key: str, config: str, weights: Optional[str], classes, trust: bool, allow_mismatch: bool,
-                device: Optional[str]) -> LoadedModel:
+                device: Optional[str], trust_config: bool, imports: tuple[str, ...]) -> LoadedModel:
     return load_model(config, weights or None, device=device, class_names=classes,
-                      trust_checkpoint=trust, allow_key_mismatch=allow_mismatch)
+                      trust_checkpoint=trust, allow_key_mismatch=allow_mismatch, trust_config=trust_config,
+                      imports=imports)
 
 
 def user_model(config: str, weights: Optional[str], classes: Union[None, str, Sequence[str]], trust: bool,
-               allow_mismatch: bool, device: Optional[str] = None) -> tuple[LoadedModel, str]:
-    """A user's config + weights (paths on this machine). Raises ``D2DebugError`` naming the bad file."""
+               allow_mismatch: bool, device: Optional[str] = None, trust_config: bool = False,
+               imports: Sequence[str] = ()) -> tuple[LoadedModel, str]:
+    """A user's config + weights (paths on this machine); ``imports``: their registering code (run first),
+    ``trust_config``: allow a LazyConfig ``.py``. Raises ``D2DebugError`` naming the bad file."""
     cls = tuple(classes) if isinstance(classes, (list, tuple)) else classes
+    code = ",".join(file_key(i) if i.endswith(".py") else i for i in imports)
     key = (f"user:{file_key(config)}:{file_key(weights)}:{cls if not isinstance(cls, str) else file_key(cls)}"
-           f":{trust}:{allow_mismatch}:{device}")
+           f":{trust}:{allow_mismatch}:{device}:{trust_config}:{code}")
     return _user_model(key, str(config), weights, list(cls) if isinstance(cls, tuple) else cls, trust,
-                       allow_mismatch, device), key
+                       allow_mismatch, device, trust_config, tuple(imports)), key
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

@@ -87,39 +87,27 @@ def _model_section() -> tuple[LoadedModel, str, str]:
             if source == MODEL_SOURCES[1]:
                 state.default("sb_config_path", "")
                 state.default("sb_weights_path", "")
-                config = st.text_input("config.yaml (the training run's dump)", key="sb_config_path",
-                                       persist_state=state.PERSIST, placeholder="/path/to/output/config.yaml").strip()
+                config = st.text_input("config (the training run's config.yaml, or a LazyConfig .py)",
+                                       key="sb_config_path", persist_state=state.PERSIST,
+                                       placeholder="/path/to/output/config.yaml").strip()
                 weights = st.text_input("weights (.pth / .pt / .safetensors / .pkl)", key="sb_weights_path",
                                         persist_state=state.PERSIST,
                                         placeholder="/path/to/output/model_final.pth").strip()
                 label = Path(weights or config).name
             else:
-                cfg_path, cfg_name = _uploaded("config.yaml", ["yaml", "yml"], "up_config")
+                cfg_path, cfg_name = _uploaded("config (.yaml, or a LazyConfig .py)", ["yaml", "yml", "py"],
+                                               "up_config")
                 w_path, w_name = _uploaded("weights", ["pth", "pt", "safetensors", "pkl"], "up_weights")
                 label = f"uploaded {w_name or cfg_name}"
                 config = str(cfg_path) if cfg_path else ""
                 weights = str(w_path) if w_path else ""
-            state.default("sb_classes", "")
-            classes_text = st.text_input("class names (.json path: COCO or a list; or comma-separated; optional)",
-                                         key="sb_classes", persist_state=state.PERSIST)
-            state.default("sb_trust_checkpoint", False)
-            state.default("sb_allow_mismatch", False)
-            trust = st.checkbox("Trust this checkpoint (allow pickle .pkl files)", key="sb_trust_checkpoint",
-                                persist_state=state.PERSIST,
-                                help="Pickle checkpoints can run arbitrary code when loaded.")
-            if trust:
-                st.warning("Pickle checkpoints can run code on this machine when loaded. Only tick this for "
-                           "files you trust.")
-            allow = st.checkbox("Load even if checkpoint keys do not match", key="sb_allow_mismatch",
-                                persist_state=state.PERSIST,
-                                help="Layers without weights stay random; the mismatch is shown as an error.")
+            opts = _model_options()
             if not config:
-                st.info("Give the training run's config.yaml and weights to load your model; showing the demo "
-                        "model meanwhile.")
+                st.info("Give the training run's config (its config.yaml, or a LazyConfig .py) and weights to load "
+                        "your model; showing the demo model meanwhile.")
             else:
-                classes = parse_class_names(classes_text)
                 with st.spinner("Loading the model..."):
-                    loaded, key = loaders.user_model(config, weights or None, classes, trust, allow)
+                    loaded, key = loaders.user_model(config, weights or None, **opts)
                 return loaded, key, label
         except D2DebugError as exc:
             problem = str(exc)
@@ -136,6 +124,38 @@ def _model_section() -> tuple[LoadedModel, str, str]:
     return loaded, key, "demo model"
 
 
+def _model_options() -> dict:
+    """Class names, and each thing that runs code or trusts a file, behind its own explicit tick."""
+    state.default("sb_classes", "")
+    classes_text = st.text_input("class names (.json path: COCO or a list; or comma-separated; optional)",
+                                 key="sb_classes", persist_state=state.PERSIST)
+    for key in ("sb_trust_checkpoint", "sb_allow_mismatch", "sb_trust_config", "sb_run_imports"):
+        state.default(key, False)
+    state.default("sb_imports", "")
+    trust = st.checkbox("Trust this checkpoint (allow pickle .pkl files)", key="sb_trust_checkpoint",
+                        persist_state=state.PERSIST, help="Pickle checkpoints can run arbitrary code when loaded.")
+    if trust:
+        st.warning("Pickle checkpoints can run code on this machine when loaded. Only tick this for files you trust.")
+    trust_config = st.checkbox("Trust this config (a LazyConfig .py is Python code and runs when loaded)",
+                               key="sb_trust_config", persist_state=state.PERSIST)
+    imports_text = st.text_input("Your code: modules or .py files that register your parts (comma-separated)",
+                                 key="sb_imports", persist_state=state.PERSIST,
+                                 placeholder="my_project.modeling, /path/to/my_heads.py",
+                                 help="What your training script imports before build_model: a custom ROI head, "
+                                      "backbone or meta-architecture registered with detectron2's registries.")
+    run_imports = st.checkbox("Run this code (it is imported into the dashboard's process)", key="sb_run_imports",
+                              persist_state=state.PERSIST)
+    imports = tuple(i.strip() for i in imports_text.split(",") if i.strip())
+    if imports and not run_imports:
+        raise D2DebugError(f"'Your code' names {', '.join(imports)}: importing runs that code; refused until "
+                           "'Run this code' is ticked")
+    allow = st.checkbox("Load even if checkpoint keys do not match", key="sb_allow_mismatch",
+                        persist_state=state.PERSIST,
+                        help="Layers without weights stay random; the mismatch is shown as an error.")
+    return {"classes": parse_class_names(classes_text), "trust": trust, "allow_mismatch": allow,
+            "trust_config": trust_config, "imports": imports}
+
+
 def _describe(loaded: LoadedModel, label: str) -> None:
     d = loaded.describe()
     st.caption(f"**{label}**: {d['architecture']}, {d['num_classes']} classes, FORMAT {d['input_format']}")
@@ -145,6 +165,7 @@ def _describe(loaded: LoadedModel, label: str) -> None:
             f"- classes ({d['class_names_source']}): {', '.join(d['class_names'])}\n"
             f"- INPUT.FORMAT: **{d['input_format']}**\n- PIXEL_MEAN: {d['pixel_mean']}\n"
             f"- PIXEL_STD: {d['pixel_std']}\n- MIN/MAX_SIZE_TEST: {d['min_size_test']} / {d['max_size_test']}\n"
+            f"- predicts: {', '.join(d['outputs'])}\n"
             f"- score / NMS threshold: {d['score_thresh_test']} / {d['nms_thresh_test']}\n- device: {d['device']}"
         )
     mismatches = key_mismatches(loaded.load_report or {}, 5)

@@ -11,7 +11,7 @@ from ..errors import D2DebugError
 from ..lessons import lesson
 from ..pitfalls import PITFALLS, STAGES, pitfall_stage
 from ..render import MAX_DISPLAY_SIDE
-from ..session import ComparisonView
+from ..session import ComparisonView, outputs_text
 from . import charts, loaders
 from .nav import STAGE_PAGES
 from .sidebar import Selection, sidebar
@@ -25,15 +25,17 @@ METRICS_KEY = "d2debug_metrics"
 PITFALL_PARAM = "pitfall"
 
 # st.metric delta colours: for these counts an increase is bad.
-_INVERSE = {"missed", "extra", "class_flips"}
+_INVERSE = {"missed", "extra", "class_flips", "keypoint_distance"}
+_PER_ROW = 6  # metrics per row: boxes give seven numbers, masks, keypoints and maps one more each
 
 
 def _metrics(view: ComparisonView, stage: str, image_label: str) -> None:
     m = view.metrics()
-    cols = st.columns(len(m))
-    for col, (name, d) in zip(cols, m.items()):
+    items = list(m.items())
+    cols = [c for k in range(0, len(items), _PER_ROW) for c in st.columns(min(_PER_ROW, len(items)))][:len(items)]
+    for col, (name, d) in zip(cols, items):
         colour = "inverse" if name in _INVERSE else ("off" if name == "detections" else "normal")
-        value = f"{d['value']:.3f}" if isinstance(d["value"], float) else str(d["value"])
+        value = "n/a" if d["value"] is None else f"{d['value']:.3f}" if isinstance(d["value"], float) else str(d["value"])
         # No arrow when nothing changed; the reference shows clean numbers.
         delta = None if not d["delta"] else (
             f"{d['delta']:+.3f}" if isinstance(d["delta"], float) else f"{d['delta']:+d}")
@@ -68,9 +70,9 @@ def show_comparison(view: ComparisonView, stage: str, image_label: str) -> None:
                    "with it); the models ran on the full image.")
     a = view.agreement
     c_ref, c_var, c_ovl = st.columns(3)
-    c_ref.markdown(f"**Reference**: {len(view.reference.boxes)} detections")
+    c_ref.markdown(f"**Reference**: {outputs_text(view.reference)}")
     c_ref.image(view.jpeg("reference"), width="stretch")
-    c_var.markdown(f"**Variant**: {len(view.variant.boxes)} detections")
+    c_var.markdown(f"**Variant**: {outputs_text(view.variant)}")
     c_var.image(view.jpeg("variant"), width="stretch")
     c_ovl.markdown("**Both in one picture**")
     c_ovl.image(view.jpeg("overlay"), width="stretch")
@@ -95,7 +97,8 @@ def show_comparison(view: ComparisonView, stage: str, image_label: str) -> None:
 
 
 def _teaching(stage: str, sel: Selection, view: Optional[ComparisonView]) -> None:
-    les = lesson(stage, sel.loaded.cfg, view, sel.loaded.class_names)
+    les = lesson(stage, sel.loaded.cfg, view, sel.loaded.class_names, sel.loaded.arch,
+                 loaders.demo_audit() if sel.model_key.startswith("demo:") else None)
     with st.container(border=True):
         st.subheader("Learn: " + les.title)
         st.markdown("**What Detectron2 does.** " + les.what)
@@ -129,6 +132,8 @@ def _panel(stage: str, sel: Selection) -> None:
             st.info(f"Opened with the pitfall **{label}** set.")
         if stage == "device":
             changes = WIDGETS[stage](sel.loaded.cfg, sel.reference_spec.device)
+        elif stage == "output":
+            changes = WIDGETS[stage](sel.loaded.cfg, sel.loaded.arch)
         else:
             changes = WIDGETS[stage](sel.loaded.cfg)
     view = None

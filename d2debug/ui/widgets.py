@@ -125,25 +125,28 @@ def decoding_ui(cfg) -> dict:
     return {} if v == "detectron2" else {"decoder": v}
 
 
-def output_ui(cfg) -> dict:
-    pred = cfg.MODEL.ROI_HEADS
+def output_ui(cfg, arch) -> dict:
+    """Height/width passed or not, and the test thresholds where ``arch`` (:class:`~d2debug.arch.Arch`) has them."""
     changes: dict = {}
     v = _radio("Original height/width", "stage_out_size",
-               {"pass": "passed (reference)", "omit": "omitted (boxes in the resized frame)"})
+               {"pass": "passed (reference)", "omit": "omitted (outputs in the resized frame)"})
     if v != "pass":
         changes["original_size"] = v
+    if arch.score_key is None:
+        st.caption(f"{arch.name} has no test thresholds: it predicts a per-pixel class map.")
+        return changes
     c1, c2 = st.columns(2)
-    cfg_score, cfg_nms = round(float(pred.SCORE_THRESH_TEST), 2), round(float(pred.NMS_THRESH_TEST), 2)
+    cfg_score, cfg_nms = round(arch.score_thresh, 2), round(arch.nms_thresh, 2)
     state.default("stage_out_score", cfg_score)
     state.default("stage_out_nms", cfg_nms)
     score = c1.slider(f"Score threshold (cfg {cfg_score:g})", 0.0, 1.0, step=0.05, key="stage_out_score",
-                      persist_state=state.PERSIST, )
+                      persist_state=state.PERSIST, help=arch.score_key)
     nms = c2.slider(f"NMS IoU threshold (cfg {cfg_nms:g})", 0.0, 1.0, step=0.05, key="stage_out_nms",
-                    persist_state=state.PERSIST, )
+                    persist_state=state.PERSIST, help=arch.nms_key)
     # The cfg's own value is the reference; only a different value is a change.
-    if round(score, 4) != round(float(pred.SCORE_THRESH_TEST), 4):
+    if round(score, 4) != round(arch.score_thresh, 4):
         changes["score_thresh"] = round(float(score), 4)
-    if round(nms, 4) != round(float(pred.NMS_THRESH_TEST), 4):
+    if round(nms, 4) != round(arch.nms_thresh, 4):
         changes["nms_thresh"] = round(float(nms), 4)
     return changes
 
