@@ -188,7 +188,7 @@ def test_a_proposal_network_is_one_line(tmp_path):
     assert code == 2
 
 
-@pytest.mark.parametrize("name", ["mask_rcnn_fpn", "keypoint_rcnn", "retinanet", "panoptic_fpn", "semantic_fpn"])
+@pytest.mark.parametrize("name", ARCHS)
 def test_the_doctor_names_a_value_range_mistake_on_each_architecture(loaded, name):
     from d2debug.doctor import diagnose, parse_user_input
     from d2debug.run import preprocess
@@ -200,7 +200,7 @@ def test_the_doctor_names_a_value_range_mistake_on_each_architecture(loaded, nam
     assert diagnose(m, IMAGES[0], parse_user_input({"image": tensor, "height": h, "width": w}, "input")).is_match
 
 
-@pytest.mark.parametrize("name", ["mask_rcnn_fpn", "keypoint_rcnn", "panoptic_fpn", "semantic_fpn"])
+@pytest.mark.parametrize("name", ARCHS)
 def test_a_small_audit_scores_what_the_model_predicts(loaded, tmp_path, name):
     from d2debug.audit import load_dataset, run_audit
     from d2debug.pitfalls import PITFALLS
@@ -247,6 +247,9 @@ def test_a_small_audit_scores_what_the_model_predicts(loaded, tmp_path, name):
     ("panoptic_fpn", "app_pages/normalization.py", ("stage_norm", "0_1"), "sem_seg_miou"),
     ("semantic_fpn", "app_pages/resize.py", ("stage_resize_interp", "nearest"), "sem_seg_miou"),
     ("retinanet", "app_pages/output.py", ("stage_out_size", "omit"), "f1"),
+    ("cascade_mask_rcnn", "app_pages/channel_order.py", ("stage_channel_order", "swapped"), "mask_iou"),
+    ("mask_rcnn_c4", "app_pages/normalization.py", ("stage_norm", "0_1"), "mask_iou"),
+    ("faster_rcnn_fpn", "app_pages/resize.py", ("stage_resize_interp", "nearest"), "f1"),
 ])
 def test_a_stage_page_shows_each_architectures_pictures_and_numbers(seeded, name, page, toggle, metric):
     from streamlit.testing.v1 import AppTest

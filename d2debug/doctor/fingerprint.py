@@ -77,6 +77,16 @@ def make_fingerprint(model_or_cfg, images=None, max_images: int = 200) -> dict:
         "num_classes": int(cfg.MODEL.ROI_HEADS.NUM_CLASSES),
         "meta_architecture": str(cfg.MODEL.META_ARCHITECTURE),
     }
+    arch = getattr(model_or_cfg, "arch", None)
+    if arch is not None:  # a built model: its own thresholds and classes, wherever its architecture keeps them
+        stages.update(meta_architecture=arch.name, outputs=list(arch.outputs),
+                      num_classes=arch.num_classes if arch.instances else arch.num_stuff)
+        if arch.score_key is not None:
+            stages.update(score_thresh_test=arch.score_thresh, nms_thresh_test=arch.nms_thresh,
+                          threshold_keys=[arch.score_key, arch.nms_key])
+        else:
+            for key in ("score_thresh_test", "nms_thresh_test"):
+                stages.pop(key)
     source: dict = {"d2debug": __version__}
     for key in ("config_path", "weights_path"):
         p = getattr(model_or_cfg, key, None)
