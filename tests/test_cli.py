@@ -31,8 +31,11 @@ def test_compare_channel_swap_json_on_demo_model():
         s = out[side]
         assert s["device"] == "cpu" and len(s["input_shape"]) == 3
         for d in s["detections"]:
-            assert set(d) == {"box", "score", "class_id", "class_name"} and len(d["box"]) == 4
-    assert set(out["agreement"]) >= {"matched", "missed", "extra", "class_flips", "mean_iou", "f1"}
+            # the demo model is a Mask R-CNN: each detection carries its mask as a COCO RLE
+            assert set(d) == {"box", "score", "class_id", "class_name", "mask"} and len(d["box"]) == 4
+            assert d["mask"]["size"] == s["original_size"] and isinstance(d["mask"]["counts"], str)
+    assert set(out["agreement"]) >= {"matched", "missed", "extra", "class_flips", "mean_iou", "f1", "mask_iou"}
+    assert out["agreement"]["keypoint_distance"] is None and out["agreement"]["sem_seg_miou"] is None
     assert out["changed"] == {"channel_order": {"reference": "cfg", "variant": "swapped"}}
     # The variant's tensor is the reference's with channels 0 and 2 exchanged: the stats say so.
     ref_in, var_in = out["stats"]["model_input"]["reference"], out["stats"]["model_input"]["variant"]

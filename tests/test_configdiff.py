@@ -23,7 +23,7 @@ MODEL:
 INPUT:
   MIN_SIZE_TEST: 800
 SOLVER:
-  BASE_LR: 0.01
+  BASE_LR: 0.05
 """
 
 
@@ -86,10 +86,10 @@ def test_cli_json_and_exit_status(tmp_path, capsys):
     assert out["differences"][0]["key"] == "INPUT.FORMAT"
     assert out["n_inference_differences"] < out["n_differences"]
     # Only training-only keys differ: exit 0, and the text says they do not matter at inference.
-    train_only = write(tmp_path, "train_only.yaml", DEMO_CONFIG.read_text().replace("BASE_LR: 0.02", "BASE_LR: 0.5"))
+    train_only = write(tmp_path, "train_only.yaml", DEMO_CONFIG.read_text().replace("BASE_LR: 0.01", "BASE_LR: 0.5"))
     assert main(["diff-config", str(DEMO_CONFIG), str(train_only)]) == 0
     text = capsys.readouterr().out
-    assert "SOLVER.BASE_LR: 0.02 -> 0.5" in text and "no effect at inference" in text
+    assert "SOLVER.BASE_LR: 0.01 -> 0.5" in text and "no effect at inference" in text
     assert main(["diff-config", str(DEMO_CONFIG), str(DEMO_CONFIG)]) == 0
     assert "no differences" in capsys.readouterr().out
 

@@ -82,3 +82,30 @@ def test_write_split_is_deterministic(tmp_path, split):
     a = write_split(tmp_path / "a", 3, seed=9)
     b = write_split(tmp_path / "b", 3, seed=9)
     assert a.read_text() == b.read_text()
+
+
+def test_the_shipped_demo_model_is_a_mask_rcnn_within_budget(demo):
+    """Stock keys, masks predicted, <= 20 MB, box AP kept (the box model scored 0.934), mask AP >= 0.85."""
+    metrics = json.loads((SAMPLES / "demo_metrics.json").read_text())
+    assert demo.arch.outputs == ("boxes", "masks") and demo.cfg.MODEL.MASK_ON
+    assert (SAMPLES / "demo_model.pth").stat().st_size <= 20 * 1024 * 1024
+    assert metrics["AP"] >= 0.934 - 0.03 and metrics["mask_AP"] >= 0.85
+
+
+def test_mask_annotations_outline_the_painted_shapes():
+    """Each annotation's polygon, rasterized by pycocotools, covers the pixels the generator paints (a disc's
+    circle, a rectangle's box): IoU >= 0.97 against the analytic shape."""
+    from pycocotools import mask as mask_util
+
+    from d2debug.demo.data import outline
+
+    scene = random_scene(11, 640, 480)
+    yy, xx = np.mgrid[0:480, 0:640] + 0.5
+    for o in scene.objects:
+        x0, y0, x1, y1 = o.box
+        if CLASS_NAMES[o.cls] in ("green_square", "green_wide_rect"):
+            want = (xx >= x0) & (xx < x1) & (yy >= y0) & (yy < y1)
+        else:
+            want = (xx - (x0 + x1) / 2) ** 2 + (yy - (y0 + y1) / 2) ** 2 <= ((x1 - x0) / 2) ** 2
+        got = mask_util.decode(mask_util.merge(mask_util.frPyObjects([outline(o)], 480, 640))).astype(bool)
+        assert (got & want).sum() / (got | want).sum() >= 0.97, CLASS_NAMES[o.cls]

@@ -30,6 +30,7 @@ __all__ = [
     "random_scene",
     "write_split",
     "write_sample_split",
+    "outline",
 ]
 
 CLASS_NAMES: tuple[str, ...] = (
@@ -201,17 +202,38 @@ def _coco(images: list[dict], anns: list[dict]) -> dict:
     }
 
 
+# Vertices of a disc's outline polygon: at the demo's object sizes (22-110 px after the reference resize) 48
+# vertices keep the polygon within 0.1 px of the circle, far below what mask AP can tell.
+_DISC_VERTICES = 48
+
+
+def outline(obj: Obj) -> list[float]:
+    """The object's outline as one COCO polygon ``[x0, y0, x1, y1, ...]`` in pixels of the displayed image: the
+    rectangle's four corners, or a disc's circle (what :func:`render_scene` paints)."""
+    x0, y0, x1, y1 = obj.box
+    if CLASS_NAMES[obj.cls] in ("green_square", "green_wide_rect"):
+        pts = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+    else:
+        cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
+        pts = [(cx + r * math.cos(a), cy + r * math.sin(a))
+               for a in np.linspace(0, 2 * math.pi, _DISC_VERTICES, endpoint=False)]
+    return [round(float(v), 2) for p in pts for v in p]
+
+
 def _ann_entries(scene: Scene, image_id: int, start_id: int) -> list[dict]:
     out = []
     for k, o in enumerate(scene.objects):
         x0, y0, x1, y1 = o.box
+        is_disc = CLASS_NAMES[o.cls] not in ("green_square", "green_wide_rect")
+        area = math.pi * ((x1 - x0) / 2) ** 2 if is_disc else (x1 - x0) * (y1 - y0)
         out.append(
             {
                 "id": start_id + k,
                 "image_id": image_id,
                 "category_id": o.cls + 1,
                 "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
-                "area": round((x1 - x0) * (y1 - y0), 2),
+                "segmentation": [outline(o)],
+                "area": round(area, 2),
                 "iscrowd": 0,
             }
         )

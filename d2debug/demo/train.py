@@ -22,14 +22,16 @@ __all__ = ["build_train_cfg", "train", "export_weights", "evaluate_reference"]
 log = logging.getLogger("d2debug.demo")
 
 
-def build_train_cfg(out_dir: Path, train_name: str, test_name: str, max_iter: int = 3000, seed: int = 1234):
-    """The training config. Everything not set here is detectron2's default."""
+def build_train_cfg(out_dir: Path, train_name: str, test_name: str, max_iter: int = 3000, seed: int = 1234,
+                    masks: bool = True, base_lr: float = 0.02, warmup: int = 300):
+    """The training config. Everything not set here is detectron2's default. ``masks``: a Mask R-CNN (the
+    mask head narrowed like the rest of the model: 4 convs of 128 channels), else a Faster R-CNN."""
     from detectron2.config import get_cfg
 
     cfg = get_cfg()
     m = cfg.MODEL
     m.DEVICE = "cpu"
-    m.MASK_ON = False
+    m.MASK_ON = masks
     m.PIXEL_MEAN = [127.5, 127.5, 127.5]
     m.PIXEL_STD = [127.5, 127.5, 127.5]
     m.BACKBONE.NAME = "build_resnet_fpn_backbone"
@@ -58,6 +60,10 @@ def build_train_cfg(out_dir: Path, train_name: str, test_name: str, max_iter: in
     m.ROI_BOX_HEAD.NUM_FC = 2
     m.ROI_BOX_HEAD.FC_DIM = 256
     m.ROI_BOX_HEAD.POOLER_RESOLUTION = 7
+    m.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
+    m.ROI_MASK_HEAD.NUM_CONV = 4
+    m.ROI_MASK_HEAD.CONV_DIM = 128
+    m.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
     m.WEIGHTS = ""
     cfg.INPUT.FORMAT = "RGB"
     cfg.INPUT.MIN_SIZE_TRAIN = (288, 320, 352)
@@ -68,9 +74,9 @@ def build_train_cfg(out_dir: Path, train_name: str, test_name: str, max_iter: in
     cfg.DATASETS.TEST = (test_name,)
     cfg.DATALOADER.NUM_WORKERS = 1
     cfg.SOLVER.IMS_PER_BATCH = 4
-    cfg.SOLVER.BASE_LR = 0.02
+    cfg.SOLVER.BASE_LR = base_lr
     cfg.SOLVER.MAX_ITER = max_iter
-    cfg.SOLVER.WARMUP_ITERS = min(300, max_iter // 2)
+    cfg.SOLVER.WARMUP_ITERS = min(warmup, max_iter // 2)
     # LR drops at 75% and 90%; very short runs (tests) keep only the drops the scheduler can place.
     steps = sorted({int(max_iter * 0.75), int(max_iter * 0.9)})
     cfg.SOLVER.STEPS = tuple(s for s in steps if cfg.SOLVER.WARMUP_ITERS < s < max_iter)
@@ -103,12 +109,13 @@ def export_weights(checkpoint: Path, dest: Path) -> Path:
 
 
 def evaluate_reference(config: Path, weights: Path, val_json: Path) -> dict[str, float]:
-    """COCO AP of the model on ``val_json`` with plain ``DefaultPredictor`` on ``read_image(path, "BGR")``."""
+    """COCO AP of the model on ``val_json`` with plain ``DefaultPredictor`` on ``read_image(path, "BGR")``:
+    box ``AP``/``AP50``/``AP75`` and, for a model with masks, ``mask_AP``/``mask_AP50``/``mask_AP75``."""
     from detectron2.config import get_cfg
     from detectron2.data.detection_utils import read_image
     from detectron2.engine import DefaultPredictor
 
-    from ..coco import coco_ap, load_coco
+    from ..coco import coco_ap, encode_masks, load_coco
 
     cfg = get_cfg()
     cfg.merge_from_file(str(config))
@@ -119,8 +126,12 @@ def evaluate_reference(config: Path, weights: Path, val_json: Path) -> dict[str,
     dets = {}
     for img in coco.dataset["images"]:
         out = predictor(read_image(str(Path(val_json).parent / img["file_name"]), format="BGR"))["instances"]
-        dets[img["id"]] = (out.pred_boxes.tensor.numpy(), out.scores.numpy(), out.pred_classes.numpy())
-    return coco_ap(coco, dets)
+        dets[img["id"]] = (out.pred_boxes.tensor.numpy(), out.scores.numpy(), out.pred_classes.numpy(),
+                           encode_masks(out.pred_masks) if out.has("pred_masks") else None)
+    metrics = coco_ap(coco, dets)
+    if cfg.MODEL.MASK_ON:
+        metrics.update({f"mask_{k}": v for k, v in coco_ap(coco, dets, "segm").items()})
+    return metrics
 
 
 def train(
@@ -129,11 +140,17 @@ def train(
     train_images: int = 1500,
     val_dir: Path | None = None,
     seed: int = 1234,
+    masks: bool = True,
+    init: Path | None = None,
+    base_lr: float = 0.02,
+    warmup: int = 300,
 ) -> dict:
     """Generate the data, train, export ``model.pth`` + ``config.yaml`` + ``classes.json`` and evaluate.
 
     ``val_dir`` holds a validation split (``annotations.json`` + ``images/``); it is generated into
-    ``out_dir/val`` when not given. Returns the metrics also written to ``out_dir/metrics.json``.
+    ``out_dir/val`` when not given. ``init``: weights to start from (the shipped Mask R-CNN starts from the
+    box model of a first run with ``masks=False``; the mask head, absent there, starts from its
+    initialisation). Returns the metrics also written to ``out_dir/metrics.json``.
     """
     from detectron2.engine import DefaultTrainer
     from detectron2.utils.env import seed_all_rng
@@ -152,10 +169,12 @@ def train(
     _register("d2debug_demo_train", train_json, train_json.parent)
     _register("d2debug_demo_val", val_json, val_json.parent)
 
-    cfg = build_train_cfg(out_dir, "d2debug_demo_train", "d2debug_demo_val", iters, seed)
+    cfg = build_train_cfg(out_dir, "d2debug_demo_train", "d2debug_demo_val", iters, seed, masks, base_lr, warmup)
     seed_all_rng(seed)
     torch.manual_seed(seed)
-    (out_dir / "config.yaml").write_text(cfg.dump())
+    (out_dir / "config.yaml").write_text(cfg.dump())  # the model's config: weights are passed beside it
+    if init is not None:
+        cfg.MODEL.WEIGHTS = str(Path(init).resolve())  # read by resume_or_load(resume=False)
     trainer = DefaultTrainer(cfg)
     trainer.resume_or_load(resume=False)
     t1 = time.perf_counter()
@@ -171,6 +190,9 @@ def train(
         data_seconds=round(t_data, 1),
         train_seconds=round(t_train, 1),
         val_images=len(json.loads(val_json.read_text())["images"]),
+        masks=masks,
+        base_lr=base_lr,
+        init=str(init) if init is not None else None,
     )
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
