@@ -92,6 +92,13 @@ def _visualizer(image: np.ndarray, class_names=None, stuff_names=()):
             pool.pop(next(iter(pool)))
         meta = _metadata(class_names, stuff_names) if class_names is not None else None
         vis = Visualizer(image, metadata=meta, scale=1.0)
+        # The view is the image (imshow's extent) and every box, mask outline and keypoint lies inside it, so
+        # the data limits that matplotlib's add_patch recomputes for each patch never move it; a mask's outline
+        # has hundreds of vertices and that bookkeeping was the largest cost of drawing masks. add_artist adds
+        # the patch the same way, clip path included, without it.
+        ax = vis.output.ax
+        ax.set_autoscale_on(False)
+        ax.add_patch = ax.add_artist
         pool[key] = vis
         return vis
     ax = vis.output.ax
@@ -142,7 +149,8 @@ def _instances_on(rgb, boxes, scores, classes, class_names, max_side, masks=None
     if masks is not None:
         inst.pred_masks = torch.as_tensor(_for_display(np.asarray(masks, bool), rgb.shape[:2], disp.image.shape[:2], False))
     if keypoints is not None:
-        kp = np.array(keypoints, np.float32).reshape(len(inst), -1, 3)
+        kp = np.array(keypoints, np.float32)
+        kp = kp if kp.ndim == 3 else kp.reshape(len(inst), -1, 3) if len(inst) else np.zeros((0, 1, 3), np.float32)
         kp[:, :, :2] *= disp.scale
         inst.pred_keypoints = torch.as_tensor(kp)
     return _visualizer(disp.image, class_names, stuff_names), inst

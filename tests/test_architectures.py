@@ -279,3 +279,27 @@ def test_a_stage_page_shows_each_architectures_pictures_and_numbers(seeded, name
     assert moved["differences"] and moved[metric] != m[metric]
     if name == "semantic_fpn":
         assert "f1" not in moved  # a class map has no detections to count
+
+
+@pytest.mark.parametrize("name", ARCHS)
+def test_no_detection_at_all_is_drawn_compared_and_recorded(loaded, name):
+    """A variant that keeps nothing (score threshold 1.0): every output is empty, and still drawn, compared and
+    written to an audit record and read back."""
+    from d2debug.audit.results import detections_from_record, record_detections
+    from d2debug.compare import compare
+    from d2debug.render import draw_overlay, draw_result
+    from d2debug.run import reference_spec, run
+
+    m = loaded(name)
+    spec = reference_spec(m.cfg, "cpu")
+    ref = run(m, IMAGES[0], spec)
+    var = ref if m.arch.score_key is None else run(m, IMAGES[0], spec.replace(score_thresh=1.0))
+    if m.arch.score_key is not None:
+        assert len(var.boxes) == 0
+    a = compare(ref, var)
+    assert draw_result(var.rgb_image(), var).shape[2] == 3
+    assert draw_overlay(ref.rgb_image(), ref, var, a).shape[2] == 3
+    rec = {"size": list(var.original_size), "variants": {"v": record_detections(var)}}
+    back = detections_from_record(rec, "v", m.class_names)
+    assert len(back.boxes) == len(var.boxes)
+    assert draw_result(var.rgb_image(), back).shape[2] == 3

@@ -105,3 +105,23 @@ def test_inputs_from_the_sidebar(tmp_path):
     assert parse_class_names(str(SAMPLES / "annotations.json")) == str(SAMPLES / "annotations.json")
     with pytest.raises(D2DebugError, match="not found"):
         parse_class_names(str(tmp_path / "missing.json"))
+
+
+def test_lessons_quote_where_masks_suffer_more_than_boxes(demo):
+    """From the shipped audit: a stage whose pitfall costs masks more AP than boxes says so with both numbers;
+    a stage where masks do not suffer more says nothing about it."""
+    from d2debug.audit import load_summary
+    from d2debug.lessons import MASKS_MORE, lesson
+    from d2debug.model import DEMO_AUDIT
+    from d2debug.text import pct
+
+    audit = load_summary(DEMO_AUDIT)
+    rows = {r["name"]: r for r in audit["rows"]}
+    swap = rows["channel_swap"]
+    assert swap["dmask_AP"] <= swap["dAP"] - MASKS_MORE  # measured: masks lose more
+    text = lesson("channel_order", demo.cfg, audit=audit).why
+    assert "Masks suffer more" in text and pct(swap["dAP"], True) in text and pct(swap["dmask_AP"], True) in text
+    fixed = rows["fixed_square"]
+    assert fixed["dmask_AP"] > fixed["dAP"] - MASKS_MORE  # masks lose less here
+    assert "Masks suffer more" not in lesson("resize", demo.cfg, audit=audit).why
+    assert "Masks suffer more" not in lesson("channel_order", demo.cfg).why  # no audit, no claim

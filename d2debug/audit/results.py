@@ -271,9 +271,14 @@ def detections_from_record(record: dict, name: str, class_names: Sequence[str]) 
         classes=np.asarray(d["classes"], np.int64),
         class_names=list(class_names),
         masks=masks,
-        keypoints=np.asarray(d["keypoints"], np.float32).reshape(len(d["boxes"]), -1, 3) if "keypoints" in d else None,
+        keypoints=_keypoints(d["keypoints"], len(d["boxes"])) if "keypoints" in d else None,
         sem_seg=None,
     )
+
+
+def _keypoints(values: list, n: int) -> np.ndarray:
+    """``NxKx3`` float32 keypoints from a record (``N`` = 0 gives ``0x1x3``: no detection, no keypoint count)."""
+    return np.asarray(values, np.float32).reshape(n, -1, 3) if n else np.zeros((0, 1, 3), np.float32)
 
 
 def overlay_parts(record: dict, name: str, class_names: Sequence[str]) -> tuple[SimpleNamespace, SimpleNamespace, Agreement]:
