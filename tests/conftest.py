@@ -28,6 +28,20 @@ def app_errors(at) -> list[str]:
     return [str(e.value) for e in at.error]
 
 
+def page_with_model_files(page: str, config, weights):
+    """A Streamlit ``AppTest`` of ``page`` (a path under the checkout) with the sidebar loading ``config`` +
+    ``weights`` by path, run once the paths are in (errors are left for the caller to check)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / page), default_timeout=180)
+    app_run(at)
+    at.radio(key="sb_model_source").set_value("Files on this workstation")
+    app_run(at)
+    at.text_input(key="sb_config_path").input(str(config))
+    at.text_input(key="sb_weights_path").input(str(weights))
+    return app_run(at)
+
+
 def sample(name_part: str) -> Path:
     """The first sample image whose file name contains ``name_part``."""
     return next(p for p in SAMPLE_IMAGES if name_part in p.name)

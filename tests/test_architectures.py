@@ -252,18 +252,9 @@ def test_a_small_audit_scores_what_the_model_predicts(loaded, tmp_path, name):
     ("faster_rcnn_fpn", "app_pages/resize.py", ("stage_resize_interp", "nearest"), "f1"),
 ])
 def test_a_stage_page_shows_each_architectures_pictures_and_numbers(seeded, name, page, toggle, metric):
-    from streamlit.testing.v1 import AppTest
+    from conftest import app_errors, app_run, page_with_model_files
 
-    from conftest import app_errors, app_run
-
-    config, weights = seeded[name]
-    at = AppTest.from_file(str(ROOT / page), default_timeout=180)
-    app_run(at)
-    at.radio(key="sb_model_source").set_value("Files on this workstation")
-    app_run(at)
-    at.text_input(key="sb_config_path").input(str(config))
-    at.text_input(key="sb_weights_path").input(str(weights))
-    app_run(at)
+    at = page_with_model_files(page, *seeded[name])
     assert not app_errors(at), app_errors(at)
     m = at.session_state["d2debug_metrics"]
     assert m["differences"] == {} and m[metric] == (1.0 if metric != "keypoint_distance" else 0.0)

@@ -9,9 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, TINY_CONFIG, sample
+from conftest import ROOT, TINY_CONFIG, page_with_model_files, sample
 from conftest import app_errors as errors
 from conftest import app_run as run
 
@@ -166,14 +165,7 @@ def test_import_by_module_name_from_the_working_directory(tmp_path, tiny_weights
 
 
 def test_the_dashboard_runs_code_only_when_ticked(lazy_files, tmp_path):
-    path, weights = lazy_files
-    at = AppTest.from_file(str(ROOT / "app_pages/channel_order.py"), default_timeout=180)
-    run(at)
-    at.radio(key="sb_model_source").set_value("Files on this workstation")
-    run(at)
-    at.text_input(key="sb_config_path").input(str(path))
-    at.text_input(key="sb_weights_path").input(str(weights))
-    run(at)
+    at = page_with_model_files("app_pages/channel_order.py", *lazy_files)
     assert any("--trust-config" in e or "Trust this config" in e for e in errors(at)), errors(at)
     at.checkbox(key="sb_trust_config").check()
     at.text_input(key="sb_imports").input(str(_registering_file(tmp_path, "UnusedROIHeads")))
