@@ -7,7 +7,7 @@ import json
 
 import streamlit as st
 
-from d2debug.doctor import diagnose, load_fingerprint, load_user_input, parse_user_input
+from d2debug.doctor import call_preprocess, diagnose, load_fingerprint, load_user_input, parse_user_input
 from d2debug.doctor.examples import EXAMPLES, example_input
 from d2debug.errors import D2DebugError
 from d2debug.ui import charts, sidebar
@@ -15,6 +15,7 @@ from d2debug.ui.loaders import file_key
 
 RESULT_KEY = "d2debug_doctor"
 EXAMPLE = "Example made like a real script"
+FUNCTION = "Your preprocessing function"
 SOURCES = ("Upload", "Path on this workstation")
 INPUT_TYPES = ["pt", "pth", "npy", "npz"]
 
@@ -39,6 +40,14 @@ with st.expander("How to save your model input"):
 def pick(label: str, key: str, types: list[str], sources=SOURCES):
     """A file by upload or path (or an example). Returns (bytes or path or None, display name, cache key)."""
     choice = st.radio(label, sources, key=f"{key}_source", horizontal=True)
+    if choice == FUNCTION:
+        spec = st.text_input("FILE.py:FUNCTION (called with the sidebar image's path; returns what you feed the model)",
+                             key="doctor_function", placeholder="/path/to/infer.py:preprocess").strip()
+        trusted = st.checkbox("Run my function (its file is imported and run in the dashboard's process)",
+                              key="doctor_trust_code")
+        if not spec:
+            return None, "", ""
+        return ("function", spec, trusted), spec, f"function:{file_key(spec.rpartition(':')[0])}:{spec}:{trusted}"
     if choice == EXAMPLE:
         ex = st.selectbox("Example", list(EXAMPLES), key="doctor_example", format_func=lambda k: EXAMPLES[k].title)
         st.code(EXAMPLES[ex].code, language="python")
@@ -56,7 +65,7 @@ def pick(label: str, key: str, types: list[str], sources=SOURCES):
 left, right = st.columns(2)
 with left:
     source, source_name, source_key = pick("Model input (yours: .pt / .pth / .npy / .npz)", "doctor_input", INPUT_TYPES,
-                                           (EXAMPLE, *SOURCES))
+                                           (EXAMPLE, *SOURCES, FUNCTION))
     is_example = source_key.startswith("example:")
 with right:
     use_fp = st.checkbox("Check against a pipeline fingerprint (recorded at training time)", key="doctor_use_fp")
@@ -85,9 +94,12 @@ if st.session_state.get(f"_{RESULT_KEY}_key") != run_key:
             fingerprint = load_fingerprint(json.loads(fp_source) if isinstance(fp_source, bytes) else fp_source)
         if is_example:
             user = parse_user_input(example_input(source, sel.loaded.cfg)[1], source_name)
+        elif isinstance(source, tuple):  # the user's function: refused in one line unless "Run my function"
+            user = call_preprocess(source[1], image, trust=source[2])
         else:
             user = load_user_input(source, name=source_name)
-        with st.spinner("Re-rendering the image under each candidate explanation..."):
+        with st.spinner("Re-rendering the image under each candidate explanation, then measuring each finding's "
+                        "damage with the model..."):
             diag = diagnose(sel.loaded, image, user, fingerprint=fingerprint)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         st.error(f"{fp_name}: not a JSON fingerprint ({exc})")
@@ -112,6 +124,8 @@ if "residual" in result["analysis"]:
               help="RMS error left after the best explanation: ~0 means the findings reproduce your input exactly")
 
 st.subheader("Findings")
+st.caption("Most damaging first: the model runs on your input and on your input with each finding fixed alone; "
+           "the agreement with the reference's detections that each fix recovers orders them.")
 if diag.is_match:
     f = diag.findings[0]
     st.success(f"**match**: {f.evidence}")
@@ -119,7 +133,10 @@ elif not diag.findings:
     st.warning("The input differs from the reference, but no stage the Doctor knows explains it (see notes).")
 for i, f in enumerate(diag.findings if not diag.is_match else [], 1):
     with st.container(border=True):
-        st.markdown(f"**{i}. `{f.id}`** &nbsp; confidence {f.confidence:.2f}")
+        damage = "" if f.recovers is None else (
+            f" &nbsp; fixing it alone recovers **{f.recovers:+.3f}** agreement F1"
+            + ("" if f.costs_alone is None else f" (alone it costs {f.costs_alone:.3f})"))
+        st.markdown(f"**{i}. `{f.id}`** &nbsp; confidence {f.confidence:.2f}{damage}")
         st.markdown(f.evidence)
         st.code(f.fix, language="python", wrap_lines=True)
 for n in diag.notes:

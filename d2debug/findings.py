@@ -8,7 +8,7 @@ contract. :func:`merge` and :func:`rank` turn the findings of several checks int
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal, get_args
+from typing import Iterable, Literal, Optional, get_args
 
 __all__ = [
     "FindingId",
@@ -34,15 +34,20 @@ FindingId = Literal[
     "missing_original_size",
     "dtype",
     "batch_contract",
+    "padding",
+    "crop",
+    "transposed_hw",
+    "recompression",
+    "alpha_channel",
     "match",
 ]
 FINDING_IDS: tuple[str, ...] = get_args(FindingId)
 
 # Tie-break order for findings of equal confidence: the earlier a stage, the earlier it is listed.
 STAGE_ORDER: tuple[str, ...] = (
-    "batch_contract", "dtype", "exif_orientation", "channel_order", "value_range_0_1", "double_normalization",
-    "external_normalization", "pixel_mean_std", "resize_aspect", "resize_size", "resize_interpolation",
-    "missing_original_size", "match",
+    "batch_contract", "dtype", "exif_orientation", "alpha_channel", "recompression", "transposed_hw", "crop",
+    "padding", "channel_order", "value_range_0_1", "double_normalization", "external_normalization",
+    "pixel_mean_std", "resize_aspect", "resize_size", "resize_interpolation", "missing_original_size", "match",
 )
 _POSITION = {k: i for i, k in enumerate(STAGE_ORDER)}
 
@@ -56,6 +61,8 @@ class Finding:
     confidence: float
     evidence: str
     fix: str
+    recovers: Optional[float] = None  # agreement F1 gained by fixing this one alone (None: not measured)
+    costs_alone: Optional[float] = None  # agreement F1 lost by this mistake alone on the reference input
 
     def __post_init__(self) -> None:
         if self.id not in FINDING_IDS:
@@ -63,7 +70,8 @@ class Finding:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "confidence": round(float(self.confidence), 3), "evidence": self.evidence,
-                "fix": self.fix}
+                "fix": self.fix, "recovers": None if self.recovers is None else round(float(self.recovers), 4),
+                "costs_alone": None if self.costs_alone is None else round(float(self.costs_alone), 4)}
 
 
 def merge(findings: Iterable[Finding]) -> list[Finding]:
@@ -79,8 +87,13 @@ def merge(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def rank(findings: Iterable[Finding]) -> list[Finding]:
-    """Most confident first; equal confidences (to 3 decimals) in pipeline order (:data:`STAGE_ORDER`)."""
-    return sorted(findings, key=lambda f: (-round(f.confidence, 3), _POSITION[f.id]))
+    """Most damaging first when the damage was measured: by ``recovers`` (what fixing each alone gains, to 2
+    decimals of F1), then by ``costs_alone`` (what the mistake costs by itself: it separates mistakes of
+    which any one already destroys the output), then most confident; equal ones in pipeline order
+    (:data:`STAGE_ORDER`). A finding whose damage was not measured ranks after the measured ones."""
+    return sorted(findings, key=lambda f: (f.recovers is None, -round(f.recovers or 0.0, 2),
+                                           -round(f.costs_alone or 0.0, 2), -round(f.confidence, 3),
+                                           _POSITION[f.id]))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def test_load_formats(demo, tmp_path):
 
 @pytest.mark.parametrize("obj, message", [
     (torch.zeros(40, 50, 3), "HxWxC"),
-    (torch.zeros(1, 40, 50), "1 channels"),
+    (torch.zeros(2, 40, 50), "2 channels"),  # (1 channel is an input detectron2 runs: it broadcasts)
     ({"img": torch.zeros(3, 4, 4)}, "no 'image' key"),
     ({"image": torch.zeros(3, 8, 8), "height": -3, "width": 8}, "'height' is -3"),
     (torch.full((3, 8, 8), float("nan")), "NaN"),
@@ -243,7 +243,8 @@ def test_model_zoo_pixel_mean_std_found_from_the_weights(demo):
 def test_finding_ids_are_the_contract():
     assert FINDING_IDS == ("channel_order", "value_range_0_1", "external_normalization", "double_normalization",
                            "pixel_mean_std", "resize_size", "resize_aspect", "resize_interpolation",
-                           "exif_orientation", "missing_original_size", "dtype", "batch_contract", "match")
+                           "exif_orientation", "missing_original_size", "dtype", "batch_contract", "padding",
+                           "crop", "transposed_hw", "recompression", "alpha_channel", "match")
     with pytest.raises(ValueError):
         Finding("colour", 1.0, "", "")
 
@@ -264,7 +265,9 @@ def test_cli_doctor_json_and_exit_codes(demo, tmp_path):
     assert r.returncode == 1, r.stderr
     out = json.loads(r.stdout)
     assert [f["id"] for f in out["findings"]] == ["channel_order", "resize_aspect"]
-    assert all(set(f) == {"id", "confidence", "evidence", "fix"} for f in out["findings"])
+    assert all(set(f) == {"id", "confidence", "evidence", "fix", "recovers", "costs_alone"} for f in out["findings"])
+    # measured with the model: fixing the channel order alone recovers more agreement than the resize
+    assert out["findings"][0]["recovers"] >= out["findings"][1]["recovers"]
     assert out["findings"][0]["confidence"] >= out["findings"][1]["confidence"]
     r = _cli("doctor", "--image", img, "--input", tmp_path / "ok.pt")
     assert r.returncode == 0 and "match" in r.stdout

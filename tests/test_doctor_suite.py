@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from d2debug.doctor import diagnose, make_user_input
+from d2debug.doctor import diagnose, make_user_input, preprocess
 from d2debug.doctor.suite import SUITE, confusion_table, pick_images, run_case, run_suite
 from d2debug.stages import PipelineSpec
 
@@ -133,13 +134,29 @@ def test_hand_written_pipelines(demo, fn, image, expected):
         assert "ImageNet" in next(f.evidence for f in d.findings if f.id == "external_normalization")
 
 
-def test_a_difference_no_stage_explains_is_not_called_a_stage(demo):
-    # JPEG re-encoding changes pixels but no preprocessing stage: no invented finding, and not an exact match.
+def test_a_jpeg_reencoding_is_named_with_its_quality_and_nothing_else(demo):
+    # An upload path re-encoding the image (quality 90) before the user's correct code: `recompression`, with
+    # the quality estimated, and no other stage invented for its pixel changes.
     from conftest import sample
 
     for name in ("val_000", "val_037_large"):
         img = sample(name)
         d = diagnose(demo, img, _jpeg_reencoded(img))
-        assert set(d.ids) <= {"match"}, d.report()
-        assert not (d.ids == ["match"] and d.findings[0].confidence > 0.9)
-        assert d.notes
+        assert d.ids == ["recompression"], d.report()
+        assert "quality ~90" in d.findings[0].evidence
+
+
+def test_a_difference_no_stage_explains_is_not_called_a_stage(demo):
+    # A blur changes pixels but no preprocessing stage: no invented finding, and not an exact match.
+    from PIL import ImageFilter
+
+    from conftest import sample
+
+    img = sample("val_000")
+    tensor, (h, w) = preprocess(demo.cfg, img)
+    arr = tensor.numpy().transpose(1, 2, 0).round().astype(np.uint8)
+    blurred = np.asarray(Image.fromarray(arr).filter(ImageFilter.GaussianBlur(0.8))).astype(np.float32)
+    d = diagnose(demo, img, {"image": torch.as_tensor(blurred.transpose(2, 0, 1).copy()), "height": h, "width": w})
+    assert set(d.ids) <= {"match"}, d.report()
+    assert not (d.ids == ["match"] and d.findings[0].confidence > 0.9)
+    assert d.notes

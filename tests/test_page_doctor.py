@@ -76,3 +76,34 @@ def test_doctor_page_diagnoses_refuses_pickles_and_recovers(tmp_path):
     run(at)
     assert not errors(at)
     assert [f["id"] for f in at.session_state["d2debug_doctor"]["findings"]] == ["match"]
+
+
+def test_doctor_page_runs_your_function_only_when_ticked(tmp_path):
+    """The user's FILE.py:FUNCTION: refused in one st.error until "Run my function" is ticked; then diagnosed,
+    findings ranked by the damage each does, and the file's side effect proves it ran only then."""
+    marker = tmp_path / "ran"
+    code = tmp_path / "infer.py"
+    code.write_text(
+        "import numpy as np, torch\n"
+        "from PIL import Image\n"
+        f"open({str(marker)!r}, 'w').close()\n"
+        "def preprocess(path):\n"
+        "    img = np.asarray(Image.open(path).convert('RGB').resize((320, 320)), dtype=np.float32) / 255.0\n"
+        "    return torch.from_numpy(img.transpose(2, 0, 1).copy())\n"
+    )
+    at = run(AppTest.from_file(PAGE, default_timeout=TIMEOUT))
+    at.radio(key="doctor_input_source").set_value("Your preprocessing function")
+    run(at)
+    at.text_input(key="doctor_function").input(f"{code}:preprocess")
+    run(at)
+    assert any("Run my function" in e for e in errors(at)), errors(at)
+    assert not marker.exists()
+    at.checkbox(key="doctor_trust_code").check()
+    run(at)
+    assert not errors(at), errors(at)
+    assert marker.exists()
+    findings = at.session_state["d2debug_doctor"]["findings"]
+    ids = [f["id"] for f in findings]
+    assert "value_range_0_1" in ids and "resize_aspect" in ids and all(f["recovers"] is not None for f in findings)
+    gains = [round(f["recovers"], 2) for f in findings]
+    assert gains == sorted(gains, reverse=True)  # most damaging first

@@ -28,7 +28,7 @@ from .fingerprint import (
     make_fingerprint,
     save_fingerprint,
 )
-from .inputs import UserInput, container_findings, load_user_input, make_user_input, parse_user_input
+from .inputs import UserInput, call_preprocess, container_findings, load_user_input, make_user_input, parse_user_input
 from .normcheck import norm_check
 from .resample import RESAMPLERS
 from .statscheck import StatisticsCheck, check_input_statistics
@@ -42,6 +42,7 @@ __all__ = [
     "StatisticsCheck",
     "RESAMPLERS",
     "load_user_input",
+    "call_preprocess",
     "parse_user_input",
     "preprocess",
     "make_user_input",

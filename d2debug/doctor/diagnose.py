@@ -31,15 +31,18 @@ from ..errors import D2DebugError
 from ..findings import Finding, merge, rank
 from ..render import heatmap, stretched
 from ..run import preprocess
-from ..stages import decode, to_model_order
+from ..stages import decode, resize_image, to_model_order
 from ..stats import histogram_records, tensor_stats
 from ..text import fmt
+from .damage import Explanation, Fed, measure_recovery
 from .fingerprint import cfg_from_fingerprint, check_config, check_statistics
 from .fit import EXACT, UNEXPLAINED, as_channels
-from .geometry import choose_orientation, explain_size, original_size_finding
+from .geometry import choose_orientation, explain_size, orientation_tag, original_size_finding
 from .inputs import UserInput, container_findings, parse_user_input
 from .normcheck import norm_check, pixel_mean_std_finding
-from .resample import choose_resampler
+from .register import find_crop, unpad, untranspose
+from .resample import NO_RESIZE, choose_resampler, weak_resampler_finding
+from .source import alpha_source, recompressed_source
 from .values import channel_finding, value_findings
 
 __all__ = ["Diagnosis", "diagnose"]
@@ -49,6 +52,8 @@ __all__ = ["Diagnosis", "diagnose"]
 MATCH_MAX_ABS = 0.5
 MATCH_EXACT = 1e-3
 MATCH_CLOSE_RMS = 1.0
+_DTYPES = {"float64": torch.float64, "float16": torch.float16, "uint8": torch.uint8, "int64": torch.int64,
+           "int32": torch.int32, "int16": torch.int16, "bfloat16": torch.bfloat16}
 # The residual counts against every value finding's confidence with this scale (grey levels).
 QUALITY_SCALE = 5.0
 
@@ -141,7 +146,10 @@ class Diagnosis:
             lines.append(f"explained   best explanation leaves {a['residual']:.3g} grey levels RMS "
                          f"({a.get('explanation', '')})")
         for i, f in enumerate(self.findings, 1):
-            lines.append(f"finding {i}   {f.id} (confidence {f.confidence:.2f})")
+            damage = "" if f.recovers is None else (
+                f"; fixing it alone recovers {f.recovers:+.3f} agreement F1"
+                + ("" if f.costs_alone is None else f", alone it costs {f.costs_alone:.3f}"))
+            lines.append(f"finding {i}   {f.id} (confidence {f.confidence:.2f}{damage})")
             lines.append(f"  evidence  {f.evidence}")
             lines.append(f"  fix       {f.fix}")
         if not self.findings:
@@ -166,7 +174,7 @@ def _reference(cfg, path: Path) -> _Reference:
 
 
 def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput, Any],
-             fingerprint: Optional[dict] = None) -> Diagnosis:
+             fingerprint: Optional[dict] = None, measure: bool = True) -> Diagnosis:
     """Diagnose one user model input against the reference pipeline on ``image``.
 
     ``model_or_cfg``: a :class:`~d2debug.model.LoadedModel` (its config is the reference, and its weights
@@ -174,6 +182,8 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     the fingerprint's recorded stage values are the reference). ``user_input``: a :class:`UserInput` or any
     object :func:`parse_user_input` accepts. ``fingerprint``: a loaded pipeline fingerprint; when given, the
     recorded training-time stage values are the reference and the config is checked against them.
+    ``measure``: with a model, run it on the user's input and on the input with each finding fixed alone, set
+    each finding's ``recovers`` and rank the findings by it, most damaging first (:mod:`.damage`).
     """
     model = getattr(model_or_cfg, "model", None)
     cfg = getattr(model_or_cfg, "cfg", model_or_cfg)
@@ -188,16 +198,10 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     analysis: dict = {"reference_resize": f"ResizeShortestEdge({ref_cfg.INPUT.MIN_SIZE_TEST}, "
                                           f"{ref_cfg.INPUT.MAX_SIZE_TEST}), PIL bilinear"}
     findings = container_findings(ui)
-    U = ui.tensor.numpy().reshape(3, -1).astype(np.float64)
-    size = (int(ui.tensor.shape[1]), int(ui.tensor.shape[2]))
-
-    orient = choose_orientation(U, size, path, ref.image, fmt_order)
-    if orient.residuals:
-        analysis["orientation_residuals"] = orient.residuals
-    analysis["orientation"] = orient.chosen
+    geo = _explain_pixels(ui, ref, path, ref_cfg, analysis)
+    findings += geo.findings
+    U, size, orient, rs = geo.U, geo.size, geo.orient, geo.rs
     decoded = orient.image.shape[:2]
-    rs = choose_resampler(U, size, orient.image, ref_cfg)
-    findings += [f for f in (orient.finding, explain_size(*size, *decoded, ref_cfg), rs.finding) if f is not None]
     best = rs.fit
     analysis["resampler_residuals"] = rs.residuals
     analysis.update(resampler=f"{rs.key[0]}/{rs.key[1]}", residual=round(float(best.residual), 4),
@@ -224,8 +228,99 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
                                f"channels {list(best.perm)}, slope {fmt(best.slope, 4)}, offset {fmt(best.offset, 3)}")
     if not findings:
         findings += _match_or_note(ref.tensor, ui.tensor, analysis, notes)
-    return Diagnosis(rank(merge(findings)), ref.tensor, ui.tensor, ui, str(path), fmt_order, ref.size, analysis,
-                     notes)
+    findings = merge(findings)
+    blocking: set[str] = set()
+    if hasattr(model_or_cfg, "model_on") and measure and findings and findings[0].id != "match":
+        findings, blocking, analysis["damage_scores"] = measure_recovery(
+            model_or_cfg, ref.tensor, ref.size, _explanation(ui, ref, geo), findings)
+    ranked = rank(findings)
+    ranked = [f for f in ranked if f.id in blocking] + [f for f in ranked if f.id not in blocking]
+    return Diagnosis(ranked, ref.tensor, ui.tensor, ui, str(path), fmt_order, ref.size, analysis, notes)
+
+
+class _Pixels(NamedTuple):
+    """How the user's pixels were made (everything before channel order and values), and its findings."""
+
+    findings: list
+    U: np.ndarray  # the registered tensor as 3xN float64
+    size: tuple[int, int]
+    orient: object
+    rs: object  # the Resampling that explains the pixels (its fit holds the channel order and value map)
+    user_decode: np.ndarray
+    turned: object
+    padded: object
+    crop: object
+
+
+def _explain_pixels(ui: UserInput, ref: _Reference, path: Path, cfg, analysis: dict) -> _Pixels:
+    """Geometry first (H/W exchanged, constant borders), then the decode (orientation), the crop or the size
+    rule and the resampler, then a source other than the file as read (alpha composite, JPEG re-encoding)."""
+    findings = []
+    turned = untranspose(ui.tensor, ref.image, rotated=orientation_tag(path) in (5, 6, 7, 8))
+    padded = unpad(turned.tensor, ref.image, cfg)
+    findings += [g.finding for g in (turned, padded) if g.finding is not None]
+    analysis.update(**turned.info, **padded.info)
+    tensor = padded.tensor
+    U = tensor.numpy().reshape(3, -1).astype(np.float64)
+    size = (int(tensor.shape[1]), int(tensor.shape[2]))
+    orient = choose_orientation(U, size, path, ref.image, cfg.INPUT.FORMAT)
+    if orient.residuals:
+        analysis["orientation_residuals"] = orient.residuals
+    analysis["orientation"] = orient.chosen
+    crop = find_crop(U, size, orient.image, cfg)
+    if crop is not None:
+        analysis.update(crop.info)
+        rs = choose_resampler(U, size, crop.image, cfg)
+        sized_rule = [crop.finding, crop.size_finding]
+    else:
+        rs = choose_resampler(U, size, orient.image, cfg)
+        sized_rule = [explain_size(*size, *orient.image.shape[:2], cfg)]
+    findings += [f for f in (orient.finding, *sized_rule, rs.finding) if f is not None]
+    user_decode = orient.image
+    if crop is None:
+        src = _source(U, size, path, orient.image, rs, cfg, analysis)
+        if src is not None:
+            findings.append(src.finding)
+            user_decode = src.image
+            rs = rs._replace(fit=src.fit, image=_render_like(rs, size)(src.image))
+        elif rs.finding is None:
+            weak = weak_resampler_finding(rs, size, orient.image.shape[:2], cfg)
+            findings += [weak] if weak is not None else []
+    return _Pixels(findings, U, size, orient, rs, user_decode, turned, padded, crop)
+
+
+def _explanation(ui: UserInput, ref: _Reference, geo: _Pixels) -> Explanation:
+    """The chain that explains the user's input, for measuring what fixing each step recovers."""
+    best = geo.rs.fit
+    return Explanation(
+        as_fed=Fed(ui.tensor.to(_DTYPES.get(ui.dtype, torch.float32)), ui.batch is not None,
+                   (ui.height, ui.width) if ui.height is not None and ui.width is not None else None),
+        user_decode=geo.user_decode, reference_decode=ref.image, size=geo.size, resampler=geo.rs.key,
+        perm=best.perm, slope=best.slope, offset=best.offset, transposed=geo.turned.finding is not None,
+        content=geo.padded.tensor if geo.padded.finding is not None else None,
+        crop_resize=tuple(geo.crop.info["crop"]["resized_to"]) if geo.crop is not None else None,
+        reference_size=(int(ref.tensor.shape[1]), int(ref.tensor.shape[2])), original=ref.size,
+        padding=geo.padded.info.get("padding"), fill=geo.padded.info.get("padding_fill"))
+
+
+def _render_like(rs, size: tuple[int, int]):
+    """A function putting a decode at the user's ``size`` with the resampler that explained their pixels."""
+    def render(img: np.ndarray) -> np.ndarray:
+        if rs.key == NO_RESIZE or img.shape[:2] == tuple(size):
+            return img
+        return resize_image(img, *size, rs.key[1], rs.key[0])
+    return render
+
+
+def _source(U, size, path: Path, decode: np.ndarray, rs, cfg, analysis: dict):
+    """An alpha composite or a JPEG re-encoding that explains the pixels better than the file as read."""
+    render = _render_like(rs, size)
+    src = alpha_source(U, path, cfg.INPUT.FORMAT, render, rs.fit.residual, cfg)
+    if src is None:
+        src = recompressed_source(U, decode, cfg.INPUT.FORMAT, render, rs.fit.residual, cfg)
+    if src is not None:
+        analysis.update(src.info)
+    return src
 
 
 def _model_side(model, cfg, fingerprint: Optional[dict], reference: torch.Tensor, findings: list[Finding],

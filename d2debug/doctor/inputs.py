@@ -22,7 +22,8 @@ from ..findings import Finding
 from ..run import preprocess
 from ..stages import PipelineSpec
 
-__all__ = ["UserInput", "parse_user_input", "load_user_input", "make_user_input", "container_findings"]
+__all__ = ["UserInput", "parse_user_input", "load_user_input", "make_user_input", "container_findings",
+           "preprocess_function", "call_preprocess"]
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,12 @@ def _image_to_tensor(img, name: str) -> tuple[torch.Tensor, str, Optional[int], 
         t = t[0]
     if t.dim() != 3:
         raise D2DebugError(f"{name}: image has shape {tuple(img.shape)}; expected CxHxW (or 1xCxHxW)")
+    if t.shape[0] == 1:
+        # detectron2 runs a 1xHxW image: (x - PIXEL_MEAN) / PIXEL_STD broadcasts it to three channels, so the
+        # backbone sees the same plane three times. Diagnose it as that input.
+        notes.append("a 1-channel image: the model's normalization broadcasts it to 3 identical channels (a colour "
+                     "model then sees a grey image); it was checked as those 3 channels")
+        t = t.expand(3, -1, -1)
     if t.shape[0] != 3:
         if t.shape[-1] == 3 and t.shape[0] != 3:
             raise D2DebugError(
@@ -153,6 +160,40 @@ def parse_user_input(obj: Any, name: str = "input") -> UserInput:
         kind = "array" if isinstance(obj, np.ndarray) else "tensor"
         return UserInput(t, dtype, kind, batch, None, None, False, name, tuple(notes + n2))
     raise D2DebugError(f"{name}: a {type(obj).__name__} is not a model input; expected a dict, list of dicts or tensor")
+
+
+TRUST_CODE_HINT = "pass --trust-code (CLI) or tick 'Run my function' (dashboard)"
+
+
+def preprocess_function(spec: str, trust: bool):
+    """The user's preprocessing function named ``FILE.py:FUNCTION``. Importing the file RUNS it: refused unless
+    ``trust`` (their explicit say), in one line naming the flag."""
+    from ..model import import_user_code
+
+    file, sep, func = str(spec).rpartition(":")
+    if not sep or not file.endswith(".py") or not func.isidentifier():
+        raise D2DebugError(f"{spec}: expected FILE.py:FUNCTION (a Python file and the function in it that takes "
+                           "an image path and returns what your code feeds the model)")
+    if not trust:
+        raise D2DebugError(f"{spec}: calling it runs your code; refused. If you trust it, {TRUST_CODE_HINT}")
+    import sys
+
+    module = sys.modules[import_user_code([file])[0]]
+    fn = getattr(module, func, None)
+    if not callable(fn):
+        raise D2DebugError(f"{file}: has no function {func!r}")
+    return fn
+
+
+def call_preprocess(spec: str, image: Union[str, Path], trust: bool) -> UserInput:
+    """Call the user's ``FILE.py:FUNCTION`` on ``image`` (its path, as a string) and unpack what it returns
+    (a tensor, an array, or a detectron2 input dict / list of them). An exception in their code is one line."""
+    fn = preprocess_function(spec, trust)
+    try:
+        out = fn(str(image))
+    except Exception as exc:  # noqa: BLE001 - the user's code may raise anything; say what and where
+        raise D2DebugError(f"{spec}: raised {type(exc).__name__} on {Path(image).name}: {first_line(exc)}") from None
+    return parse_user_input(out, f"{spec}({Path(image).name!r})")
 
 
 def load_user_input(source: Union[str, Path, bytes], name: Optional[str] = None) -> UserInput:

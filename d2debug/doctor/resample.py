@@ -10,7 +10,7 @@ from ..findings import Finding, reference_resize_code
 from ..stages import resize_image
 from .fit import EXACT, Fit, fit
 
-__all__ = ["RESAMPLERS", "Resampling", "resampler_code", "choose_resampler"]
+__all__ = ["RESAMPLERS", "NO_RESIZE", "Resampling", "resampler_code", "choose_resampler", "weak_resampler_finding"]
 
 # (backend, interpolation) candidates, the reference first. Lanczos has no torch version.
 RESAMPLERS: tuple[tuple[str, str], ...] = (
@@ -87,3 +87,30 @@ def choose_resampler(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg
         "downscaling), not cv2.resize / F.interpolate: " + reference_resize_code(cfg),
     )
     return Resampling(best_key, best, renders[best_key], residuals, finding)
+
+
+# When no candidate reproduces the pixels, one that is closer than the reference by this ratio, on a residual
+# of at least this many grey levels, still says the resampler is not the reference's.
+WEAK_RATIO = 0.9
+WEAK_MIN_RESIDUAL = 0.5
+
+
+def weak_resampler_finding(rs: Resampling, size: tuple[int, int], decoded: tuple[int, int], cfg) -> Optional[Finding]:
+    """``resize_interpolation`` (low confidence) when the image was resized, no kernel of the table reproduces
+    it, but some kernel fits better than the reference's PIL bilinear: another resampler (a blur then a float
+    resize, a library's own kernel) made the pixels."""
+    ref_name = "pil/bilinear"
+    res = rs.residuals
+    if tuple(size) == tuple(decoded) or ref_name not in res or res[ref_name] < WEAK_MIN_RESIDUAL:
+        return None
+    name, r = min(((k, v) for k, v in res.items() if k != ref_name), key=lambda kv: kv[1])
+    if not r < WEAK_RATIO * res[ref_name]:
+        return None
+    return Finding(
+        "resize_interpolation", 0.6,
+        f"the pixels were resized by a resampler that is not PIL bilinear and not in the Doctor's table: the closest "
+        f"is {name} ({r:.2f} grey levels RMS vs {res[ref_name]:.2f} for the reference), none reproduces them (a "
+        "blur before a float resize, skimage.transform.resize, a library's own kernel)",
+        "resize the uint8 HxWx3 image with detectron2's transform (PIL bilinear, antialiased when downscaling): "
+        + reference_resize_code(cfg),
+    )

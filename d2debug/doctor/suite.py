@@ -20,7 +20,7 @@ from ..stages import PipelineSpec
 from .diagnose import diagnose
 from .inputs import load_user_input, make_user_input, parse_user_input
 
-__all__ = ["SuiteCase", "SuiteResult", "SUITE", "pick_images", "suite_cases", "run_case", "run_suite",
+__all__ = ["run_handwritten", "SuiteCase", "SuiteResult", "SUITE", "pick_images", "suite_cases", "run_case", "run_suite",
            "confusion_table"]
 
 
@@ -140,15 +140,27 @@ def suite_cases(images: Sequence[Union[str, Path]], cfg, per_case: int = 2) -> l
 
 @dataclass(frozen=True)
 class SuiteResult:
+    """One case: ``truth`` the mistakes (``()``: a correct pipeline), ``top`` and ``found`` the Doctor's
+    findings. ``leading``: the mistakes of which one must come first (the most damaging; several when they
+    tie); empty for the generated suite, where any true pitfall on top counts."""
+
     case: str
     image: str
     truth: tuple[str, ...]
     top: str
     found: tuple[str, ...]
+    leading: tuple[str, ...] = ()
 
     @property
     def top_right(self) -> bool:
-        return self.top in self.truth if self.truth else self.top == "match"
+        if not self.truth:
+            return self.top == "match"
+        return self.top in (self.leading or self.truth)
+
+    @property
+    def blamed(self) -> tuple[str, ...]:
+        """Findings naming a stage the pipeline does right."""
+        return tuple(f for f in self.found if f not in self.truth and not (f == "match" and not self.truth))
 
     @property
     def all_right(self) -> bool:
@@ -243,22 +255,43 @@ def run_suite(loaded, images: Sequence[Union[str, Path]], per_case: int = 2, tmp
     return results
 
 
+def run_handwritten(loaded, images_dir: Union[str, Path],
+                    progress: Optional[Callable[[int, int, SuiteResult], None]] = None) -> list[SuiteResult]:
+    """The hand-written suite (:mod:`.handwritten`: pipelines written like real scripts, not with the Doctor's
+    stage functions) on the demo model's sample images in ``images_dir``."""
+    from .diagnose import diagnose
+    from .handwritten import CASES
+    from .inputs import parse_user_input
+
+    results = []
+    for i, case in enumerate(CASES, 1):
+        path = Path(images_dir) / case.image
+        diag = diagnose(loaded, path, parse_user_input(case.fn(str(path)), case.name))
+        r = SuiteResult(case.name, case.image, tuple(case.mistakes), diag.top, tuple(diag.ids),
+                        tuple(case.mistakes[:case.tied]))
+        results.append(r)
+        if progress is not None:
+            progress(i, len(CASES), r)
+    return results
+
+
 def confusion_table(results: Sequence[SuiteResult]) -> str:
     """A plain-text confusion table: true pitfall(s) (rows) vs the Doctor's top finding (columns), plus the
     top-1 accuracy, exact-set accuracy and the reference's match rate."""
-    def label(truth):
-        return " + ".join(truth) if truth else "match (reference)"
+    def label(r):
+        truth = r.leading or r.truth
+        return " / ".join(truth) if r.leading else (" + ".join(truth) if truth else "match (reference)")
 
-    rows = sorted({label(r.truth) for r in results}, key=lambda s: (s.count("+"), s))
+    rows = sorted({label(r) for r in results}, key=lambda s: (s.count("+"), s))
     cols = sorted({r.top for r in results})
-    counts = Counter((label(r.truth), r.top) for r in results)
+    counts = Counter((label(r), r.top) for r in results)
     w0 = max(len(s) for s in rows + ["true pitfall(s)"])
     abbrev = {c: c.replace("_normalization", "_norm").replace("resize_", "rs_") for c in cols}
     widths = {c: max(len(abbrev[c]), 3) for c in cols}
     lines = ["true pitfall(s)".ljust(w0) + " | " + " ".join(abbrev[c].rjust(widths[c]) for c in cols) + " | top ok"]
     lines.append("-" * len(lines[0]))
     for row in rows:
-        mine = [r for r in results if label(r.truth) == row]
+        mine = [r for r in results if label(r) == row]
         ok = sum(r.top_right for r in mine)
         cells = " ".join((str(counts[(row, c)]) if counts[(row, c)] else ".").rjust(widths[c]) for c in cols)
         lines.append(f"{row.ljust(w0)} | {cells} | {ok}/{len(mine)}")
@@ -268,10 +301,18 @@ def confusion_table(results: Sequence[SuiteResult]) -> str:
     refs = [r for r in results if not r.truth]
     pipelines = len({r.case for r in results})
     lines.append("-" * len(lines[0]))
+    blamed = [r for r in results if r.blamed]
     lines.append(f"{n} cases ({pipelines} pipelines): top finding right {top}/{n} = {top / max(n, 1):.1%}; "
                  f"all findings exactly right {exact}/{n} = {exact / max(n, 1):.1%}; "
-                 f"reference -> match {sum(r.top == 'match' for r in refs)}/{len(refs)}")
-    wrong = [r for r in results if not r.top_right]
-    for r in wrong:
-        lines.append(f"WRONG: {r.case} on {r.image}: truth {label(r.truth)}, found {', '.join(r.found) or 'nothing'}")
+                 f"reference -> match {sum(r.top == 'match' for r in refs)}/{len(refs)}; "
+                 f"a right stage blamed in {len(blamed)}/{n}")
+    if any(r.leading for r in results):
+        lines.append("(rows: the most damaging mistake of each pipeline, a / b when they tie; the Doctor's top "
+                     "finding must be it)")
+    for r in results:
+        if not r.top_right:
+            lines.append(f"WRONG: {r.case} on {r.image}: truth {' + '.join(r.truth) or 'match'}, found "
+                         f"{', '.join(r.found) or 'nothing'}")
+    for r in blamed:
+        lines.append(f"BLAMED: {r.case} on {r.image}: {', '.join(r.blamed)} (truth {' + '.join(r.truth) or 'match'})")
     return "\n".join(lines)

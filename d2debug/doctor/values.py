@@ -24,6 +24,13 @@ NAMED_RATIO = 1.25
 NAMED_SLACK = 0.3
 # Slopes this close to 1 with no named mapping: a colour change (re-encoding, conversion), not a normalization.
 COLOUR_CHANGE_SLOPE = 0.25
+# Slopes this close to 1 with an offset beyond this (grey levels): a mean subtracted, not divided (Caffe-style).
+MEAN_ONLY_SLOPE = 0.03
+MEAN_ONLY_OFFSET = 3.0
+# A std-only division divides every channel alike (up to this relative spread of the slopes) and leaves 0 at 0
+# (offsets below this, in the input's own units).
+STD_ONLY_SPREAD = 0.5
+STD_ONLY_OFFSET = 0.05
 
 
 def channel_finding(best: Fit, fmt_order: str, quality: float) -> Optional[Finding]:
@@ -103,6 +110,23 @@ def value_findings(U: np.ndarray, Rp: np.ndarray, a: np.ndarray, b: np.ndarray, 
             f"{best} applied outside the model: {est}; {ev_err}; the model then applies PIXEL_MEAN "
             f"{fmt(model_mean, 2)} / PIXEL_STD {fmt(model_std, 2)} on top",
             "remove T.Normalize(...) and ToTensor(): " + fix_feed,
+        )], info
+    if np.all(np.abs(a - 1) < MEAN_ONLY_SLOPE) and np.max(np.abs(b)) > MEAN_ONLY_OFFSET:
+        return [Finding(
+            "external_normalization", 0.95 * quality,
+            f"a mean subtracted outside the model but not divided (Caffe-style x - mean): slopes {fmt(a, 3)}, "
+            f"offsets {fmt(b, 2)}, i.e. mean {fmt(-b, 2)} in 0..255 units; the model then subtracts PIXEL_MEAN "
+            f"{fmt(model_mean, 2)} again",
+            "remove the mean subtraction: " + fix_feed,
+        )], info
+    if np.all(np.abs(b) < STD_ONLY_OFFSET) and np.all(a > 0) and np.all(np.abs(a - 1) > COLOUR_CHANGE_SLOPE) \
+            and np.ptp(a) < STD_ONLY_SPREAD * np.mean(a):
+        return [Finding(
+            "external_normalization", 0.9 * quality,
+            f"values divided by a std outside the model but no mean subtracted: slopes {fmt(a, 4)} (std "
+            f"{fmt(1 / a, 2)} in 0..255 units), offsets {fmt(b, 2)}; the model then divides by PIXEL_STD "
+            f"{fmt(model_std, 2)} again",
+            "remove the division: " + fix_feed,
         )], info
     if np.all(np.abs(a - 1) < COLOUR_CHANGE_SLOPE):
         # Still 0..255 with a mild per-channel gain/offset: a colour change (re-encoding, colour conversion),

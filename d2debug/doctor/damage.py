@@ -1,0 +1,253 @@
+"""Damage: what fixing each finding alone recovers, measured with the model.
+
+The Doctor's explanation of the user's tensor is a chain: a decode (orientation, alpha, recompression), a
+geometry (size, resampler, crop, padding, transposition), a channel order and a per-channel value map, and
+the container (batch, dtype, height/width). For each finding the user's input is rebuilt with that one step
+set to the reference and everything else as the user had it; the model runs on it and on the user's input as
+given, and ``recovers`` is the agreement F1 with the reference's output gained (``score``: mIoU for a
+semantic segmentor). Findings are then ranked by it, most damaging first.
+
+Tensors are ``3xHxW`` float32 (the user's values) unless said otherwise; images ``HxWx3`` uint8 in
+``cfg.INPUT.FORMAT`` order.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, NamedTuple, Optional
+
+import numpy as np
+import torch
+
+from ..compare import compare
+from ..errors import D2DebugError
+from ..findings import Finding
+from ..run import reference_spec, run_tensor
+from ..stages import resize_image
+
+__all__ = ["Explanation", "Fed", "measure_recovery"]
+
+
+
+class Fed(NamedTuple):
+    """One input as the model gets it: the image (``3xHxW``, in ``dtype``), batched or not, and the
+    height/width passed (``None``: not passed)."""
+
+    tensor: torch.Tensor
+    batched: bool
+    size: Optional[tuple[int, int]]
+
+
+@dataclasses.dataclass
+class Explanation:
+    """The user's input as the Doctor explained it (what :func:`measure_recovery` rebuilds from).
+
+    ``as_fed``: the user's input; ``user_decode`` / ``reference_decode``: the decode the user used and the
+    reference's; ``size``: the user's image size (after un-transposing and removing padding); ``resampler``:
+    ``(backend, interpolation)`` or ``("none", "none")``; ``perm``/``slope``/``offset``: the channel order and
+    value map; ``transposed``; ``content``: the tensor without padding (``None`` without padding);
+    ``crop_resize``: the ``(h, w)`` a crop was cut from; ``reference_size``: the reference's input size;
+    ``original``: the original ``(H, W)``.
+    """
+
+    as_fed: Fed
+    user_decode: np.ndarray
+    reference_decode: np.ndarray
+    size: tuple[int, int]
+    resampler: tuple[str, str]
+    perm: tuple[int, ...]
+    slope: np.ndarray
+    offset: np.ndarray
+    transposed: bool
+    content: Optional[torch.Tensor]
+    crop_resize: Optional[tuple[int, int]]
+    reference_size: tuple[int, int]
+    original: tuple[int, int]
+    padding: Optional[dict] = None  # side -> pixels
+    fill: Optional[np.ndarray] = None  # the padding's value per channel, in the user's units
+
+
+def _render(img: np.ndarray, size: tuple[int, int], resampler: tuple[str, str]) -> np.ndarray:
+    if tuple(size) == img.shape[:2] or resampler[0] == "none":
+        return img if tuple(size) == img.shape[:2] else resize_image(img, *size, "bilinear", "pil")
+    return resize_image(img, *size, resampler[1], resampler[0])
+
+
+def _user_values(e: Explanation, img: np.ndarray) -> torch.Tensor:
+    """An ``HxWx3`` render mapped the way the user's values are: channel ``c`` = slope[c] * render[perm[c]]
+    + offset[c]."""
+    r = img.astype(np.float32).transpose(2, 0, 1)
+    out = np.stack([e.slope[c] * r[e.perm[c]] + e.offset[c] for c in range(3)]).astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(out))
+
+
+def _pad(t: torch.Tensor, amounts: dict, fill) -> torch.Tensor:
+    """``t`` with constant borders of ``amounts`` pixels per side filled with ``fill`` (per channel)."""
+    top, bottom, left, right = (int(amounts.get(k, 0)) for k in ("top", "bottom", "left", "right"))
+    out = torch.empty(3, t.shape[1] + top + bottom, t.shape[2] + left + right, dtype=torch.float32)
+    out[:] = torch.as_tensor(np.asarray(fill, np.float32)).view(3, 1, 1)
+    out[:, top:top + t.shape[1], left:left + t.shape[2]] = t
+    return out
+
+
+def _geometry(e: Explanation, t: torch.Tensor, skip: str = "") -> torch.Tensor:
+    """The user's padding and transposition put back on a rebuilt image (except the one named ``skip``)."""
+    if e.padding and skip != "padding":
+        t = _pad(t, e.padding, e.fill)
+    if e.transposed and skip != "transposed_hw":
+        t = t.transpose(1, 2)
+    return t
+
+
+def _with(e: Explanation, tensor: torch.Tensor) -> Fed:
+    """``tensor`` fed with the user's height/width, as one float32 3xHxW image: a batch or dtype that stops the
+    model from running at all is its own finding, so the other fixes are measured on an input that runs."""
+    return Fed(tensor.float(), False, e.as_fed.size)
+
+
+def _fixes(e: Explanation) -> dict[str, Callable[[], Fed]]:
+    """The user's input with one finding undone, per finding id (built when asked)."""
+    t = e.as_fed.tensor.float()
+    inv = [e.perm.index(j) for j in range(3)]
+
+    def rerender(decode: np.ndarray, size=None, resampler=None) -> Fed:
+        return _with(e, _geometry(e, _user_values(e, _render(decode, size or e.size, resampler or e.resampler))))
+
+    def ref_size_for(decode: np.ndarray) -> tuple[int, int]:
+        H, W = decode.shape[:2]
+        h0, w0 = e.reference_decode.shape[:2]
+        return e.reference_size if (H, W) == (h0, w0) else (e.reference_size[1], e.reference_size[0])
+
+    def values() -> Fed:
+        return _with(e, torch.stack([(t[c] - float(e.offset[c])) / float(e.slope[c]) for c in range(3)]))
+
+    return {
+        "batch_contract": lambda: Fed(e.as_fed.tensor, False, e.as_fed.size),
+        "dtype": lambda: Fed(t, e.as_fed.batched, e.as_fed.size),
+        "missing_original_size": lambda: Fed(t, False, e.original),
+        "channel_order": lambda: _with(e, t[inv]),
+        "value_range_0_1": values,
+        "double_normalization": values,
+        "external_normalization": values,
+        "transposed_hw": lambda: _with(e, t.transpose(1, 2)),
+        "padding": lambda: _with(e, _geometry(e, e.content, skip="padding")),
+        "resize_size": lambda: rerender(e.user_decode, ref_size_for(e.user_decode)),
+        "resize_aspect": lambda: rerender(e.user_decode, ref_size_for(e.user_decode)),
+        "resize_interpolation": lambda: rerender(e.user_decode, resampler=("pil", "bilinear")),
+        "crop": lambda: rerender(e.user_decode, e.crop_resize),
+        "exif_orientation": lambda: rerender(e.reference_decode, ref_size_for(e.reference_decode)
+                                             if e.size == ref_size_for(e.user_decode) else
+                                             (e.size[1], e.size[0]) if e.size != e.reference_size else e.size),
+        "alpha_channel": lambda: rerender(e.reference_decode),
+        "recompression": lambda: rerender(e.reference_decode),
+    }
+
+
+def _alone(e: Explanation, reference_tensor: torch.Tensor) -> dict[str, Callable[[], Fed]]:
+    """The reference input with ONLY the user's step of each finding applied (how much that mistake costs by
+    itself): the tie-break when fixing any one of several mistakes alone recovers nothing."""
+    ref = reference_tensor.float()
+    ref_img = np.ascontiguousarray(ref.numpy().transpose(1, 2, 0).clip(0, 255).round().astype(np.uint8))
+    good = Fed(ref, False, e.original)
+
+    def feed(t: torch.Tensor, size=e.original) -> Fed:
+        return Fed(t.float(), False, size)
+
+    def mapped(t: torch.Tensor, perm=(0, 1, 2), values=True) -> torch.Tensor:
+        slope, offset = (e.slope, e.offset) if values else (np.ones(3), np.zeros(3))
+        return torch.stack([float(slope[c]) * t[perm[c]] + float(offset[c]) for c in range(3)])
+
+    def at(decode: np.ndarray, size, resampler=("pil", "bilinear")) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(_render(decode, size, resampler).astype(np.float32)
+                                                     .transpose(2, 0, 1)))
+
+    fill01 = None if e.fill is None else (np.asarray(e.fill) - e.offset) / e.slope
+    return {
+        "batch_contract": lambda: Fed(ref[None], True, e.original),
+        "dtype": lambda: Fed(ref.to(e.as_fed.tensor.dtype), False, e.original),
+        "missing_original_size": lambda: feed(ref, e.as_fed.size),
+        "channel_order": lambda: feed(mapped(ref, e.perm, values=False)),
+        "value_range_0_1": lambda: feed(mapped(ref)),
+        "double_normalization": lambda: feed(mapped(ref)),
+        "external_normalization": lambda: feed(mapped(ref)),
+        "transposed_hw": lambda: feed(ref.transpose(1, 2)),
+        "padding": lambda: feed(_pad(ref, e.padding, fill01)),
+        "resize_size": lambda: feed(at(e.reference_decode, e.size)),
+        "resize_aspect": lambda: feed(at(e.reference_decode, e.size)),
+        "resize_interpolation": lambda: feed(at(e.reference_decode, e.reference_size, e.resampler)),
+        "crop": lambda: feed(at(e.reference_decode, e.size)) if e.crop_resize is None else feed(
+            _centre(at(e.reference_decode, e.crop_resize), e.size)),
+        "exif_orientation": lambda: feed(at(e.user_decode, e.size if e.size != e.reference_size else
+                                            (e.size[1], e.size[0]))),
+        "alpha_channel": lambda: feed(at(e.user_decode, e.reference_size)),
+        "recompression": lambda: feed(at(e.user_decode, e.reference_size)),
+        "match": lambda: good,
+        "_ref_img": lambda: ref_img,
+    }
+
+
+def _centre(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    h, w = size
+    top, left = (t.shape[1] - h) // 2, (t.shape[2] - w) // 2
+    return t[:, top:top + h, left:left + w]
+
+
+def _score(loaded, reference, fed: Fed) -> Optional[float]:
+    """Agreement of the model's output on ``fed`` with ``reference``'s; ``None`` when the model cannot run it."""
+    if fed.batched:
+        return None  # a 1xCxHxW "image": detectron2's ImageList stacks it into a 5-D batch and the backbone fails
+    spec = reference_spec(loaded.cfg, "cpu").replace(original_size="pass" if fed.size else "omit")
+    try:
+        out = run_tensor(loaded, fed.tensor, spec, original_size=fed.size)
+    except (RuntimeError, D2DebugError):
+        return None  # e.g. a float64 tensor against float32 weights
+    return compare(reference, out).score
+
+
+CONTAINER = ("batch_contract", "dtype")
+
+
+def measure_recovery(loaded, reference_tensor: torch.Tensor, original: tuple[int, int], e: Explanation,
+                     findings: list[Finding]) -> tuple[list[Finding], set[str], dict]:
+    """``findings`` with ``recovers`` set: the agreement gained by fixing each alone (``loaded``: the model,
+    ``reference_tensor``: the reference input ``3xHxW`` 0..255 of ``original`` size). When the model cannot run
+    the input as given (a batch, a float64 tensor), the container findings that stop it are returned as
+    ``blocking`` (they recover everything the runnable input scores) and the other fixes are measured on the
+    runnable input. Also returns the measured scores."""
+    spec = reference_spec(loaded.cfg, "cpu")
+    reference = run_tensor(loaded, reference_tensor, spec, original_size=original)
+    fixes = _fixes(e)
+    given = _score(loaded, reference, e.as_fed)
+    runnable = _score(loaded, reference, _with(e, e.as_fed.tensor))
+    base = runnable if runnable is not None else 0.0
+    scores = {"as_given": None if given is None else round(given, 4), "runnable": round(base, 4)}
+    blocking: set[str] = set()
+    alone = _alone(e, reference_tensor)
+    out = []
+    for f in findings:
+        make = fixes.get(f.id)
+        if make is None:
+            out.append(f)
+            continue
+        try:
+            by_itself = _score(loaded, reference, alone[f.id]())
+        except (ValueError, RuntimeError, TypeError, AttributeError):
+            by_itself = None
+        scores[f"{f.id} alone"] = None if by_itself is None else round(by_itself, 4)
+        if f.id in CONTAINER:
+            fixed = _score(loaded, reference, make())
+            if given is None:
+                gained = base  # from not running to running (as far as this finding is what stops it)
+                blocking.add(f.id)
+            else:
+                gained = (fixed if fixed is not None else 0.0) - given
+        else:
+            try:
+                fixed = _score(loaded, reference, make())
+            except (ValueError, RuntimeError, TypeError, AttributeError):
+                out.append(f)  # the rebuild does not apply to this input: the finding keeps its confidence rank
+                continue
+            gained = (fixed if fixed is not None else 0.0) - base
+        scores[f.id] = round(base + gained, 4)
+        out.append(dataclasses.replace(f, recovers=gained,
+                                       costs_alone=None if by_itself is None else 1.0 - by_itself))
+    return out, blocking, scores
