@@ -19,18 +19,25 @@ if str(ROOT) not in sys.path:
 
 IMAGES = [sample("val_003"), sample("exif8")]
 
-# A LazyConfig written the way detectron2's own new-style configs are: the model-zoo's common Mask R-CNN
-# (narrowed: ResNet-18, 64-channel FPN and heads, three classes), RGB input, its own test-time resize.
-LAZY_CONFIG = textwrap.dedent("""
-    from detectron2.config import LazyCall as L
-    from detectron2.data import transforms as T
-    from detectron2.layers import ShapeSpec
-    from detectron2.model_zoo import get_config
+def _lazy_text(zoo_model: str, body: str) -> str:
+    """A LazyConfig on a model-zoo model narrowed to a ResNet-18 with a 64-channel FPN, then ``body``."""
+    head = textwrap.dedent(f"""
+        from detectron2.config import LazyCall as L
+        from detectron2.data import transforms as T
+        from detectron2.layers import ShapeSpec
+        from detectron2.model_zoo import get_config
 
-    model = get_config("common/models/mask_rcnn_fpn.py").model
-    del model.backbone.bottom_up.stages.stride_in_1x1
-    model.backbone.bottom_up.stages.depth = 18
-    model.backbone.out_channels = 64
+        model = get_config("{zoo_model}").model
+        del model.backbone.bottom_up.stages.stride_in_1x1
+        model.backbone.bottom_up.stages.depth = 18
+        model.backbone.out_channels = 64
+    """)
+    return head + textwrap.dedent(body)
+
+
+# A LazyConfig written the way detectron2's own new-style configs are: the model-zoo's common Mask R-CNN
+# (narrowed, three classes), RGB input, its own test-time resize.
+LAZY_CONFIG = _lazy_text("common/models/mask_rcnn_fpn.py", """
     model.proposal_generator.head.in_channels = 64
     model.roi_heads.num_classes = 3
     model.roi_heads.box_head.input_shape = ShapeSpec(channels=64, height=7, width=7)
@@ -48,18 +55,8 @@ LAZY_CONFIG = textwrap.dedent("""
     train = get_config("common/train.py").train
 """)
 
-
 # FCOS, detectron2's other one-stage detector, exists only as a LazyConfig: the model-zoo's, narrowed likewise.
-FCOS_CONFIG = textwrap.dedent("""
-    from detectron2.config import LazyCall as L
-    from detectron2.data import transforms as T
-    from detectron2.layers import ShapeSpec
-    from detectron2.model_zoo import get_config
-
-    model = get_config("common/models/fcos.py").model
-    del model.backbone.bottom_up.stages.stride_in_1x1
-    model.backbone.bottom_up.stages.depth = 18
-    model.backbone.out_channels = 64
+FCOS_CONFIG = _lazy_text("common/models/fcos.py", """
     model.backbone.top_block.in_channels = 64
     model.head.input_shape = [ShapeSpec(channels=64)] * 5
     model.head.conv_dims = [64, 64]

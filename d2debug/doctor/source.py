@@ -35,6 +35,17 @@ class Source(NamedTuple):
     info: dict
 
 
+def _best(U: np.ndarray, render, candidates, make: Callable[[object], np.ndarray]):
+    """``(candidate, its Fit, its decode)`` of the candidate decode that explains ``U`` best at the user's size."""
+    best = None
+    for c in candidates:
+        img = make(c)
+        f = fit(U, render(img))
+        if best is None or f.residual < best[1].residual:
+            best = (c, f, img)
+    return best
+
+
 def _rgba(path: Path) -> Optional[np.ndarray]:
     """The file as ``HxWx4`` uint8 RGBA (EXIF applied) when it has an alpha channel, else ``None``."""
     from PIL import Image, ImageOps
@@ -55,14 +66,12 @@ def alpha_source(U: np.ndarray, path: Path, fmt: str, render: Callable[[np.ndarr
     if rgba is None:
         return None
     a = rgba[:, :, 3:4].astype(np.float32) / 255.0
-    best = None
-    for bg in BACKGROUNDS:
+
+    def composite(bg: int) -> np.ndarray:
         comp = np.clip(rgba[:, :, :3] * a + bg * (1 - a) + 0.5, 0, 255).astype(np.uint8)
-        img = comp if fmt == "RGB" else np.ascontiguousarray(comp[:, :, ::-1])
-        f = fit(U, render(img))
-        if best is None or f.residual < best[1].residual:
-            best = (bg, f, img)
-    bg, f, img = best
+        return comp if fmt == "RGB" else np.ascontiguousarray(comp[:, :, ::-1])
+
+    bg, f, img = _best(U, render, BACKGROUNDS, composite)
     info = {"alpha_residuals": {"dropped": round(reference_residual, 3), f"on {bg}": round(f.residual, 3)}}
     if not f.residual < BETTER * reference_residual:
         return None
@@ -93,13 +102,7 @@ def recompressed_source(U: np.ndarray, decode: np.ndarray, fmt: str, render: Cal
     better than the file's own pixels: the input went through an upload or image service on the way."""
     if reference_residual < MIN_RESIDUAL:
         return None
-    best = None
-    for q in QUALITIES:
-        img = _jpeg(decode, fmt, q)
-        f = fit(U, render(img))
-        if best is None or f.residual < best[1].residual:
-            best = (q, f, img)
-    q, f, img = best
+    q, f, img = _best(U, render, QUALITIES, lambda quality: _jpeg(decode, fmt, quality))
     info = {"recompression_residuals": {"as_read": round(reference_residual, 3), f"jpeg q{q}": round(f.residual, 3)}}
     if not f.residual < BETTER * reference_residual:
         return None
