@@ -55,11 +55,6 @@ class Arch:
         """Whether it predicts detections (boxes), so box agreement and box AP apply."""
         return "boxes" in self.outputs
 
-    @property
-    def primary(self) -> str:
-        """The agreement the tools rank by: ``f1`` of detections, or ``sem_seg_miou`` for a semantic-only model."""
-        return "f1" if self.instances else "sem_seg_miou"
-
     def describe(self) -> str:
         """E.g. ``GeneralizedRCNN (boxes, masks)`` or ``MyRCNN (a GeneralizedRCNN: boxes)``."""
         what = ", ".join(self.outputs)

@@ -45,10 +45,11 @@ class Agreement:
     keypoint_distance: Optional[float] = None
     sem_seg_miou: Optional[float] = None
     score: float = 1.0
+    map_only: bool = False  # a semantic segmentor: no detections, the class map is all there is to compare
 
     def to_dict(self) -> dict:
         d = asdict(self)
-        for k in ("pairs", "missed_idx", "extra_idx", "flip_pairs"):
+        for k in ("pairs", "missed_idx", "extra_idx", "flip_pairs", "map_only"):
             d.pop(k)
         for k in ("mean_iou", "mean_score_change", "f1", "mask_iou", "keypoint_distance", "sem_seg_miou", "score"):
             if d[k] is not None:
@@ -171,5 +172,5 @@ def compare(reference, variant, iou_thresh: float = 0.5) -> Agreement:
     if getattr(reference, "sem_seg", None) is not None and getattr(variant, "sem_seg", None) is not None:
         extra["sem_seg_miou"] = sem_seg_miou(reference.sem_seg, variant.sem_seg)
         if a.n_reference + a.n_variant == 0 and getattr(reference, "panoptic", None) is None:
-            extra["score"] = extra["sem_seg_miou"]  # a semantic segmentor: the map is all it predicts
+            extra.update(score=extra["sem_seg_miou"], map_only=True)  # a semantic segmentor: the map is all
     return dataclasses.replace(a, **extra) if extra else a

@@ -63,7 +63,7 @@ def _measured(view) -> str:
     extra = "".join(f"; {label} {v:.3f}" for label, v in (("mask IoU of pairs", a.mask_iou),
                                                           ("keypoint distance (px)", a.keypoint_distance))
                     if v is not None)
-    if a.n_reference + a.n_variant == 0 and a.sem_seg_miou is not None:
+    if a.map_only:
         return f"\n\n**Measured on this image:** semantic mIoU {a.sem_seg_miou:.3f} against the reference's map."
     seg = f"; semantic mIoU {a.sem_seg_miou:.3f}" if a.sem_seg_miou is not None else ""
     return (f"\n\n**Measured on this image:** agreement F1 {a.f1:.3f}; of {a.n_reference} reference detections "

@@ -128,12 +128,11 @@ def _for_display(a: np.ndarray, image_shape: tuple[int, int], display_shape: tup
     return _nearest(at_coordinates(a, image_shape, fill), display_shape)
 
 
-def draw_detections(rgb: np.ndarray, boxes, scores, classes, class_names, max_side: int = MAX_DISPLAY_SIDE,
-                    masks=None, keypoints=None) -> np.ndarray:
-    """Draw detections the way detectron2's ``Visualizer.draw_instance_predictions`` does (class names,
-    scores, its colours). ``boxes`` are ``Nx4`` ``XYXY_ABS`` in ``rgb``'s frame; ``masks`` ``NxHxW`` bool and
-    ``keypoints`` ``NxKx3`` ``(x, y, score)``, when given, in the boxes' frame. Returns RGB uint8."""
-    vis, inst = _instances_on(rgb, boxes, scores, classes, class_names, max_side, masks, keypoints)
+def draw_detections(rgb: np.ndarray, boxes, scores, classes, class_names, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
+    """Draw boxes the way detectron2's ``Visualizer.draw_instance_predictions`` does (class names, scores, its
+    colours). ``boxes`` are ``Nx4`` ``XYXY_ABS`` in ``rgb``'s frame. Returns RGB uint8. :func:`draw_result`
+    draws everything a run predicted (masks, keypoints, maps)."""
+    vis, inst = _instances_on(rgb, boxes, scores, classes, class_names, max_side)
     return vis.draw_instance_predictions(inst).get_image()
 
 

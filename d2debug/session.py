@@ -120,7 +120,7 @@ class ComparisonView:
         extra = {k: {"label": label, "value": None if v is None else round(v, 4),
                      "delta": None if v is None else round(v - at_ref, 4)}
                  for k, (label, output, v, at_ref) in per_output.items() if output is not None}
-        if a.n_reference + a.n_variant == 0 and "sem_seg_miou" in extra:
+        if a.map_only:
             return extra  # a semantic segmentor: no detections to count
         return {
             "f1": {"label": "Agreement F1", "value": round(a.f1, 4), "delta": round(a.f1 - 1.0, 4)},

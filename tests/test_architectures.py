@@ -96,10 +96,11 @@ def test_reference_parity_for_every_output(loaded, name):
 
 
 @pytest.mark.parametrize("name", ARCHS)
-def test_compare_json_carries_every_output_and_a_pitfall_moves_it(seeded, capsys, name):
+def test_compare_json_carries_every_output_and_a_pitfall_moves_it(seeded, loaded, capsys, name):
     from pycocotools import mask as mask_util
 
     from d2debug.cli import main
+    from d2debug.run import reference_spec, run
 
     config, weights = seeded[name]
     args = ["compare", "--config", str(config), "--weights", str(weights), "--image", str(IMAGES[0]), "--json"]
@@ -118,10 +119,16 @@ def test_compare_json_carries_every_output_and_a_pitfall_moves_it(seeded, capsys
     if "masks" in OUTPUTS[name]:
         h, w = same["reference"]["original_size"]
         assert dets and all(d["mask"]["size"] == [h, w] and isinstance(d["mask"]["counts"], str) for d in dets)
-        area = mask_util.area({"size": dets[0]["mask"]["size"], "counts": dets[0]["mask"]["counts"].encode()})
-        assert area >= 0
+        # the RLE decodes to the run's own mask, pixel for pixel
+        m = loaded(name)
+        ours = run(m, IMAGES[0], reference_spec(m.cfg, "cpu")).masks
+        back = mask_util.decode({"size": dets[0]["mask"]["size"], "counts": dets[0]["mask"]["counts"].encode()})
+        assert np.array_equal(back.astype(bool), ours[0])
     if "keypoints" in OUTPUTS[name]:
         assert all(len(d["keypoints"]) == 17 and all(len(p) == 3 for p in d["keypoints"]) for d in dets)
+        m = loaded(name)
+        ours = run(m, IMAGES[0], reference_spec(m.cfg, "cpu")).keypoints
+        assert np.allclose(np.array(dets[0]["keypoints"]), ours[0], atol=0.01)
     if "sem_seg" in OUTPUTS[name]:
         seg = same["reference"]["segmentation"]
         assert seg["size"] == same["reference"]["original_size"] and seg["classes"]
@@ -172,7 +179,7 @@ def test_thresholds_act_on_each_architectures_own_keys(loaded):
         run(sem, IMAGES[0], reference_spec(sem.cfg, "cpu").replace(score_thresh=0.5))
 
 
-def test_a_proposal_network_is_one_line(tmp_path):
+def test_a_proposal_network_is_one_line(tmp_path, capsys):
     from detectron2.config import get_cfg
 
     from d2debug.cli import main
@@ -185,7 +192,9 @@ def test_a_proposal_network_is_one_line(tmp_path):
 
     torch.save({"model": build_model(cfg).state_dict()}, tmp_path / "model_final.pth")
     code = main(["compare", "--config", str(tmp_path / "config.yaml"), "--weights", str(tmp_path / "model_final.pth")])
-    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "ProposalNetwork predicts class-less proposals" in err and "GeneralizedRCNN" in err
 
 
 @pytest.mark.parametrize("name", ARCHS)

@@ -64,7 +64,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     d = agr.to_dict()
     more = "".join(f"  {label} {d[k]:.3f}" for k, label in (("mask_iou", "mask IoU"), ("keypoint_distance",
                    "keypoint distance"), ("sem_seg_miou", "semantic mIoU")) if d[k] is not None)
-    if d["n_reference"] + d["n_variant"] == 0 and d["sem_seg_miou"] is not None:
+    if agr.map_only:
         print(f"agreement  semantic mIoU {d['sem_seg_miou']:.3f}")  # a semantic segmentor: no detections
     else:
         print(f"agreement  F1 {d['f1']:.3f}  matched {d['matched']}  missed {d['missed']}  extra {d['extra']}  "

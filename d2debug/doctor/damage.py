@@ -22,7 +22,7 @@ from ..compare import compare
 from ..errors import D2DebugError
 from ..findings import Finding
 from ..run import reference_spec, run_tensor
-from ..stages import resize_image
+from .resample import render_at
 
 __all__ = ["Explanation", "Fed", "measure_recovery"]
 
@@ -66,12 +66,6 @@ class Explanation:
     fill: Optional[np.ndarray] = None  # the padding's value per channel, in the user's units
 
 
-def _render(img: np.ndarray, size: tuple[int, int], resampler: tuple[str, str]) -> np.ndarray:
-    if tuple(size) == img.shape[:2] or resampler[0] == "none":
-        return img if tuple(size) == img.shape[:2] else resize_image(img, *size, "bilinear", "pil")
-    return resize_image(img, *size, resampler[1], resampler[0])
-
-
 def _user_values(e: Explanation, img: np.ndarray) -> torch.Tensor:
     """An ``HxWx3`` render mapped the way the user's values are: channel ``c`` = slope[c] * render[perm[c]]
     + offset[c]."""
@@ -110,12 +104,21 @@ def _fixes(e: Explanation) -> dict[str, Callable[[], Fed]]:
     inv = [e.perm.index(j) for j in range(3)]
 
     def rerender(decode: np.ndarray, size=None, resampler=None) -> Fed:
-        return _with(e, _geometry(e, _user_values(e, _render(decode, size or e.size, resampler or e.resampler))))
+        return _with(e, _geometry(e, _user_values(e, render_at(decode, size or e.size, resampler or e.resampler))))
 
     def ref_size_for(decode: np.ndarray) -> tuple[int, int]:
         H, W = decode.shape[:2]
         h0, w0 = e.reference_decode.shape[:2]
         return e.reference_size if (H, W) == (h0, w0) else (e.reference_size[1], e.reference_size[0])
+
+    def oriented_size() -> tuple[int, int]:
+        """The user's size for the reference decode: the reference's when the user's resize rule was right,
+        else theirs, turned when the two decodes are turned by 90 degrees."""
+        if e.size == ref_size_for(e.user_decode):
+            return e.reference_size
+        if e.user_decode.shape[:2] != e.reference_decode.shape[:2]:
+            return e.size[1], e.size[0]
+        return e.size
 
     def values() -> Fed:
         return _with(e, torch.stack([(t[c] - float(e.offset[c])) / float(e.slope[c]) for c in range(3)]))
@@ -134,9 +137,7 @@ def _fixes(e: Explanation) -> dict[str, Callable[[], Fed]]:
         "resize_aspect": lambda: rerender(e.user_decode, ref_size_for(e.user_decode)),
         "resize_interpolation": lambda: rerender(e.user_decode, resampler=("pil", "bilinear")),
         "crop": lambda: rerender(e.user_decode, e.crop_resize),
-        "exif_orientation": lambda: rerender(e.reference_decode, ref_size_for(e.reference_decode)
-                                             if e.size == ref_size_for(e.user_decode) else
-                                             (e.size[1], e.size[0]) if e.size != e.reference_size else e.size),
+        "exif_orientation": lambda: rerender(e.reference_decode, oriented_size()),
         "alpha_channel": lambda: rerender(e.reference_decode),
         "recompression": lambda: rerender(e.reference_decode),
     }
@@ -146,8 +147,6 @@ def _alone(e: Explanation, reference_tensor: torch.Tensor) -> dict[str, Callable
     """The reference input with ONLY the user's step of each finding applied (how much that mistake costs by
     itself): the tie-break when fixing any one of several mistakes alone recovers nothing."""
     ref = reference_tensor.float()
-    ref_img = np.ascontiguousarray(ref.numpy().transpose(1, 2, 0).clip(0, 255).round().astype(np.uint8))
-    good = Fed(ref, False, e.original)
 
     def feed(t: torch.Tensor, size=e.original) -> Fed:
         return Fed(t.float(), False, size)
@@ -157,7 +156,7 @@ def _alone(e: Explanation, reference_tensor: torch.Tensor) -> dict[str, Callable
         return torch.stack([float(slope[c]) * t[perm[c]] + float(offset[c]) for c in range(3)])
 
     def at(decode: np.ndarray, size, resampler=("pil", "bilinear")) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(_render(decode, size, resampler).astype(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(render_at(decode, size, resampler).astype(np.float32)
                                                      .transpose(2, 0, 1)))
 
     fill01 = None if e.fill is None else (np.asarray(e.fill) - e.offset) / e.slope
@@ -180,8 +179,6 @@ def _alone(e: Explanation, reference_tensor: torch.Tensor) -> dict[str, Callable
                                             (e.size[1], e.size[0]))),
         "alpha_channel": lambda: feed(at(e.user_decode, e.reference_size)),
         "recompression": lambda: feed(at(e.user_decode, e.reference_size)),
-        "match": lambda: good,
-        "_ref_img": lambda: ref_img,
     }
 
 

@@ -31,7 +31,7 @@ from ..errors import D2DebugError
 from ..findings import Finding, merge, rank
 from ..render import heatmap, stretched
 from ..run import preprocess
-from ..stages import decode, resize_image, to_model_order
+from ..stages import decode, to_model_order
 from ..stats import histogram_records, tensor_stats
 from ..text import fmt
 from .damage import Explanation, Fed, measure_recovery
@@ -41,7 +41,7 @@ from .geometry import choose_orientation, explain_size, orientation_tag, origina
 from .inputs import UserInput, container_findings, parse_user_input
 from .normcheck import norm_check, pixel_mean_std_finding
 from .register import find_crop, unpad, untranspose
-from .resample import NO_RESIZE, choose_resampler, weak_resampler_finding
+from .resample import choose_resampler, render_at, weak_resampler_finding
 from .source import alpha_source, recompressed_source
 from .values import channel_finding, value_findings
 
@@ -305,11 +305,7 @@ def _explanation(ui: UserInput, ref: _Reference, geo: _Pixels) -> Explanation:
 
 def _render_like(rs, size: tuple[int, int]):
     """A function putting a decode at the user's ``size`` with the resampler that explained their pixels."""
-    def render(img: np.ndarray) -> np.ndarray:
-        if rs.key == NO_RESIZE or img.shape[:2] == tuple(size):
-            return img
-        return resize_image(img, *size, rs.key[1], rs.key[0])
-    return render
+    return lambda img: render_at(img, size, rs.key)
 
 
 def _source(U, size, path: Path, decode: np.ndarray, rs, cfg, analysis: dict):

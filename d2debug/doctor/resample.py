@@ -10,7 +10,7 @@ from ..findings import Finding, reference_resize_code
 from ..stages import resize_image
 from .fit import EXACT, Fit, fit
 
-__all__ = ["RESAMPLERS", "NO_RESIZE", "Resampling", "resampler_code", "choose_resampler", "weak_resampler_finding"]
+__all__ = ["RESAMPLERS", "NO_RESIZE", "Resampling", "render_at", "resampler_code", "choose_resampler", "weak_resampler_finding"]
 
 # (backend, interpolation) candidates, the reference first. Lanczos has no torch version.
 RESAMPLERS: tuple[tuple[str, str], ...] = (
@@ -45,6 +45,16 @@ class Resampling(NamedTuple):
     image: np.ndarray
     residuals: dict
     finding: Optional[Finding]
+
+
+def render_at(img: np.ndarray, size: tuple[int, int], key: tuple[str, str]) -> np.ndarray:
+    """``img`` (``HxWx3`` uint8) at ``size`` ``(h, w)`` with the resampler ``key`` (``(backend, interpolation)``;
+    :data:`NO_RESIZE` or the same size: as it is, or PIL bilinear when only the size differs)."""
+    if tuple(size) == img.shape[:2]:
+        return img
+    if key == NO_RESIZE:
+        return resize_image(img, *size, "bilinear", "pil")
+    return resize_image(img, *size, key[1], key[0])
 
 
 def resampler_code(backend: str, interpolation: str) -> str:
