@@ -16,7 +16,7 @@ PKG = ROOT / "d2debug"
 LAYERS = {
     # 0: the core: one image through one pipeline, and the vocabulary every tool speaks.
     **dict.fromkeys(("errors", "version", "text", "files", "stages", "arch", "model", "run", "compare", "stats", "render",
-                     "coco", "findings", "pitfalls", "envinfo", "__init__"), 0),
+                     "coco", "findings", "pitfalls", "envinfo", "memory", "__init__"), 0),
     # 1: the tools built on the core.
     **dict.fromkeys(("doctor", "audit", "session", "lessons", "configdiff", "testing", "demo"), 1),
     # 2: what drives the tools from outside (benchmark, a real server).

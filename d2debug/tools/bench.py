@@ -40,6 +40,7 @@ import torch
 from ..audit import load_dataset, run_audit
 from ..errors import D2DebugError
 from ..files import list_images
+from ..memory import peak_rss_mb
 from ..model import DEMO_DIR, LoadedModel, load_model
 from ..pitfalls import REFERENCE, STANDARD_PITFALLS
 from ..run import reference_spec, run
@@ -58,7 +59,6 @@ __all__ = [
     "bench_model",
     "bench_memory",
     "make_large_image",
-    "read_peak_rss_mb",
     "run_bench",
     "to_text",
     "to_markdown",
@@ -433,18 +433,6 @@ def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor
 # Memory
 
 
-def read_peak_rss_mb(pid: int) -> float:
-    """``VmHWM`` (peak resident set size) of process ``pid`` in MB, from ``/proc/<pid>/status`` (Linux)."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError as exc:
-        raise D2DebugError(f"cannot read /proc/{pid}/status ({exc.strerror}); peak RSS needs Linux") from None
-    for line in text.splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    raise D2DebugError(f"/proc/{pid}/status has no VmHWM line")
-
-
 def make_large_image(path: Path, width: int = 4000, height: int = 3000, seed: int = 12) -> Path:
     """Write a ``width x height`` JPEG (12 megapixels by default) of a demo-style scene."""
     from PIL import Image
@@ -460,12 +448,13 @@ _PREDICTOR_RSS = r"""
 import sys, json, warnings
 warnings.filterwarnings("ignore")
 from d2debug.model import load_demo_model
-from d2debug.tools.bench import SharedModelPredictor, read_peak_rss_mb
+from d2debug.memory import peak_rss_mb
+from d2debug.tools.bench import SharedModelPredictor
 from detectron2.data.detection_utils import read_image
 import os
 loaded = load_demo_model(device="cpu")
 SharedModelPredictor(loaded)(read_image(sys.argv[1], format="BGR"))
-print(json.dumps({"peak_mb": read_peak_rss_mb(os.getpid())}))
+print(json.dumps({"peak_mb": peak_rss_mb(os.getpid())}))
 """
 
 
@@ -501,7 +490,7 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
         floor_sample = _predictor_peak_mb(sample)
         floor_big = _predictor_peak_mb(big)
         with streamlit_server(Path(tmp) / "streamlit.log") as (url, proc):
-            idle = read_peak_rss_mb(proc.pid)
+            idle = peak_rss_mb(proc.pid)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
                 try:
@@ -512,7 +501,7 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
                         "stMetricValue")
                     expect(f1).to_have_text("1.000", timeout=wait_ms)
                     _settle(page, wait_ms)
-                    after_sample = read_peak_rss_mb(proc.pid)
+                    after_sample = peak_rss_mb(proc.pid)
 
                     log("memory: the same page on a 12-megapixel image")
                     bar = page.get_by_test_id("stSidebar")
@@ -524,13 +513,13 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
                     expect(page.get_by_text(f"Image {big.name}")).to_be_visible(timeout=wait_ms)
                     expect(f1).to_have_text("1.000", timeout=wait_ms)
                     _settle(page, wait_ms)
-                    after_big = read_peak_rss_mb(proc.pid)
+                    after_big = peak_rss_mb(proc.pid)
 
                     log("memory: one toggle on the 12-megapixel image")
                     page.get_by_text("BGR (swapped)").click()
                     expect(page.get_by_text("channel_order=swapped").first).to_be_visible(timeout=wait_ms)
                     _settle(page, wait_ms)
-                    after_toggle = read_peak_rss_mb(proc.pid)
+                    after_toggle = peak_rss_mb(proc.pid)
                     if page.get_by_test_id("stException").count():
                         raise D2DebugError("the dashboard showed an exception during the memory run")
                 finally:

@@ -1,0 +1,65 @@
+"""The process's memory: giving the C heap back to the system after each image, and reading resident memory.
+
+Decoding, resizing and a forward pass allocate and free tens of megabytes per image. glibc keeps freed chunks
+in its arenas, and with many threads and mixed sizes the arenas fragment: resident memory climbs by a few MB
+per image although nothing is retained (the audit went from 765 to 1,456 MB over 102 images).
+``malloc_trim(0)`` returns the free pages at the cost of one walk over the heap; forcing it on every ``free``
+(``MALLOC_TRIM_THRESHOLD_=0``) keeps memory flat too but slows every allocation.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from pathlib import Path
+from typing import Optional
+
+from .errors import D2DebugError
+
+__all__ = ["release_heap", "rss_mb", "peak_rss_mb"]
+
+_TRIM = None  # the C function, once looked up; False where there is none (not glibc)
+
+
+def _malloc_trim():
+    global _TRIM
+    if _TRIM is None:
+        _TRIM = False
+        name = ctypes.util.find_library("c")
+        try:
+            fn = ctypes.CDLL(name).malloc_trim if name else None
+        except (OSError, AttributeError):
+            fn = None
+        if fn is not None:
+            fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+            _TRIM = fn
+    return _TRIM
+
+
+def release_heap() -> bool:
+    """Return the free pages of every malloc arena to the system (glibc ``malloc_trim(0)``). ``True`` when
+    something was released; ``False`` too where the C library has no such call (macOS, musl)."""
+    fn = _malloc_trim()
+    return bool(fn(0)) if fn else False
+
+
+def _status_mb(field: str, pid: Optional[int]) -> float:
+    path = Path(f"/proc/{pid or os.getpid()}/status")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise D2DebugError(f"cannot read {path} ({exc.strerror}); resident memory is read from Linux's /proc") from None
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024.0
+    raise D2DebugError(f"{path} has no {field} line")
+
+
+def rss_mb(pid: Optional[int] = None) -> float:
+    """Resident memory (``VmRSS``) of process ``pid`` (default: this one) in MB."""
+    return _status_mb("VmRSS", pid)
+
+
+def peak_rss_mb(pid: Optional[int] = None) -> float:
+    """Peak resident memory (``VmHWM``) of process ``pid`` (default: this one) in MB."""
+    return _status_mb("VmHWM", pid)
