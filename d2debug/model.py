@@ -52,8 +52,9 @@ IMPORT_HINT = "register it by importing your code with --import MODULE_OR_FILE (
 
 
 def default_device() -> str:
-    """``cuda:0`` when a GPU is available, else ``cpu``."""
-    return "cuda:0" if torch.cuda.is_available() else "cpu"
+    """This process's GPU when there is one (``cuda:0``; ``cuda:LOCAL_RANK`` under torchrun, which sets the
+    current device), else ``cpu``."""
+    return f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
 
 
 def _check_file(path: Path, what: str) -> Path:
@@ -265,6 +266,7 @@ class LoadedModel:
     stuff_names: list[str] = field(default_factory=list)
     lazy: object = field(default=None, repr=False)
     arch: Optional[Arch] = None
+    options: dict = field(default_factory=dict)  # how load_model was asked to load it (flags, imports)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _copies: dict = field(default_factory=dict, repr=False)
 
@@ -273,12 +275,12 @@ class LoadedModel:
             self.arch = arch_of(self.model, lazy=self.lazy is not None)
 
     def model_on(self, device: str) -> torch.nn.Module:
-        """The model on ``device`` (``cpu`` or ``cuda``/``cuda:0``), copied once and cached."""
-        want = "cpu" if device == "cpu" else "cuda:0"
+        """The model on ``device`` (``cpu``, or ``cuda``: this process's GPU), copied once and cached."""
+        if device != "cpu" and not torch.cuda.is_available():
+            raise D2DebugError("device=cuda requested but no CUDA GPU is available on this machine")
+        want = "cpu" if device == "cpu" else (default_device() if device == "cuda" else device)
         if want == self.device:
             return self.model
-        if want.startswith("cuda") and not torch.cuda.is_available():
-            raise D2DebugError("device=cuda requested but no CUDA GPU is available on this machine")
         if want not in self._copies:
             self._copies[want] = copy.deepcopy(self.model).to(want).eval()
         return self._copies[want]
@@ -329,17 +331,17 @@ def load_model(
     ``config``: a yacs ``.yaml`` merged onto ``get_cfg()``, or a LazyConfig ``.py`` (code: refused unless
     ``trust_config``), whose ``model`` is instantiated and whose ``dataloader.test.mapper`` gives the
     reference pipeline. ``imports``: the user's modules or ``.py`` files registering their own parts, run
-    first (see :func:`import_user_code`). ``device``: ``None`` picks ``cuda:0`` when available, else ``cpu``.
+    first (see :func:`import_user_code`). ``device``: ``None`` picks this process's GPU when available, else ``cpu``.
     ``class_names``: a list, or a COCO annotation file whose categories give them; else the metadata
     registered for the test set; else ``class 0..N-1`` (and the source says so). Missing, unexpected or
     wrongly shaped checkpoint keys raise :class:`D2DebugError` naming them, unless ``allow_key_mismatch``.
     """
     import_user_code(imports)
     device = device or default_device()
-    if device == "cuda":
-        device = "cuda:0"
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise D2DebugError("device=cuda requested but no CUDA GPU is available on this machine")
+    if device == "cuda":
+        device = default_device()
     lazy = model = None
     if Path(config).suffix.lower() == ".py":
         cfg, lazy, model = _load_lazy(Path(config), trust_config, overrides)
@@ -379,6 +381,11 @@ def load_model(
         stuff_names=stuff,
         lazy=lazy,
         arch=arch,
+        options={"classes": class_names if isinstance(class_names, (str, Path)) or class_names is None
+                 else [str(n) for n in class_names],
+                 "imports": [str(i) for i in imports], "trust_config": bool(trust_config),
+                 "trust_checkpoint": bool(trust_checkpoint), "allow_key_mismatch": bool(allow_key_mismatch),
+                 "overrides": list(overrides)},
     )
 
 

@@ -34,8 +34,8 @@ from .stages import (
     to_model_order,
 )
 
-__all__ = ["RunResult", "RawOutput", "ForwardCache", "run", "run_tensor", "prepare", "preprocess", "reference_spec",
-           "Frame"]
+__all__ = ["RunResult", "RawOutput", "ForwardCache", "run", "run_prepared", "run_batch", "run_tensor", "prepare",
+           "preprocess", "reference_spec", "Frame"]
 
 Frame = Literal["original", "resized"]
 
@@ -236,18 +236,9 @@ def run(loaded: LoadedModel, image: str | Path | Decoded, spec: PipelineSpec,
     t0 = time.perf_counter()
     dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
     t1 = time.perf_counter()
-    tensor, (h, w), fed_order = prepare(loaded.cfg, dec, spec)
+    tensor, size, fed_order = prepare(loaded.cfg, dec, spec)
     t2 = time.perf_counter()
-    key = ForwardCache.key(spec)
-    known = cache.get(tensor, key) if cache is not None else None
-    if known is not None and known.spec.original_size == spec.original_size and known.original_size == (h, w):
-        result = dataclasses.replace(known, spec=spec, timings={"forward": 0.0}, notes=())
-    elif known is not None and known.raw is not None:
-        result = run_tensor(loaded, tensor, spec, original_size=(h, w), raw=known.raw)
-    else:
-        result = run_tensor(loaded, tensor, spec, original_size=(h, w))
-        if cache is not None:
-            cache.put(tensor, key, result)
+    result = run_prepared(loaded, tensor, size, spec, cache)
     result.timings = {"decode": t1 - t0, "preprocess": t2 - t1, **result.timings}
     result.image = dec.image
     result.image_order = dec.order
@@ -255,6 +246,44 @@ def run(loaded: LoadedModel, image: str | Path | Decoded, spec: PipelineSpec,
     result.notes = dec.notes + result.notes
     result.decoded = dec
     return result
+
+
+def run_prepared(loaded: LoadedModel, tensor: torch.Tensor, original: tuple[int, int], spec: PipelineSpec,
+                 cache: Optional[ForwardCache] = None) -> RunResult:
+    """The model part of :func:`run`: feed ``tensor`` (``3xHxW`` float32, what :func:`prepare` made of an
+    image whose original size is ``original`` ``(h, w)``), reusing a forward pass ``cache`` already holds for
+    an equal input. The result has no decoded image (``image`` is empty); :func:`run` adds it."""
+    key = ForwardCache.key(spec)
+    known = cache.get(tensor, key) if cache is not None else None
+    if known is not None and known.spec.original_size == spec.original_size and known.original_size == original:
+        return dataclasses.replace(known, spec=spec, timings={"forward": 0.0}, notes=())
+    if known is not None and known.raw is not None:
+        return run_tensor(loaded, tensor, spec, original_size=original, raw=known.raw)
+    result = run_tensor(loaded, tensor, spec, original_size=original)
+    if cache is not None:
+        cache.put(tensor, key, result)
+    return result
+
+
+def run_batch(loaded: LoadedModel, items: list[tuple[torch.Tensor, tuple[int, int], PipelineSpec]],
+              cache: Optional[ForwardCache] = None) -> list[RunResult]:
+    """Several prepared inputs of ONE shape whose specs share the model-side settings (``ForwardCache.key``),
+    through ONE batched forward pass: ``items`` are ``(3xHxW float32 tensor, original (h, w), spec)``. Each
+    spec's own ``original_size`` still decides its output frame. On a GPU a batch is faster than its forward
+    passes one by one; its numbers may differ from them in the last float bits (other kernels), which is why
+    the reference itself never goes through here."""
+    if len({tuple(t.shape) for t, _, _ in items}) > 1 or len({ForwardCache.key(s) for _, _, s in items}) > 1:
+        raise ValueError("run_batch: every item must have the same shape and model-side settings")
+    t0 = time.perf_counter()
+    forwards = _forward(loaded, [(t, s, o) for t, o, s in items])
+    seconds = (time.perf_counter() - t0) / len(items)
+    results = []
+    for (tensor, original, spec), (outputs, backbone, raw) in zip(items, forwards):
+        result = _result(loaded, tensor, spec, original, outputs, backbone, raw, seconds)
+        if cache is not None:
+            cache.put(tensor, ForwardCache.key(spec), result)
+        results.append(result)
+    return results
 
 
 @dataclass(frozen=True)
@@ -292,10 +321,8 @@ def run_tensor(
     if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3 or tensor.shape[0] != 3:
         shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
         raise D2DebugError(f"model input must be a 3xHxW tensor, got {shape}")
-    cfg = loaded.cfg
     in_h, in_w = int(tensor.shape[1]), int(tensor.shape[2])
     orig = original_size or (in_h, in_w)
-    frame: Frame = "original" if spec.original_size == "pass" else "resized"
     t0 = time.perf_counter()
     if raw is not None:
         # What GeneralizedRCNN's own post-processing does: the original size when passed, else the input's.
@@ -303,28 +330,39 @@ def run_tensor(
         outputs = {"instances": detector_postprocess(_copy_instances(raw.instances), out_h, out_w)}
         backbone = raw.backbone_input
     else:
-        outputs, backbone, raw = _forward(loaded, tensor, spec, orig)
-    t1 = time.perf_counter()
+        ((outputs, backbone, raw),) = _forward(loaded, [(tensor, spec, orig)])
+    return _result(loaded, tensor, spec, orig, outputs, backbone, raw, time.perf_counter() - t0)
+
+
+def _result(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig: tuple[int, int], outputs: dict,
+            backbone: torch.Tensor, raw: Optional[RawOutput], seconds: float) -> RunResult:
+    """The :class:`RunResult` of one forward pass's ``outputs`` for the input ``tensor``."""
+    in_h, in_w = int(tensor.shape[1]), int(tensor.shape[2])
     pred = _predictions(outputs)
     return RunResult(
         spec=spec,
-        device="cuda:0" if spec.device == "cuda" else "cpu",
+        device=_device_name(spec.device),
         image=np.zeros((0, 0, 3), np.uint8),
-        image_order=cfg.INPUT.FORMAT,
-        fed_order=cfg.INPUT.FORMAT,
+        image_order=loaded.cfg.INPUT.FORMAT,
+        fed_order=loaded.cfg.INPUT.FORMAT,
         input_tensor=tensor.detach().cpu(),
         backbone_input=backbone,
         class_names=list(loaded.class_names),
         stuff_names=tuple(loaded.stuff_names),
-        frame=frame,
+        frame="original" if spec.original_size == "pass" else "resized",
         original_size=(int(orig[0]), int(orig[1])),
         input_size=(in_h, in_w),
         scale=(in_w / orig[1], in_h / orig[0]),
-        timings={"forward": t1 - t0},
+        timings={"forward": seconds},
         notes=(),
         raw=raw,
         **pred,
     )
+
+
+def _device_name(device: str) -> str:
+    """``cpu``, or the GPU ``cuda`` means in this process (``cuda:LOCAL_RANK`` under torchrun)."""
+    return f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
 
 
 def _predictions(outputs: dict) -> dict:
@@ -349,17 +387,21 @@ def _predictions(outputs: dict) -> dict:
     return pred
 
 
-def _forward(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig: tuple[int, int]):
-    """One forward pass by the Detectron2 contract: ``(outputs dict of the image, backbone input 3xHxW float32
+def _forward(loaded: LoadedModel, items: list[tuple[torch.Tensor, PipelineSpec, tuple[int, int]]]) -> list[tuple]:
+    """One forward pass by the Detectron2 contract over ``items`` (``(3xHxW float32 input, spec, original
+    (h, w))``; one item is what ``DefaultPredictor`` does, several are one batch whose specs share the
+    model-side settings, which the first one's give). Per item: ``(outputs dict, backbone input 3xHxW float32
     CPU, RawOutput or None)``. The backbone input is taken by a pre-hook on ``model.backbone``; the detections
     before post-processing by a hook on ``model.roi_heads`` (R-CNN models, fp32 only; a PanopticFPN combines
     its outputs after that, so it gets none)."""
     from detectron2.modeling.meta_arch import PanopticFPN
 
-    in_h, in_w = int(tensor.shape[1]), int(tensor.shape[2])
-    inputs = {"image": tensor}
-    if spec.original_size == "pass":
-        inputs.update(height=int(orig[0]), width=int(orig[1]))
+    spec = items[0][1]
+    inputs = []
+    for tensor, item_spec, orig in items:
+        inputs.append({"image": tensor})
+        if item_spec.original_size == "pass":
+            inputs[-1].update(height=int(orig[0]), width=int(orig[1]))
     mean, std = model_norm_values(spec.model_norm, loaded.cfg)
     model = loaded.model_on(spec.device)
     captured: dict[str, object] = {}
@@ -368,7 +410,7 @@ def _forward(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig
         captured["x"] = args[0]
 
     def grab_heads(_module, _args, output):
-        captured["instances"] = _copy_instances(output[0][0])
+        captured["instances"] = [_copy_instances(i) for i in output[0]]
 
     handles = [model.backbone.register_forward_pre_hook(grab)]
     if (spec.precision == "fp32" and isinstance(getattr(model, "roi_heads", None), torch.nn.Module)
@@ -382,16 +424,20 @@ def _forward(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig
                 dev_type = "cuda" if spec.device == "cuda" else "cpu"
                 try:
                     with torch.autocast(device_type=dev_type, dtype=torch.float16):
-                        out = model([inputs])[0]
+                        outs = model(inputs)
                 except RuntimeError as exc:
                     raise D2DebugError(
                         f"precision=fp16 is not supported by this model on {dev_type} ({first_line(exc)})"
                     ) from None
             else:
-                out = model([inputs])[0]
+                outs = model(inputs)
         finally:
             for h in handles:
                 h.remove()
-    backbone = captured["x"][0, :, :in_h, :in_w].detach().float().cpu()
-    raw = RawOutput(captured["instances"], backbone) if "instances" in captured else None
-    return out, backbone, raw
+    results = []
+    for i, (tensor, _spec, _orig) in enumerate(items):
+        in_h, in_w = int(tensor.shape[1]), int(tensor.shape[2])
+        backbone = captured["x"][i, :, :in_h, :in_w].detach().float().cpu()
+        raw = RawOutput(captured["instances"][i], backbone) if "instances" in captured else None
+        results.append((outs[i], backbone, raw))
+    return results
