@@ -315,8 +315,11 @@ def test_other_settings_are_refused_or_set_aside(demo, audited, tmp_path):
     assert (out / RESULTS_NAME).read_bytes() == before
     one = load_dataset(ANNOTATIONS, limit=1)
     again = run_audit(demo, one, out, [], restart=True, write_report=False)
-    assert again.set_aside is not None and again.set_aside.read_bytes() == before
+    assert len(again.set_aside) == 1 and again.set_aside[0].read_bytes() == before
     assert again.computed == 1 and again.resumed == 0
+    # A second restart in the same second never overwrites the first one's file.
+    third = run_audit(demo, one, out, [], restart=True, write_report=False)
+    assert third.set_aside[0] != again.set_aside[0] and again.set_aside[0].read_bytes() == before
 
 
 def test_cli_audits_a_user_model_by_path(tiny_weights, tmp_path, capsys):

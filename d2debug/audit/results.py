@@ -1,5 +1,7 @@
-"""The audit's results file, ``OUT/results.jsonl``: one JSON object per line, flushed and fsynced, so an
-interrupted audit resumes where it stopped.
+"""The audit's results files: ``OUT/results.jsonl``, and under torchrun one shard per further rank,
+``OUT/results.rank<R>.jsonl``. One JSON object per line, flushed and fsynced, so an interrupted audit resumes
+where it stopped; the finished images are the union of every shard, keyed on the image, so a rerun with
+another number of ranks neither loses nor repeats one.
 
 - line 1 is a header holding the audit's settings (model fingerprint, variant specs, image list); a resume
   with other settings is refused with one line saying what differs, never silently mixed;
@@ -17,10 +19,11 @@ import errno
 import fcntl
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -37,6 +40,10 @@ from .dataset import AuditDataset
 __all__ = [
     "RESULTS_NAME",
     "RESULTS_FORMAT",
+    "shard_path",
+    "results_files",
+    "set_aside",
+    "scan_results",
     "audit_settings",
     "auto_out_dir",
     "ResultsState",
@@ -50,6 +57,7 @@ __all__ = [
 
 RESULTS_NAME = "results.jsonl"
 RESULTS_FORMAT = 1
+_SHARD = re.compile(r"^results(?:\.rank(\d+))?\.jsonl$")  # results.jsonl is rank 0's (and one process's)
 
 
 def _is_file(path: Optional[Path]) -> bool:
@@ -113,6 +121,67 @@ def settings_difference(old: dict, new: dict) -> str:
     if oi != ni:
         parts.append(f"the image list differs ({oi.get('count')} images before, {ni.get('count')} now)")
     return "; ".join(parts) or "unknown difference"
+
+
+def shard_path(out_dir: Path, rank: int = 0) -> Path:
+    """The results file rank ``rank`` writes: ``results.jsonl`` for rank 0 (and one process alone), else
+    ``results.rank<R>.jsonl``."""
+    return Path(out_dir) / (RESULTS_NAME if rank == 0 else f"results.rank{rank}.jsonl")
+
+
+def results_files(out_dir: Path) -> list[Path]:
+    """The results shards in ``out_dir``, by rank (files set aside by ``--restart`` are not among them)."""
+    found = []
+    for p in Path(out_dir).iterdir() if Path(out_dir).is_dir() else ():
+        m = _SHARD.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1) or 0), p))
+    return [p for _, p in sorted(found)]
+
+
+def set_aside(path: Path) -> Optional[Path]:
+    """Rename ``path`` to a free ``<name>.<stamp>.jsonl`` beside it (never over an existing file); ``None`` when
+    it is already gone (another process set it aside first)."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stem = path.name[: -len(".jsonl")]
+    for n in range(1000):
+        target = path.with_name(f"{stem}.{stamp}{'' if n == 0 else f'-{n}'}.jsonl")
+        try:
+            os.link(path, target)  # fails when target exists: nothing is ever overwritten
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            return None
+        os.unlink(path)
+        return target
+    raise D2DebugError(f"{path}: cannot find a free name to set it aside")
+
+
+def _refuse_other_settings(path: Path, old: Optional[dict], new: dict) -> None:
+    if old is not None and old != new:
+        raise D2DebugError(f"{path}: holds an audit with other settings ({settings_difference(old, new)}); use another "
+                           "--out directory, or --restart to keep the old results aside and start again")
+
+
+def scan_results(out_dir: Path, settings: dict, dataset: AuditDataset,
+                 keep: Callable[[int], bool] = lambda i: True) -> dict[int, Optional[dict]]:
+    """The finished images in every results shard of ``out_dir``: image index -> its record (``None`` where
+    ``keep(index)`` is false, to learn what is done without holding it). The first shard (by rank) holding an
+    image wins. A shard with other settings, or a line naming another image than the list's, raises
+    :class:`D2DebugError` naming the file."""
+    done: dict[int, Optional[dict]] = {}
+    for path in results_files(out_dir):
+        state = read_results(path)
+        _refuse_other_settings(path, state.settings, settings)
+        for rec in state.records:
+            idx = rec.get("index")
+            if not (isinstance(idx, int) and 0 <= idx < len(dataset.images)) or idx in done:
+                continue
+            if rec.get("key") != dataset.images[idx].key:
+                raise D2DebugError(f"{path}: line for image {idx} names {rec.get('key')!r}, "
+                                   f"expected {dataset.images[idx].key!r}; the file does not match its header")
+            done[idx] = rec if keep(idx) else None
+    return done
 
 
 @dataclass
@@ -183,16 +252,10 @@ class ResultsWriter:
         try:
             self.set_aside = None
             state = read_results(path)
-            if state.settings is not None and state.settings != settings:
-                if not restart:
-                    raise D2DebugError(
-                        f"{path}: holds an audit with other settings ({settings_difference(state.settings, settings)}); "
-                        "use another --out directory, or --restart to keep the old file aside and start again"
-                    )
+            if not restart:
+                _refuse_other_settings(path, state.settings, settings)
             if restart and path.exists():
-                stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-                self.set_aside = path.with_name(f"results.{stamp}.jsonl")
-                os.replace(path, self.set_aside)
+                self.set_aside = set_aside(path)
                 state = ResultsState(None, [], 0, False)
             self.dropped_tail = state.dropped_tail
             if state.settings is None:

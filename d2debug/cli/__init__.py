@@ -38,6 +38,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
     parser = build_parser()
     a = parser.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)  # as given: --nproc starts this same command again
     try:
         return a.func(a)
     except D2DebugError as exc:
