@@ -13,16 +13,16 @@ from d2debug.audit import (
     STANDARD_PITFALLS,
     auto_out_dir,
     damage_chart_svg,
-    load_dataset,
     load_summary,
     parse_variants,
     run_audit,
     summary_rows,
     table_records,
 )
+from d2debug.audit.command import audit_args, audit_commands, default_host, default_processes
 from d2debug.errors import D2DebugError
 from d2debug.model import DEMO_AUDIT, DEMO_DIR
-from d2debug.ui import sidebar
+from d2debug.ui import loaders, sidebar
 
 RESULT_KEY = "d2debug_audit"
 AUDIT_ROOT = Path(tempfile.gettempdir()) / "d2debug-audits"
@@ -57,13 +57,46 @@ with right:
                              key="audit_out").strip()
 go = st.button("Run audit", key="audit_run", type="primary")
 
+
+def chosen_settings():
+    """The dataset, pitfalls and results folder the widgets name; raises D2DebugError for a bad one."""
+    if not images:
+        raise D2DebugError("type an image folder or a COCO json path")
+    dataset = loaders.dataset(images, annotations or None, int(limit) or None)
+    pitfalls = parse_variants(chosen) if chosen else []
+    out_dir = Path(out_text) if out_text else auto_out_dir(AUDIT_ROOT, sel.loaded, dataset, pitfalls)
+    return dataset, pitfalls, out_dir
+
+
+with st.expander("On several GPUs or machines: the same audit under torchrun", expanded=False):
+    try:
+        _dataset, _pitfalls, cmd_out = chosen_settings()
+    except D2DebugError as exc:
+        st.info(f"The commands appear once the settings above are complete ({exc}).")
+    else:
+        c1, c2, c3 = st.columns(3)
+        nproc = c1.number_input("Processes per machine (one per GPU)", min_value=1, max_value=64,
+                                value=default_processes(), key="audit_nproc")
+        nnodes = c2.number_input("Machines", min_value=1, max_value=64, value=1, key="audit_nnodes")
+        host = c3.text_input("Rendezvous host (the first machine)", value=default_host(), key="audit_host")
+        args = audit_args(sel.loaded, images, annotations or None, chosen, int(limit) or None, cmd_out)
+        for label, cmd in audit_commands(args, int(nproc), int(nnodes), host.strip() or None).items():
+            st.markdown(f"**{label}**")
+            st.code(cmd, language="bash")
+        st.caption(
+            "Each process audits its share of the images and appends them to its own shard in the results folder "
+            "(`results.rank<R>.jsonl`); process 0 merges them and writes the same summary, table and report as one "
+            "process would. The folder is this page's: **Run audit** here and the command resume each other's work. "
+            "On several machines, run the last command on each: the images (and the model files) must be at the "
+            "same paths there."
+        )
+        if loaders.is_upload(sel.loaded.config_path) or loaders.is_upload(sel.loaded.weights_path):
+            st.warning("The model was uploaded: its files are kept only while this dashboard runs. Use files on "
+                       "this workstation for a command that outlives it.")
+
 if go:
     try:
-        if not images:
-            raise D2DebugError("type an image folder or a COCO json path")
-        dataset = load_dataset(images, annotations or None, int(limit) or None)
-        pitfalls = parse_variants(chosen) if chosen else []
-        out_dir = Path(out_text) if out_text else auto_out_dir(AUDIT_ROOT, sel.loaded, dataset, pitfalls)
+        dataset, pitfalls, out_dir = chosen_settings()
         bar = st.progress(0.0, text="Starting...")
         started = {"t": time.monotonic(), "done": 0}
 
@@ -121,7 +154,7 @@ summary = result["summary"]
 ds = summary["dataset"]
 st.subheader(f"Results: {ds['finished']} images from {Path(ds['source']).name}, model: {result['model']}")
 st.caption(f"Computed {result['computed']} image(s) now, {result['resumed']} resumed from "
-           f"`{result['outputs']['results']}`.")
+           f"`{Path(result['outputs']['results']).parent}`.")
 rows = show_summary(summary)
 
 cols = st.columns(4)

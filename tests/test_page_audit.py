@@ -3,6 +3,9 @@ bad input shows st.error and the page keeps working."""
 from __future__ import annotations
 
 import json
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,6 +51,24 @@ def test_audit_page_runs_resumes_and_survives_bad_input(tmp_path):
     assert rows["reference"]["f1"] == 1.0 and rows["reference"]["dAP"] == 0.0
     assert (out / "report.html").is_file() and (out / "results.jsonl").is_file()
     assert len(at.dataframe) >= 1
+
+    # The torchrun command the page shows for these settings runs as shown, and resumes the page's own folder.
+    commands = [c.value for c in at.code]
+    machine = next(c for c in commands if c.startswith("torchrun --nproc-per-node 2 -m d2debug audit"))
+    assert f"--images {ROOT / 'sample_data' / 'annotations.json'} --variants channel_swap range_0_1 --limit 2" in machine
+    assert machine.endswith(f"--out {out}")
+    argv = shlex.split(machine)
+    proc = subprocess.run([str(Path(sys.executable).with_name("torchrun")), *argv[1:], "--json", "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    sharded = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert sharded["run"]["computed"] == 0 and sharded["run"]["resumed"] == 2
+    assert sharded["rows"] == res["summary"]["rows"] and sharded["dataset"]["world_size"] == 2
+    at.number_input(key="audit_nnodes").set_value(2)
+    at.text_input(key="audit_host").set_value("node-a")
+    run(at)
+    every = [c.value for c in at.code if "--nnodes 2" in c.value]
+    assert len(every) == 1 and "--rdzv-endpoint node-a:29400" in every[0] and every[0].endswith(f"--out {out}")
 
     # Run again: everything is resumed from the results file, nothing recomputed.
     at.button(key="audit_run").click()

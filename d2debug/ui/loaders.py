@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Union
 
 import streamlit as st
 
-from ..audit import load_summary
+from ..audit import AuditDataset, load_dataset, load_summary
 from ..errors import D2DebugError
 from ..model import DEMO_AUDIT, DEMO_CONFIG, DEMO_WEIGHTS, LoadedModel, load_demo_model, load_model
 from ..pitfalls import Pitfall
@@ -41,6 +41,8 @@ __all__ = [
     "comparison",
     "pitfall_row",
     "save_upload",
+    "is_upload",
+    "dataset",
 ]
 
 
@@ -78,6 +80,17 @@ def _demo_audit(key: str) -> Optional[dict]:
 def demo_audit() -> Optional[dict]:
     """The shipped audit of the demo model (``sample_data/demo_audit_summary.json``), or ``None``."""
     return _demo_audit(file_key(DEMO_AUDIT))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _dataset(key: str, images: str, annotations: Optional[str], limit: Optional[int]) -> AuditDataset:
+    return load_dataset(images, annotations, limit)
+
+
+def dataset(images: str, annotations: Optional[str], limit: Optional[int]) -> AuditDataset:
+    """The audit's images (a folder or a COCO json) and annotations, cached until either file changes.
+    Raises ``D2DebugError`` naming a bad path."""
+    return _dataset(f"{file_key(images)}:{file_key(annotations)}:{limit}", images, annotations, limit)
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
@@ -166,6 +179,11 @@ def _upload_dir() -> Path:
         _UPLOAD_DIR = Path(tempfile.mkdtemp(prefix="d2debug-uploads-"))
         atexit.register(shutil.rmtree, _UPLOAD_DIR, True)
     return _UPLOAD_DIR
+
+
+def is_upload(path: Union[str, Path, None]) -> bool:
+    """Whether ``path`` is a file uploaded to this dashboard (kept only while the server runs)."""
+    return path is not None and _UPLOAD_DIR is not None and Path(path).resolve().is_relative_to(_UPLOAD_DIR.resolve())
 
 
 def save_upload(uploaded) -> Path:
