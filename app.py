@@ -2,11 +2,11 @@
 the pages are ``app_pages/*.py`` (Home first), their shared code ``d2debug/ui/``, all computation the library."""
 import streamlit as st
 
-from d2debug.memory import release_heap
+from d2debug.memory import trim_if_grown
 from d2debug.ui.nav import navigation
 
 st.set_page_config(page_title="d2debug", layout="wide")
 try:
     navigation().run()
 finally:
-    release_heap()  # a page's images and forward passes are freed: hand the pages back (d2debug.memory)
+    trim_if_grown()  # a page's images and forward passes are freed: hand the pages back (d2debug.memory)

@@ -3,22 +3,28 @@
 Decoding, resizing and a forward pass allocate and free tens of megabytes per image. glibc keeps freed chunks
 in its arenas, and with many threads and mixed sizes the arenas fragment: resident memory climbs by a few MB
 per image although nothing is retained (the audit went from 765 to 1,456 MB over 102 images).
-``malloc_trim(0)`` returns the free pages at the cost of one walk over the heap; forcing it on every ``free``
-(``MALLOC_TRIM_THRESHOLD_=0``) keeps memory flat too but slows every allocation.
+``malloc_trim(0)`` returns the free pages at the cost of one walk over the heap, and of faulting fresh pages
+in for the next image; forcing it on every ``free`` (``MALLOC_TRIM_THRESHOLD_=0``) keeps memory flat too but
+slows every allocation. :func:`trim_if_grown` trims only once resident memory has grown by a margin since the
+last trim, which bounds the growth at that margin for a few trims per hundred images.
 """
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import os
+import threading
 from pathlib import Path
 from typing import Optional
 
 from .errors import D2DebugError
 
-__all__ = ["release_heap", "rss_mb", "peak_rss_mb"]
+__all__ = ["release_heap", "trim_if_grown", "TRIM_MARGIN_MB", "rss_mb", "peak_rss_mb"]
 
 _TRIM = None  # the C function, once looked up; False where there is none (not glibc)
+TRIM_MARGIN_MB = 192.0  # growth tolerated between trims: a few images' worth of fragments
+_FLOOR: dict[str, float] = {}  # resident MB right after the last trim (this process)
+_FLOOR_LOCK = threading.Lock()  # the dashboard runs sessions in threads
 
 
 def _malloc_trim():
@@ -41,6 +47,28 @@ def release_heap() -> bool:
     something was released; ``False`` too where the C library has no such call (macOS, musl)."""
     fn = _malloc_trim()
     return bool(fn(0)) if fn else False
+
+
+def trim_if_grown(margin_mb: float = TRIM_MARGIN_MB) -> bool:
+    """Call after each image: :func:`release_heap` when resident memory has grown by more than ``margin_mb``
+    since the last trim (or the first call). One read of ``/proc/self/statm`` otherwise. ``True`` when it
+    trimmed."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            now = int(f.read().split()[1]) * _PAGE_MB
+    except OSError:
+        return release_heap()  # no /proc: trim every time
+    with _FLOOR_LOCK:
+        floor = _FLOOR.setdefault("mb", now)
+        if now - floor <= margin_mb:
+            return False
+        trimmed = release_heap()
+        with open("/proc/self/statm", "rb") as f:
+            _FLOOR["mb"] = int(f.read().split()[1]) * _PAGE_MB
+        return trimmed
+
+
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20 if hasattr(os, "sysconf") else 4096 / 2**20
 
 
 def _status_mb(field: str, pid: Optional[int]) -> float:

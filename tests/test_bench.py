@@ -149,6 +149,20 @@ def test_release_heap_gives_freed_heap_pages_back():
     assert len(last) == 64 * 1024
 
 
+def test_trim_if_grown_trims_only_past_its_margin():
+    from d2debug.memory import trim_if_grown
+
+    trim_if_grown(0)  # sets the floor at what is resident now
+    assert trim_if_grown(10_000) is False  # nowhere near grown by 10 GB
+    blocks = [bytearray(64 * 1024) for _ in range(2560)]  # 160 MB of heap, then freed but the top block
+    last = blocks[-1]
+    del blocks
+    grown = rss_mb()
+    assert trim_if_grown(100) is True and grown - rss_mb() > 100
+    assert trim_if_grown(100) is False  # the floor moved to what was left
+    assert len(last) == 64 * 1024
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="the memory row drives Debian's chromium at /usr/bin/chromium")
 def test_memory_row_measures_a_real_dashboard(capsys):
@@ -164,3 +178,33 @@ def test_memory_row_measures_a_real_dashboard(capsys):
     assert rows["5b"]["value"] == mem["dashboard_after_12mp_toggle"] or abs(
         rows["5b"]["value"] - mem["dashboard_after_12mp_toggle"]) < 0.1
     assert all(r["ratio"] > 0 for r in rows.values())
+
+
+def test_long_run_rows_measure_real_audits(tmp_path):
+    """The audit memory and ranks rows on a few images: real audits in their own processes, every number read
+    from them (no timing asserted)."""
+    from d2debug.tools.bench_long import bench_audit_memory, bench_ranks, copies
+
+    folder = copies(tmp_path / "c", 50)
+    assert len(list(folder.iterdir())) == 50 and (folder / "00048.jpg").read_bytes() == (folder / "00000.jpg").read_bytes()
+    rows, details = bench_audit_memory(small=2, large=4, threads=1)
+    assert [r.row for r in rows] == ["6", "6b", "6c"]
+    got = details["audit_memory"]
+    assert all(got[k]["peak_mb"] > 100 and got[k]["seconds_per_image"] > 0.01 for k in ("small", "large", "small_kept", "small_every"))
+    assert rows[0].ratio == got["large"]["peak_mb"] / got["small"]["peak_mb"]
+    rows, details = bench_ranks(n=4)
+    assert [r.row for r in rows] == ["7", "7b"]
+    runs = details["ranks"]
+    assert {k: v["images"] for k, v in runs.items()} == {"one_process": 4, "two_ranks": 4, "one_process_worker": 4}
+    assert all(r.ratio > 0 for r in rows)
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="the dashboard row drives Debian's chromium at /usr/bin/chromium")
+def test_views_row_pages_through_images_on_a_real_dashboard():
+    from d2debug.tools.bench_long import bench_dashboard_images
+
+    rows, details = bench_dashboard_images(views=3, warm=2)
+    marks = details["dashboard_views"]["marks"]
+    assert [m[0] for m in marks] == [1, 2, 3] and all(m[1] > 100 for m in marks)
+    assert rows[0].value == marks[-1][1] and rows[0].ratio == marks[-1][1] / marks[1][1]

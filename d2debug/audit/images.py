@@ -15,7 +15,7 @@ import torch
 
 from ..compare import compare
 from ..errors import D2DebugError
-from ..memory import release_heap
+from ..memory import trim_if_grown
 from ..model import LoadedModel
 from ..pitfalls import REFERENCE
 from ..run import ForwardCache, RunResult, prepare, run_batch, run_prepared
@@ -87,7 +87,7 @@ class _Images(torch.utils.data.Dataset):
         try:
             return prepare_image(self.cfg, idx, self.items[idx], self.specs)
         finally:
-            release_heap()  # the worker's decoded images and resize buffers: see d2debug.memory
+            trim_if_grown()  # the worker's decoded images and resize buffers: see d2debug.memory
 
 
 def _as_is(item):

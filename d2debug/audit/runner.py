@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..errors import D2DebugError
-from ..memory import release_heap
+from ..memory import trim_if_grown
 from ..model import LoadedModel
 from ..pitfalls import REFERENCE, STANDARD_PITFALLS, Pitfall
 from ..run import reference_spec
@@ -24,7 +24,7 @@ from .dataset import AuditDataset, AuditImage
 from .images import audit_image, infer_image, prepared_images
 from .report import write_outputs
 from .results import ResultsWriter, audit_settings, results_files, scan_results, set_aside, shard_path
-from .shard import Ranks, SharedError
+from .shard import Ranks
 from .summary import summarize
 
 __all__ = ["AuditRun", "ProgressFn", "audit_image", "run_audit", "assign"]
@@ -57,22 +57,6 @@ def assign(total: int, done: Sequence[int], rank: int, world_size: int) -> list[
     in turn. The same inputs give the same shares on every rank, with no message between them."""
     finished = set(done)
     return [i for i in range(total) if i not in finished][rank::world_size]
-
-
-def _agreed(ranks: Ranks, step: Callable, undo: Optional[Callable] = None):
-    """``step()`` on every rank; when it raised :class:`D2DebugError` on any, every rank raises the same
-    :class:`SharedError` (rank 0 reports it), so no rank goes on alone; ``undo(value)`` first where the step
-    succeeded."""
-    try:
-        value, error = step(), None
-    except D2DebugError as exc:
-        value, error = None, str(exc)
-    errors = [e for e in ranks.all_gather(error) if e is not None]
-    if errors:
-        if error is None and undo is not None:
-            undo(value)
-        raise SharedError(errors[0], ranks.rank)
-    return value
 
 
 def run_audit(
@@ -108,11 +92,11 @@ def run_audit(
     settings = audit_settings(loaded, dataset, pitfalls, ref_spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = ranks.broadcast(uuid.uuid4().hex[:12])
-    aside = _agreed(ranks, lambda: _set_old_aside(out_dir, ranks) if restart else [])
-    done = _agreed(ranks, lambda: sorted(scan_results(out_dir, settings, dataset, keep=lambda i: False)))
+    aside = ranks.agree(lambda: _set_old_aside(out_dir, ranks) if restart else [])
+    done = ranks.agree(lambda: sorted(scan_results(out_dir, settings, dataset, keep=lambda i: False)))
     done = sorted(set().union(*ranks.all_gather(done)))  # every machine's shards, shared storage or not
     mine = assign(len(dataset.images), done, ranks.rank, ranks.world_size)
-    writer = _agreed(ranks, lambda: ResultsWriter(shard_path(out_dir, ranks.rank), settings, restart=False),
+    writer = ranks.agree(lambda: ResultsWriter(shard_path(out_dir, ranks.rank), settings, restart=False),
                      undo=ResultsWriter.close)
     try:
         computed = _compute(loaded, dataset, mine, specs, writer, ranks, run_id, progress, workers,
@@ -161,7 +145,7 @@ def _compute(loaded: LoadedModel, dataset: AuditDataset, mine: list[int], specs:
         writer.append(rec)
         item = prepared.item
         del prepared, rec
-        release_heap()  # see d2debug.memory: without it resident memory climbs a few MB per image
+        trim_if_grown()  # see d2debug.memory: without it resident memory climbs a few MB per image
         computed += 1
         n = ranks.count(done_key, 1)
         if progress:

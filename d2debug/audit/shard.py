@@ -96,6 +96,23 @@ class Ranks:
         dist.broadcast_object_list(box, src=0, group=self.group)
         return box[0]
 
+    def agree(self, step: Callable, undo: Optional[Callable] = None):
+        """``step()`` on every rank; when it raised :class:`D2DebugError` on any, every rank raises the same
+        :class:`SharedError` (rank 0 reports it), so no rank goes on alone; ``undo(value)`` first where the
+        step succeeded. One process alone: ``step()``."""
+        if not self.sharded:
+            return step()
+        try:
+            value, error = step(), None
+        except D2DebugError as exc:
+            value, error = None, str(exc)
+        errors = [e for e in self.all_gather(error) if e is not None]
+        if errors:
+            if error is None and undo is not None:
+                undo(value)
+            raise SharedError(errors[0], self.rank)
+        return value
+
     def barrier(self) -> None:
         if self.sharded:
             import torch.distributed as dist
