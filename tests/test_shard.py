@@ -27,13 +27,14 @@ LIMIT = 12  # images: about a second each with every pitfall on one thread, so a
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # every process on one intra-op thread, as torchrun sets
 
 
-def _audit_argv(out: Path) -> list[str]:
+def _audit_argv(out: Path, progress: bool = False) -> list[str]:
     return ["-m", "d2debug", "audit", "--images", str(ANNOTATIONS), "--limit", str(LIMIT), "--out", str(out),
-            "--no-progress"]
+            *([] if progress else ["--no-progress"])]
 
 
-def _torchrun(out: Path, nproc: int) -> subprocess.Popen:
-    return subprocess.Popen([str(TORCHRUN), "--nproc-per-node", str(nproc), *_audit_argv(out)], cwd=ROOT, env=ENV,
+def _torchrun(out: Path, nproc: int, progress: bool = False) -> subprocess.Popen:
+    return subprocess.Popen([str(TORCHRUN), "--nproc-per-node", str(nproc), *_audit_argv(out, progress)], cwd=ROOT,
+                            env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -138,11 +139,14 @@ def test_a_rank_killed_then_the_same_command_equals_a_clean_run(single, tmp_path
     _kill_after_first_image(_torchrun(out, 2), out, rank=1)
     before = _lines(out)
     assert 1 <= len(before) < LIMIT and not (out / "summary.json").exists()
-    code, stdout, err = _finish(_torchrun(out, 2))
+    code, stdout, err = _finish(_torchrun(out, 2, progress=True))
     assert code == 0, err[-2000:]
     _assert_same_as_single(out, single)
     lines = _lines(out)
     assert len(lines) == LIMIT  # nothing computed twice
+    # One progress bar, rank 0's, counting every rank's images from where the killed run stopped.
+    bars = [b for b in err.replace("\r", "\n").splitlines() if "pipelines/img, 2 ranks" in b]
+    assert bars and f"{len(before)}/{LIMIT}" in bars[0] and f"{LIMIT}/{LIMIT}" in bars[-1], err[-1500:]
     assert f"resumed {len(before)} image(s), computed {LIMIT - len(before)} on 2 ranks" in stdout
 
 
@@ -233,3 +237,13 @@ def test_ranks_without_shared_storage_send_rank_0_what_it_cannot_see(single, tmp
     assert _comparable(got["summary"]) == _comparable(single.summary)
     assert [(r["index"], r["variants"]) for r in got["records"]] == [(r["index"], r["variants"]) for r in single.records]
     assert {r["rank"] for r in got["records"]} == {0, 1}
+
+
+def test_a_bad_path_under_nproc_is_one_line_from_rank_0(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "d2debug", "audit", "--images", str(tmp_path / "nope"), "--out",
+                           str(tmp_path / "out"), "--nproc", "2"], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "ChildFailedError" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: ") and "nope" in errors[0], errors

@@ -98,9 +98,11 @@ def cmd_audit(a: argparse.Namespace) -> int:
 def _audit(a: argparse.Namespace, ranks) -> int:
     from ..audit import load_dataset, parse_variants, pitfalls_markdown, run_audit
 
-    pitfalls = parse_variants(a.variants)  # bad names fail before the model loads
-    dataset = load_dataset(a.images, a.annotations, a.limit)
-    loaded = load_from_args(a)
+    def load():
+        pitfalls = parse_variants(a.variants)  # bad names fail before the model loads
+        return pitfalls, load_dataset(a.images, a.annotations, a.limit), load_from_args(a)
+
+    pitfalls, dataset, loaded = ranks.agree(load)  # under torchrun: a bad file is one line, from rank 0
     bar = None
     state = {"done": 0, "total": len(dataset.images)}
 
@@ -183,20 +185,29 @@ def _launch(a: argparse.Namespace) -> int:
             rest.append(arg)
     import logging
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    # The launcher's own log lines (its rendezvous banner, a failed rank's report) repeat what the ranks said.
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    # The launcher's own log lines (its rendezvous banner, a failed rank's report) repeat what the ranks said;
+    # torch sets each of its loggers' level itself, so each is quietened.
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed")]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // a.nproc)))
     launch = get_args_parser().parse_args(["--standalone", "--nproc-per-node", str(a.nproc), "--module", "d2debug",
                                            *argv[:i], "audit", *rest])
     try:
         run(launch)
+    except SignalException:
+        # Ctrl-C or SIGTERM: the launcher stopped the ranks, which said what they saved.
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
     except ChildFailedError as exc:
         codes = sorted({f.exitcode for f in exc.failures.values()})
-        if codes == [130] or (len(codes) and all(c in (130, -15) for c in codes)):
-            return 130
+        if codes and all(c in (130, -signal.SIGTERM) for c in codes):
+            return 130  # interrupted: each rank said what is saved
+        if codes == [2]:
+            return 2  # an expected error: rank 0 printed its one line
         print(f"error: {len(exc.failures)} of {a.nproc} audit processes failed (exit code "
               f"{', '.join(str(c) for c in codes)}); their messages are above", file=sys.stderr)
         return max(2, max(codes)) if codes else 2
