@@ -11,7 +11,8 @@ from .common import add_model_args, load_from_args
 
 __all__ = ["register", "cmd_bench"]
 
-ROWS = ("predictor", "reference", "toggle", "audit", "memory")
+ROWS = ("predictor", "reference", "toggle", "audit", "memory", "views", "audit_memory", "ranks")
+DEFAULT_ROWS = ROWS[:5]  # views (96 page views), audit_memory (1,200 images) and ranks run when asked for
 # demo, the R50-FPN Faster R-CNN, and every other architecture detectron2 ships, each at its stock size
 MODELS = ("demo", "r50", "mask_rcnn_fpn", "mask_rcnn_c4", "cascade_mask_rcnn", "keypoint_rcnn", "retinanet",
           "panoptic_fpn", "semantic_fpn")
@@ -41,7 +42,10 @@ def register(sub) -> None:
     p.add_argument("--models", default="demo,r50",
                    help=f"without --config: which of {','.join(MODELS)} to run (default: demo,r50); all but demo "
                         "are stock model-zoo sizes with seeded random weights")
-    p.add_argument("--rows", default=",".join(ROWS), help=f"rows to run (default: {','.join(ROWS)})")
+    p.add_argument("--rows", default=",".join(DEFAULT_ROWS),
+                   help=f"rows to run, of {','.join(ROWS)} (default: {','.join(DEFAULT_ROWS)}); audit_memory: peak "
+                        "RSS of audits of 100 and 1,000 images; ranks: --nproc 2 vs one process; views: the dashboard's memory "
+                        "over 96 images")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall time (default; what a user waits for) or this process's CPU time (with --threads 1, "
                         "robust to other processes competing for the CPU)")
@@ -108,8 +112,18 @@ def cmd_bench(a: argparse.Namespace) -> int:
                     model = user_sized_model(_tmp, architecture=_arch)
                     return model if device == "cpu" else _to(model, device)
             loaders.append((name, load, kind, *own))
-        res = run_bench(loaders, images, a.repeats, rows, a.audit_repeats, annotations, pitfalls, log, a.clock,
-                        a.threads, a.audit_limit)
+        res = run_bench(loaders, images, a.repeats, [r for r in rows if r in DEFAULT_ROWS], a.audit_repeats,
+                        annotations, pitfalls, log, a.clock, a.threads, a.audit_limit)
+    if {"views", "audit_memory", "ranks"} & set(rows):
+        from ..tools.bench_long import bench_audit_memory, bench_dashboard_images, bench_ranks
+
+        for name, run_rows in (("views", lambda: bench_dashboard_images(log)),
+                               ("audit_memory", lambda: bench_audit_memory(log, threads=a.threads)),
+                               ("ranks", lambda: bench_ranks(log))):
+            if name in rows:
+                got, details = run_rows()
+                res.rows += got
+                res.details.update(details)
     if a.json:
         print(json.dumps(res.to_dict(), indent=1))
     elif a.markdown:

@@ -58,6 +58,7 @@ __all__ = [
     "toggle",
     "bench_model",
     "bench_memory",
+    "settle",
     "make_large_image",
     "run_bench",
     "to_text",
@@ -500,7 +501,7 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
                     f1 = page.get_by_test_id("stMetric").filter(has_text="Agreement F1").get_by_test_id(
                         "stMetricValue")
                     expect(f1).to_have_text("1.000", timeout=wait_ms)
-                    _settle(page, wait_ms)
+                    settle(page, wait_ms)
                     after_sample = peak_rss_mb(proc.pid)
 
                     log("memory: the same page on a 12-megapixel image")
@@ -512,13 +513,13 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
                     field_.press("Enter")
                     expect(page.get_by_text(f"Image {big.name}")).to_be_visible(timeout=wait_ms)
                     expect(f1).to_have_text("1.000", timeout=wait_ms)
-                    _settle(page, wait_ms)
+                    settle(page, wait_ms)
                     after_big = peak_rss_mb(proc.pid)
 
                     log("memory: one toggle on the 12-megapixel image")
                     page.get_by_text("BGR (swapped)").click()
                     expect(page.get_by_text("channel_order=swapped").first).to_be_visible(timeout=wait_ms)
-                    _settle(page, wait_ms)
+                    settle(page, wait_ms)
                     after_toggle = peak_rss_mb(proc.pid)
                     if page.get_by_test_id("stException").count():
                         raise D2DebugError("the dashboard showed an exception during the memory run")
@@ -539,7 +540,7 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
     return rows, details
 
 
-def _settle(page, wait_ms: int) -> None:
+def settle(page, wait_ms: int) -> None:
     """Wait until the app stopped running and every picture has loaded."""
     from playwright.sync_api import expect
 
