@@ -237,9 +237,10 @@ def read_results(path: str | Path) -> ResultsState:
 
 class ResultsWriter:
     """Appends one line per finished image with a single ``write`` and an ``fsync``, under an exclusive
-    lock so two audits never write the same file."""
+    lock so two audits never write the same file. A file with other settings is refused (``--restart`` sets
+    old files aside before one is opened: :func:`set_aside`)."""
 
-    def __init__(self, path: Path, settings: dict, restart: bool):
+    def __init__(self, path: Path, settings: dict):
         self.path = path
         self.lock_fd = os.open(str(path) + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
         try:
@@ -250,13 +251,8 @@ class ResultsWriter:
                 raise D2DebugError(f"{path}: another audit is writing this results file right now") from None
             raise
         try:
-            self.set_aside = None
             state = read_results(path)
-            if not restart:
-                _refuse_other_settings(path, state.settings, settings)
-            if restart and path.exists():
-                self.set_aside = set_aside(path)
-                state = ResultsState(None, [], 0, False)
+            _refuse_other_settings(path, state.settings, settings)
             self.dropped_tail = state.dropped_tail
             if state.settings is None:
                 # A new file (or one whose header was torn): write the header atomically.

@@ -96,7 +96,7 @@ def run_audit(
     done = ranks.agree(lambda: sorted(scan_results(out_dir, settings, dataset, keep=lambda i: False)))
     done = sorted(set().union(*ranks.all_gather(done)))  # every machine's shards, shared storage or not
     mine = assign(len(dataset.images), done, ranks.rank, ranks.world_size)
-    writer = ranks.agree(lambda: ResultsWriter(shard_path(out_dir, ranks.rank), settings, restart=False),
+    writer = ranks.agree(lambda: ResultsWriter(shard_path(out_dir, ranks.rank), settings),
                      undo=ResultsWriter.close)
     try:
         computed = _compute(loaded, dataset, mine, specs, writer, ranks, run_id, progress, workers,
