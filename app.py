@@ -2,9 +2,11 @@
 the pages are ``app_pages/*.py`` (Home first), their shared code ``d2debug/ui/``, all computation the library."""
 import streamlit as st
 
+from d2debug.compat import silence_library_noise
 from d2debug.memory import trim_if_grown
 from d2debug.ui.nav import navigation
 
+silence_library_noise()
 st.set_page_config(page_title="d2debug", layout="wide")
 try:
     navigation().run()

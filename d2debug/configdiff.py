@@ -314,7 +314,7 @@ DEFAULTS_LABEL = "detectron2 defaults (get_cfg())"
 
 def _load(path: str | Path | None):
     if path is None:
-        from detectron2.config import get_cfg
+        from .compat import get_cfg
 
         return get_cfg(), DEFAULTS_LABEL
     return load_cfg(path), str(path)

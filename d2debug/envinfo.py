@@ -31,12 +31,9 @@ def environment() -> dict:
 
         info["detectron2"] = detectron2.__version__
         info["detectron2_path"] = detectron2.__file__.rsplit("/", 2)[0]
-        try:
-            from detectron2 import _C  # noqa: F401
+        from .compat import compiled_ops
 
-            info["detectron2_ops"] = True
-        except ImportError as exc:
-            info["detectron2_ops"] = f"compiled ops do not load: {exc}"
+        info["detectron2_ops"] = compiled_ops()
     except ImportError as exc:
         info["detectron2"] = f"not importable ({exc})"
         info["detectron2_ops"] = False

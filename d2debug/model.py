@@ -76,7 +76,7 @@ def load_cfg(config: str | Path, overrides: Sequence[str] = ()):
 
     Raises :class:`D2DebugError` naming the file and the problem (YAML error, unknown key, wrong type).
     """
-    from detectron2.config import get_cfg
+    from .compat import check_newer_keys, get_cfg
 
     path = _check_file(Path(config), "config")
     if path.suffix.lower() == ".py":
@@ -98,6 +98,7 @@ def load_cfg(config: str | Path, overrides: Sequence[str] = ()):
         raise D2DebugError(f"{path}: invalid config value ({first_line(exc)})") from None
     except OSError as exc:
         raise D2DebugError(f"{path}: cannot read config ({first_line(exc)})") from None
+    check_newer_keys(cfg, str(path))
     if cfg.INPUT.FORMAT not in ("BGR", "RGB"):
         raise D2DebugError(f"{path}: INPUT.FORMAT={cfg.INPUT.FORMAT!r}; d2debug supports BGR and RGB")
     cfg.freeze()
@@ -110,7 +111,9 @@ def _check_yaml_mapping(path: Path, seen: tuple[Path, ...] = ()) -> None:
     not a mapping, or when ``_BASE_`` is not a file name, is missing, or leads back to itself. yacs would fail
     on these with a Python error (or recurse forever)."""
     import yaml
-    from detectron2.config import CfgNode, get_cfg
+    from detectron2.config import CfgNode
+
+    from .compat import get_cfg
 
     try:
         data = yaml.safe_load(path.read_bytes())
@@ -447,9 +450,10 @@ def _lazy_cfg(path: Path, lazy, mapper, model):
     """The yacs form of a LazyConfig's test-time contract (see :func:`_load_lazy`); an augmentation of the test
     mapper that the stage model cannot express (it knows one deterministic ``ResizeShortestEdge`` with PIL
     bilinear, or none) is one line naming it."""
-    from detectron2.config import get_cfg
     from detectron2.data import transforms as T
     from PIL import Image
+
+    from .compat import get_cfg
 
     cfg = get_cfg()
     fmt = getattr(mapper, "image_format", None)

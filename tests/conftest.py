@@ -79,3 +79,13 @@ def tiny(tiny_weights):
 @pytest.fixture(scope="session")
 def demo_classes():
     return json.loads((SAMPLES / "classes.json").read_text())
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` need a CUDA GPU: skipped, with the reason, on a machine without one."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none on this machine; scripts/gpu_check.sh runs these)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -15,7 +15,7 @@ PKG = ROOT / "d2debug"
 # Top-level part of d2debug -> layer. A module may import its own layer or a lower one, never a higher one.
 LAYERS = {
     # 0: the core: one image through one pipeline, and the vocabulary every tool speaks.
-    **dict.fromkeys(("errors", "version", "text", "files", "stages", "arch", "model", "run", "compare", "stats", "render",
+    **dict.fromkeys(("errors", "compat", "version", "text", "files", "stages", "arch", "model", "run", "compare", "stats", "render",
                      "coco", "findings", "pitfalls", "envinfo", "memory", "__init__"), 0),
     # 1: the tools built on the core.
     **dict.fromkeys(("doctor", "audit", "session", "lessons", "configdiff", "testing", "demo"), 1),

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 from typing import Optional
 
+from ..compat import silence_library_noise
 from ..errors import D2DebugError
 from . import audit, bench, compare, configdiff, doctor
 from .common import add_model_args, load_from_args
@@ -34,8 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    # detectron2's anchor code calls torch.meshgrid without indexing=; the warning is noise for users.
-    warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
+    silence_library_noise()
     parser = build_parser()
     a = parser.parse_args(argv)
     a.argv = list(sys.argv[1:] if argv is None else argv)  # as given: --nproc starts this same command again

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..compat import portable_dump
 from .data import CLASS_NAMES, write_sample_split, write_split
 
 __all__ = ["build_train_cfg", "train", "export_weights", "evaluate_reference"]
@@ -172,7 +173,8 @@ def train(
     cfg = build_train_cfg(out_dir, "d2debug_demo_train", "d2debug_demo_val", iters, seed, masks, base_lr, warmup)
     seed_all_rng(seed)
     torch.manual_seed(seed)
-    (out_dir / "config.yaml").write_text(cfg.dump())  # the model's config: weights are passed beside it
+    # The model's config (weights are passed beside it), in a form detectron2 0.6 and 0.7 both load.
+    (out_dir / "config.yaml").write_text(portable_dump(cfg))
     if init is not None:
         cfg.MODEL.WEIGHTS = str(Path(init).resolve())  # read by resume_or_load(resume=False)
     trainer = DefaultTrainer(cfg)

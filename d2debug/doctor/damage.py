@@ -192,7 +192,7 @@ def _score(loaded, reference, fed: Fed) -> Optional[float]:
     """Agreement of the model's output on ``fed`` with ``reference``'s; ``None`` when the model cannot run it."""
     if fed.batched:
         return None  # a 1xCxHxW "image": detectron2's ImageList stacks it into a 5-D batch and the backbone fails
-    spec = reference_spec(loaded.cfg, "cpu").replace(original_size="pass" if fed.size else "omit")
+    spec = reference_spec(loaded.cfg, loaded.device).replace(original_size="pass" if fed.size else "omit")
     try:
         out = run_tensor(loaded, fed.tensor, spec, original_size=fed.size)
     except (RuntimeError, D2DebugError):
@@ -210,7 +210,8 @@ def measure_recovery(loaded, reference_tensor: torch.Tensor, original: tuple[int
     the input as given (a batch, a float64 tensor), the container findings that stop it are returned as
     ``blocking`` (they recover everything the runnable input scores) and the other fixes are measured on the
     runnable input. Also returns the measured scores."""
-    spec = reference_spec(loaded.cfg, "cpu")
+    # On the model's own device: on a GPU the damage is measured where the reference runs, as fast as it runs.
+    spec = reference_spec(loaded.cfg, loaded.device)
     reference = run_tensor(loaded, reference_tensor, spec, original_size=original)
     fixes = _fixes(e)
     given = _score(loaded, reference, e.as_fed)

@@ -232,7 +232,7 @@ def _check_input_stats(stats, label: str) -> None:
 def cfg_from_fingerprint(fp: dict):
     """A detectron2 config carrying the fingerprint's preprocessing values (enough to build the reference
     pipeline without the training config). Frozen."""
-    from detectron2.config import get_cfg
+    from ..compat import get_cfg
 
     st = fp["stages"]
     cfg = get_cfg()
