@@ -11,7 +11,8 @@
 #   d2debug env; the GPU tests (tests/test_gpu.py: reference on cuda:0 == DefaultPredictor on cuda:0 for boxes,
 #   masks and keypoints, fp16, CPU vs GPU, batched == unbatched audit, the stage page on cuda:0, the Doctor's damage
 #   on the GPU, an audit under torchrun on nccl) and the CPU parity tests on that stack; a bench row on the GPU.
-# The log goes to $OUT/gpu_check.log (or ./gpu_check.log); the summary is printed last. Meant to end in < 10 min.
+# The log goes to $OUT/gpu_check.log (or ./gpu_check.log); the summary is printed last. Each step has a time
+# limit, all together under 10 minutes (one device command), so a run always ends with its summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 CARRY=.gpu-carry
@@ -47,11 +48,11 @@ LOG=$OUTDIR/gpu_check.log
 : > "$LOG"
 PY=${PYTHON:-python3}
 SUMMARY=()
-step() {  # step NAME COMMAND...: run it, log it, time it, remember the outcome
-  local name=$1; shift
+step() {  # step NAME SECONDS COMMAND...: run it (at most SECONDS), log it, time it, remember the outcome
+  local name=$1 limit=$2; shift 2
   local t0=$SECONDS
   echo "=== $name: $*" | tee -a "$LOG"
-  "$@" >> "$LOG" 2>&1
+  timeout "$limit" "$@" >> "$LOG" 2>&1
   local rc=$?
   SUMMARY+=("$(printf '%-28s rc=%-3s %4ss' "$name" "$rc" "$((SECONDS - t0))")")
   tail -n 15 "$LOG" | sed 's/^/  | /'
@@ -60,14 +61,15 @@ step() {  # step NAME COMMAND...: run it, log it, time it, remember the outcome
 
 [ -d "$CARRY" ] || { echo "error: $CARRY/ not found: run 'bash scripts/gpu_check.sh prepare' where the registry is, and carry it" >&2; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-step install "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CARRY"/*.whl || exit 1
-step build_detectron2 "$PY" scripts/build_detectron2.py "$CARRY"/pb1-detectron2-*.tar.gz /tmp/d2wheel || exit 1
-step install_detectron2 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site /tmp/d2wheel/*.whl || exit 1
-step nvidia_smi nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
-step env "$PY" -m d2debug env
-step gpu_tests "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_gpu.py
-step cpu_parity "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_parity.py tests/test_stages.py
-step bench_gpu "$PY" -m d2debug bench --device cuda --rows predictor,reference,toggle,audit --markdown
+step install 45 "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$CARRY"/*.whl || exit 1
+step build_detectron2 45 "$PY" scripts/build_detectron2.py "$CARRY"/pb1-detectron2-*.tar.gz /tmp/d2wheel || exit 1
+step install_detectron2 30 "$PY" -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site /tmp/d2wheel/*.whl || exit 1
+step nvidia_smi 15 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+step env 30 "$PY" -m d2debug env
+step gpu_tests 200 "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_gpu.py
+step cpu_parity 90 "$PY" -m pytest -q -ra -p no:cacheprovider tests/test_parity.py tests/test_stages.py
+step bench_gpu 105 "$PY" -m d2debug bench --device cuda --models demo,r50 --rows predictor,reference,toggle,audit \
+  --limit 3 --repeats 3 --audit-repeats 1 --audit-limit 3 --markdown
 echo
 echo "== gpu_check summary ($(date -u +%FT%TZ)); full log: $LOG"
 printf '%s\n' "${SUMMARY[@]}"
