@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import D2DebugError
 
-__all__ = ["NEWER_CFG_KEYS", "get_cfg", "check_newer_keys", "portable_dump", "compiled_ops", "detectron2_version",
+__all__ = ["NEWER_CFG_KEYS", "cfg_node", "get_cfg", "check_newer_keys", "portable_dump", "compiled_ops", "detectron2_version",
            "OPS_LESS_BUILD", "LIBRARY_NOISE", "silence_library_noise"]
 
 # Keys detectron2 added to its defaults after 0.6 (federated loss and sigmoid CE for the box head, repeat-factor
@@ -43,7 +43,9 @@ def detectron2_version() -> str:
     return str(getattr(detectron2, "__version__", "unknown"))
 
 
-def _node_and_leaf(cfg, key: str):
+def cfg_node(cfg, key: str):
+    """``(node, leaf)`` for a dotted config key: ``cfg_node(cfg, "MODEL.ROI_HEADS.NMS_THRESH_TEST")`` is
+    ``(cfg.MODEL.ROI_HEADS, "NMS_THRESH_TEST")``; ``leaf in node`` says whether the key exists."""
     *path, leaf = key.split(".")
     node = cfg
     for part in path:
@@ -59,7 +61,7 @@ def _missing_keys() -> tuple[str, ...]:
     defaults = d2_get_cfg()
     missing = []
     for key in NEWER_CFG_KEYS:
-        node, leaf = _node_and_leaf(defaults, key)
+        node, leaf = cfg_node(defaults, key)
         if leaf not in node:
             missing.append(key)
     return tuple(missing)
@@ -72,7 +74,7 @@ def get_cfg():
 
     cfg = d2_get_cfg()
     for key in _missing_keys():
-        node, leaf = _node_and_leaf(cfg, key)
+        node, leaf = cfg_node(cfg, key)
         node[leaf] = NEWER_CFG_KEYS[key]
     return cfg
 
@@ -81,7 +83,7 @@ def check_newer_keys(cfg, source: str) -> None:
     """Refuse, in one line naming ``source``, a config that sets a key this detectron2 does not know to anything
     but its default: this detectron2 would ignore it and the model would not be the one that was trained."""
     for key in _missing_keys():
-        node, leaf = _node_and_leaf(cfg, key)
+        node, leaf = cfg_node(cfg, key)
         if leaf in node and node[leaf] != NEWER_CFG_KEYS[key]:
             raise D2DebugError(f"{source}: {key}={node[leaf]!r} needs a newer detectron2 than "
                                f"{detectron2_version()} (it has no such key and would ignore it)")
@@ -93,7 +95,7 @@ def portable_dump(cfg) -> str:
     cfg = cfg.clone()
     cfg.defrost()
     for key, default in NEWER_CFG_KEYS.items():
-        node, leaf = _node_and_leaf(cfg, key)
+        node, leaf = cfg_node(cfg, key)
         if leaf in node and node[leaf] == default:
             del node[leaf]
     return cfg.dump()

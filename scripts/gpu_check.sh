@@ -35,7 +35,7 @@ if [ "${1:-}" = prepare ]; then
   done
   # Built by this Python 3.12 on x86-64 Linux: the wheels the GPU machine's Python 3.12 takes.
   PIP_CONSTRAINT=$PWD/stacks/modern.txt "$py" -m pip wheel --quiet --no-deps -w "$CARRY" "${pins[@]}"
-  sdist=$(sed -n 's/^#   \(pb1-detectron2==[0-9.]*\)$/\1/p' stacks/modern.txt)
+  sdist=$(grep -v '^#' stacks/modern-detectron2.txt)
   "$py" -m pip download --quiet --no-deps --no-build-isolation --no-binary :all: -d "$CARRY" "$sdist"
   ls "$CARRY" | sed 's/^/  /'
   du -sh "$CARRY"

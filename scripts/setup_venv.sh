@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 STACK=${1:-default}
 case "$STACK" in
   default) VENV=.venv; PYVER=3.10; LOCKS=(requirements-torch.txt requirements.txt);;
-  modern) VENV=.venv-modern; PYVER=3.12; LOCKS=(stacks/modern.txt);;
+  modern) VENV=.venv-modern; PYVER=3.12; LOCKS=(stacks/modern.txt stacks/modern-detectron2.txt);;
   *) echo "error: STACK=$STACK: expected default or modern" >&2; exit 2;;
 esac
 STAMP=$VENV/.d2debug-requirements.sha256
@@ -61,8 +61,8 @@ else
   # pip 25 and newer refuse pb1-detectron2's metadata (an extra names a URL); 24 downloads it.
   "${PIP[@]}" install --quiet --upgrade "pip>=24,<25"
   "${PIP[@]}" install --quiet torch torchvision setuptools wheel
-  sdist=$(sed -n 's/^#   \(pb1-detectron2==[0-9.]*\)$/\1/p' stacks/modern.txt)
-  cache=${XDG_CACHE_HOME:-$HOME/.cache}/d2debug/detectron2-$(cat stacks/modern.txt scripts/build_detectron2.py | sha256sum | cut -c1-16)
+  sdist=$(grep -v '^#' stacks/modern-detectron2.txt)
+  cache=${XDG_CACHE_HOME:-$HOME/.cache}/d2debug/detectron2-$(cat "${LOCKS[@]}" scripts/build_detectron2.py | sha256sum | cut -c1-16)
   if ! ls "$cache"/*.whl >/dev/null 2>&1; then
     echo "setup: building detectron2 from the source distribution $sdist"
     tmp=$(mktemp -d)

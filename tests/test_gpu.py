@@ -76,15 +76,19 @@ def test_fp16_on_cuda_runs_and_stays_close_to_the_reference(demo_gpu):
     from d2debug.compare import compare
     from d2debug.run import reference_spec, run
 
-    scores = []
+    before = run(demo_gpu, SAMPLE_IMAGES[0], reference_spec(demo_gpu.cfg, "cuda"))
+    scores, moved = [], 0.0
     for p in SAMPLE_IMAGES[::6]:
         ref = run(demo_gpu, p, reference_spec(demo_gpu.cfg, "cuda"))
         half = run(demo_gpu, p, reference_spec(demo_gpu.cfg, "cuda").replace(precision="fp16"))
+        assert half.device.startswith("cuda"), half.device
         scores.append(compare(ref, half).score)
+        if len(ref.boxes) == len(half.boxes):
+            moved = max(moved, float(np.abs(ref.boxes - half.boxes).max(initial=0.0)))
     assert min(scores) >= 0.8, scores  # autocast moves boxes a little; it must not lose the objects
-    again = run(demo_gpu, SAMPLE_IMAGES[0], reference_spec(demo_gpu.cfg, "cuda"))
-    first = run(demo_gpu, SAMPLE_IMAGES[0], reference_spec(demo_gpu.cfg, "cuda"))
-    np.testing.assert_array_equal(again.boxes, first.boxes)  # fp16 left the fp32 model as it was
+    assert moved > 0.0  # and it did run in half precision
+    after = run(demo_gpu, SAMPLE_IMAGES[0], reference_spec(demo_gpu.cfg, "cuda"))
+    np.testing.assert_array_equal(after.boxes, before.boxes)  # fp16 left the fp32 model as it was
 
 
 def test_cpu_and_gpu_references_agree(demo, demo_gpu):
@@ -95,6 +99,7 @@ def test_cpu_and_gpu_references_agree(demo, demo_gpu):
     for p in SAMPLE_IMAGES[::3]:
         cpu = run(demo, p, reference_spec(demo.cfg, "cpu"))
         gpu = run(demo_gpu, p, reference_spec(demo_gpu.cfg, "cuda"))
+        assert cpu.device == "cpu" and gpu.device.startswith("cuda"), (cpu.device, gpu.device)
         assert torch.equal(cpu.input_tensor, gpu.input_tensor), p.name  # the same preprocessing, on the host
         c = compare(cpu, gpu)
         assert c.score >= 0.99, (p.name, c.score)
@@ -135,7 +140,13 @@ def test_doctor_measures_damage_on_the_gpu_as_on_the_cpu(demo, demo_gpu):
 
     img = sample("val_000")
     user = make_user_input(demo.cfg, img, PipelineSpec(channel_order="swapped", value_range="0_1"))
-    on_cpu, on_gpu = diagnose(demo, img, user), diagnose(demo_gpu, img, user)
+    calls = []
+    hook = demo_gpu.model.register_forward_pre_hook(lambda _m, _args: calls.append(1))  # the model on cuda:0
+    try:
+        on_cpu, on_gpu = diagnose(demo, img, user), diagnose(demo_gpu, img, user)
+    finally:
+        hook.remove()
+    assert len(calls) >= 3  # the reference, the input as given and each finding's fix ran on the GPU
     assert on_gpu.ids == on_cpu.ids
     for fc, fg in zip(on_cpu.findings, on_gpu.findings):
         assert (fc.recovers is None) == (fg.recovers is None), fc.id

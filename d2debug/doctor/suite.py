@@ -15,6 +15,7 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..compat import cfg_node
 from ..run import preprocess
 from ..stages import PipelineSpec
 from .diagnose import diagnose
@@ -173,11 +174,8 @@ def _user_config(cfg, changes: dict):
     c = cfg.clone()
     c.defrost()
     for key, value in changes.items():
-        node = c
-        *path, last = key.split(".")
-        for part in path:
-            node = getattr(node, part)
-        setattr(node, last, value)
+        node, leaf = cfg_node(c, key)
+        node[leaf] = value
     c.freeze()
     return c
 

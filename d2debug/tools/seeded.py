@@ -11,6 +11,8 @@ from pathlib import Path
 
 import torch
 
+from ..compat import cfg_node
+
 __all__ = ["ARCHITECTURES", "seeded_model"]
 
 # name -> (model-zoo config, overrides beyond the narrowing)
@@ -45,10 +47,7 @@ _NARROW = {
 
 
 def _set(cfg, key: str, value) -> None:
-    node = cfg
-    *parents, leaf = key.split(".")
-    for p in parents:
-        node = node[p]
+    node, leaf = cfg_node(cfg, key)
     node[leaf] = value
 
 
