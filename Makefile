@@ -18,6 +18,7 @@ run: setup
 test: setup
 	@bash scripts/ensure_chromium.sh
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest -q -ra tests
 
 bench: setup

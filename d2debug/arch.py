@@ -98,6 +98,7 @@ def arch_of(model: torch.nn.Module, lazy: bool = False) -> Arch:
     score = float(preds[0].test_score_thresh) if preds else None
     nms = float(preds[0].test_nms_thresh) if preds else None
     outputs: tuple[str, ...] = ()
+    keys: tuple[Optional[str], Optional[str]]
     num_classes = num_stuff = 0
     if meta in ("GeneralizedRCNN", "PanopticFPN"):
         heads = model.roi_heads

@@ -158,9 +158,9 @@ def _results(coco, detections: dict[int, tuple], iou_type: str) -> list[dict]:
                 "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
                 "score": float(s),
             }
-            if iou_type == "segm":
+            if extra is not None and iou_type == "segm":
                 entry["segmentation"] = extra[i]
-            elif iou_type == "keypoints":
-                entry["keypoints"] = [round(float(v), 2) for v in np.asarray(extra[i], float).reshape(-1)]
+            elif extra is not None and iou_type == "keypoints":
+                entry["keypoints"] = [round(float(v), 2) for v in np.asarray(extra[i], np.float64).reshape(-1)]
             results.append(entry)
     return results

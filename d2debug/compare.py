@@ -112,7 +112,7 @@ def compare_boxes(
     )
 
 
-def at_coordinates(a: np.ndarray, shape: tuple[int, int], fill) -> np.ndarray:
+def at_coordinates(a: np.ndarray, shape: tuple[int, ...], fill) -> np.ndarray:
     """``a`` (``...xHxW``) cropped or padded with ``fill`` to ``shape`` (``(H', W')``): each pixel stays at its
     coordinates, so an output returned in another frame is read as it was returned."""
     out = np.full(a.shape[:-2] + tuple(shape), fill, a.dtype)

@@ -7,11 +7,16 @@ The code always follows the real Detectron2 contract: ``DefaultPredictor(cfg)(bg
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 from .pitfalls import PITFALLS, pitfall_stage
 from .stages import D2_DEFAULT_PIXEL_MEAN, D2_DEFAULT_PIXEL_STD, IMAGENET_MEAN, IMAGENET_STD
 from .text import fmt, pct
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
+
+    from .arch import Arch
 
 PITFALL_NAMES = {p.name: p for p in PITFALLS}
 
@@ -73,7 +78,7 @@ def _measured(view) -> str:
 class _Config(NamedTuple):
     """The values a lesson quotes, read once from the config."""
 
-    cfg: object
+    cfg: CfgNode
     order: str
     other: str
     mean: list
@@ -82,7 +87,7 @@ class _Config(NamedTuple):
     hi: int
     names: set
     code: str
-    arch: object = None
+    arch: Optional[Arch] = None
 
 
 def _channel_order(c: _Config) -> tuple[str, str, str, str]:

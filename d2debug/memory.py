@@ -15,13 +15,13 @@ import ctypes.util
 import os
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from .errors import D2DebugError
 
 __all__ = ["release_heap", "trim_if_grown", "TRIM_MARGIN_MB", "rss_mb", "peak_rss_mb"]
 
-_TRIM = None  # the C function, once looked up; False where there is none (not glibc)
+_TRIM: Any = None  # the C function, once looked up; False where there is none (not glibc)
 TRIM_MARGIN_MB = 192.0  # growth tolerated between trims: a few images' worth of fragments
 _FLOOR: dict[str, float] = {}  # resident MB right after the last trim (this process)
 _FLOOR_LOCK = threading.Lock()  # the dashboard runs sessions in threads

@@ -53,7 +53,7 @@ def display_image(rgb: np.ndarray, max_side: int = MAX_DISPLAY_SIDE) -> Display:
     if s >= 1.0:
         return Display(np.ascontiguousarray(rgb), 1.0)
     nw, nh = max(1, round(w * s)), max(1, round(h * s))
-    return Display(np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((nw, nh), Image.BILINEAR)), s)
+    return Display(np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((nw, nh), Image.Resampling.BILINEAR)), s)
 
 
 def _metadata(class_names, stuff_names=()):
@@ -110,7 +110,7 @@ def _visualizer(image: np.ndarray, class_names=None, stuff_names=()):
     return vis
 
 
-def _nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _nearest(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """``a`` (``...xHxW``: masks or a label map) resampled to ``shape`` by nearest neighbour (labels stay labels)."""
     h, w = a.shape[-2:]
     if (h, w) == tuple(shape):
@@ -120,7 +120,7 @@ def _nearest(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return a[..., rows[:, None], cols[None, :]]
 
 
-def _for_display(a: np.ndarray, image_shape: tuple[int, int], display_shape: tuple[int, int], fill) -> np.ndarray:
+def _for_display(a: np.ndarray, image_shape: tuple[int, ...], display_shape: tuple[int, ...], fill) -> np.ndarray:
     """A mask stack or label map returned for ``image_shape``'s frame or another one, placed at its pixel
     coordinates on the image (:func:`~d2debug.compare.at_coordinates`) and scaled to ``display_shape``."""
     from .compare import at_coordinates

@@ -27,7 +27,7 @@ class TensorStats:
     channel_names: tuple[str, ...]
 
     def to_dict(self, with_hist: bool = False) -> dict:
-        out = {
+        out: dict[str, dict] = {
             name: {k: round(float(getattr(c, k)), 4) for k in ("mean", "std", "min", "max")}
             for name, c in zip(self.channel_names, self.channels)
         }

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..coco import load_coco
 from ..errors import D2DebugError
 from ..files import list_images
+
+if TYPE_CHECKING:
+    from pycocotools.coco import COCO
 
 __all__ = ["AuditImage", "AuditDataset", "load_dataset"]
 
@@ -33,7 +36,7 @@ class AuditDataset:
     images: tuple[AuditImage, ...]
     source: str
     annotations: Optional[Path] = None
-    coco: object = field(default=None, compare=False, repr=False)
+    coco: Optional[COCO] = field(default=None, compare=False, repr=False)
     notes: tuple[str, ...] = ()
 
 
@@ -82,8 +85,8 @@ def load_dataset(images: str | Path, annotations: str | Path | None = None, limi
         ann_path = Path(annotations).expanduser() if annotations else images
         coco = listing if ann_path == images else _coco_or_error(ann_path)
         if ann_path != images:
-            ids = set(coco.getImgIds())
-            missing = [i.key for i in items if i.image_id not in ids]
+            known = set(coco.getImgIds())
+            missing = [i.key for i in items if i.image_id not in known]
             if missing:
                 raise D2DebugError(f"{ann_path}: has no image with the ids of {len(missing)} image(s) of {images}")
         source = str(images)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence
 
+import numpy as np
+
 from ..render import OVERLAY_COLOURS, draw_overlay, png_bytes
 from ..stages import decode
 from .dataset import AuditDataset
@@ -98,7 +100,7 @@ def worst_overlays(summary: dict, records: Sequence[dict], dataset, class_names:
     """For each pitfall, ``(caption, PNG bytes)`` of its worst images: the reference-vs-pitfall overlay drawn
     on the reference decoding of the image (boxes as each pipeline returned them, so a wrong frame shows)."""
     by_index = {r["index"]: r for r in records}
-    rgb_cache: dict[int, object] = {}
+    rgb_cache: dict[int, np.ndarray] = {}
     out: Figures = {}
     for name, worst in summary.get("worst", {}).items():
         figs = []

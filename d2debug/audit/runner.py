@@ -179,4 +179,6 @@ def _merge(out_dir: Path, settings: dict, dataset: AuditDataset, ranks: Ranks,
     for _counts, part in parts[1:]:
         for i, rec in part:
             seen.setdefault(i, rec)
-    return [seen[i] for i in sorted(seen)], [c for c, _ in parts]
+    records = [seen[i] for i in sorted(seen)]
+    assert all(r is not None for r in records), "rank 0 reads every record it sees"
+    return [r for r in records if r is not None], [c for c, _ in parts]

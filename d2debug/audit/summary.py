@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -78,7 +78,8 @@ class SummaryRow:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SummaryRow":
-        return cls(**{f.name: d.get(f.name) for f in fields(cls)})
+        values: dict[str, Any] = {f.name: d.get(f.name) for f in fields(cls)}
+        return cls(**values)
 
 
 def summary_rows(summary: dict) -> list[SummaryRow]:
@@ -94,13 +95,15 @@ def _mean(values) -> Optional[float]:
 def _row(pitfall: Pitfall, ok: Sequence[dict]) -> SummaryRow:
     name = pitfall.name
     agr = [r["agreement"][name] for r in ok if name in r["variants"]]
+    totals: dict[str, Any] = {k: sum(a[k] for a in agr) for k in _AGREEMENT_TOTALS}
+    means: dict[str, Any] = {k: _mean(a.get(k) for a in agr) for k in ("mask_iou", "keypoint_distance", "sem_seg_miou")}
     return SummaryRow(
         name=name, label=pitfall.label, change=pitfall.change_text(), explains=pitfall.explains,
         images=len(agr), failed=sum(1 for r in ok if name in r.get("errors", {})),
         detections=sum(a["n_variant"] for a in agr),
         f1=_mean(a["f1"] for a in agr),
-        **{k: sum(a[k] for a in agr) for k in _AGREEMENT_TOTALS},
-        **{k: _mean(a.get(k) for a in agr) for k in ("mask_iou", "keypoint_distance", "sem_seg_miou")},
+        **totals,
+        **means,
         score=_mean(a.get("score", a["f1"]) for a in agr),
     )
 

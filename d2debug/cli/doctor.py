@@ -13,10 +13,14 @@ import json
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import D2DebugError
 from ..files import list_images
 from .common import SAMPLE_IMAGES, add_model_args, load_from_args
+
+if TYPE_CHECKING:
+    from ..doctor import Diagnosis, StatisticsCheck
 
 __all__ = ["register", "cmd_doctor", "cmd_fingerprint", "cmd_doctor_suite"]
 
@@ -39,9 +43,11 @@ def cmd_doctor(a: argparse.Namespace) -> int:
         ui = load_user_input(a.input)  # bad input files fail before any model loads
     # With a fingerprint and no --config, the fingerprint IS the reference: no model needed.
     loaded = load_from_args(a) if (a.config is not None or fp is None) else None
+    result: Diagnosis | StatisticsCheck
     if a.image is not None:
         result = diagnose(loaded, a.image, ui, fingerprint=fp)
     else:
+        assert fp is not None  # checked above: without --image a fingerprint is required
         result = check_input_statistics(ui, fp, loaded.cfg if loaded is not None else None, str(a.fingerprint))
     print(json.dumps(result.to_dict(), indent=1) if a.json else result.report())
     return 0 if result.is_match else 1

@@ -85,7 +85,7 @@ def _background(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
         # Low-frequency noise: a coarse random grid upsampled with bicubic.
         gh, gw = max(2, h // 64), max(2, w // 64)
         coarse = rng.uniform(-35, 35, size=(gh, gw)).astype(np.float32)
-        smooth = np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.BICUBIC))
+        smooth = np.asarray(Image.fromarray(coarse, mode="F").resize((w, h), Image.Resampling.BICUBIC))
         bg = base + smooth[..., None] + tint * 0.5
     else:
         # Soft diagonal weave, period well above the resize factor so it survives any downscale.
@@ -263,7 +263,8 @@ def write_split(out_dir: Path, n: int, seed: int, large_fraction: float = 0.12, 
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    images, anns = [], []
+    images: list[dict] = []
+    anns: list[dict] = []
     for i in range(n):
         w, h = _random_size(rng, large=rng.uniform() < large_fraction)
         scene = random_scene(int(rng.integers(0, 2**31)), w, h)
@@ -296,7 +297,8 @@ def write_sample_split(out_dir: Path, seed: int = 20261127) -> Path:
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    images, anns = [], []
+    images: list[dict] = []
+    anns: list[dict] = []
 
     def add(name: str, scene: Scene, save) -> None:
         image_id = len(images) + 1

@@ -185,7 +185,7 @@ def train(
 
     model_path = export_weights(out_dir / "model_final.pth", out_dir / "model.pth")
     (out_dir / "classes.json").write_text(json.dumps(list(CLASS_NAMES), indent=1) + "\n")
-    metrics = evaluate_reference(out_dir / "config.yaml", model_path, val_json)
+    metrics: dict[str, object] = dict(evaluate_reference(out_dir / "config.yaml", model_path, val_json))
     metrics.update(
         iterations=iters,
         train_images=train_images,

@@ -37,11 +37,11 @@ from ..text import fmt
 from .damage import Explanation, Fed, measure_recovery
 from .fingerprint import cfg_from_fingerprint, check_config, check_statistics
 from .fit import EXACT, UNEXPLAINED, as_channels
-from .geometry import choose_orientation, explain_size, orientation_tag, original_size_finding
+from .geometry import Orientation, choose_orientation, explain_size, orientation_tag, original_size_finding
 from .inputs import UserInput, container_findings, parse_user_input
 from .normcheck import norm_check, pixel_mean_std_finding
-from .register import find_crop, unpad, untranspose
-from .resample import choose_resampler, render_at, weak_resampler_finding
+from .register import CropMatch, Geometry, find_crop, unpad, untranspose
+from .resample import Resampling, choose_resampler, render_at, weak_resampler_finding
 from .source import alpha_source, recompressed_source
 from .values import channel_finding, value_findings
 
@@ -241,15 +241,15 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
 class _Pixels(NamedTuple):
     """How the user's pixels were made (everything before channel order and values), and its findings."""
 
-    findings: list
+    findings: list[Finding]
     U: np.ndarray  # the registered tensor as 3xN float64
     size: tuple[int, int]
-    orient: object
-    rs: object  # the Resampling that explains the pixels (its fit holds the channel order and value map)
+    orient: Orientation
+    rs: Resampling  # what explains the pixels (its fit holds the channel order and value map)
     user_decode: np.ndarray
-    turned: object
-    padded: object
-    crop: object
+    turned: Geometry
+    padded: Geometry
+    crop: Optional[CropMatch]
 
 
 def _explain_pixels(ui: UserInput, ref: _Reference, path: Path, cfg, analysis: dict) -> _Pixels:
@@ -274,7 +274,8 @@ def _explain_pixels(ui: UserInput, ref: _Reference, path: Path, cfg, analysis: d
         sized_rule = [crop.finding, crop.size_finding]
     else:
         rs = choose_resampler(U, size, orient.image, cfg)
-        sized_rule = [explain_size(*size, *orient.image.shape[:2], cfg)]
+        H, W = orient.image.shape[:2]
+        sized_rule = [explain_size(size[0], size[1], H, W, cfg)]
     findings += [f for f in (orient.finding, *sized_rule, rs.finding) if f is not None]
     user_decode = orient.image
     if crop is None:
@@ -294,7 +295,7 @@ def _explanation(ui: UserInput, ref: _Reference, geo: _Pixels) -> Explanation:
     best = geo.rs.fit
     return Explanation(
         as_fed=Fed(ui.tensor.to(_DTYPES.get(ui.dtype, torch.float32)), ui.batch is not None,
-                   (ui.height, ui.width) if ui.height is not None and ui.width is not None else None),
+                   ui.original_size),
         user_decode=geo.user_decode, reference_decode=ref.image, size=geo.size, resampler=geo.rs.key,
         perm=best.perm, slope=best.slope, offset=best.offset, transposed=geo.turned.finding is not None,
         content=geo.padded.tensor if geo.padded.finding is not None else None,
@@ -325,7 +326,11 @@ def _model_side(model, cfg, fingerprint: Optional[dict], reference: torch.Tensor
     out = check_config(fingerprint, cfg) if fingerprint is not None and cfg is not None else []
     if model is None:
         return out
-    deploy_cfg = cfg if cfg is not None else cfg_from_fingerprint(fingerprint)
+    if cfg is not None:
+        deploy_cfg = cfg
+    else:
+        assert fingerprint is not None, "diagnose needs a config or a fingerprint"
+        deploy_cfg = cfg_from_fingerprint(fingerprint)
     nc = norm_check(model, deploy_cfg, reference)
     if nc is not None:
         analysis["norm_check"] = nc
@@ -343,7 +348,7 @@ def _fingerprint_notes(fingerprint: Optional[dict], ui: UserInput, findings: lis
     have = {f.id for f in findings}
     return [f"fingerprint statistics agree on {f.id}: {f.evidence}" if f.id in have else
             f"fingerprint statistics alone suggest {f.id} (not confirmed by the pixels): {f.evidence}"
-            for f in check_statistics(fingerprint, ui.tensor, (ui.height, ui.width))]
+            for f in check_statistics(fingerprint, ui.tensor, ui.original_size)]
 
 
 def _match_or_note(reference: torch.Tensor, user: torch.Tensor, analysis: dict, notes: list[str]) -> list[Finding]:

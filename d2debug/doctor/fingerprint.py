@@ -23,7 +23,7 @@ import torch
 
 from ..errors import D2DebugError, first_line
 from ..files import list_images, sha256_file
-from ..findings import Finding, feed_code
+from ..findings import Finding, FindingId, feed_code
 from ..run import preprocess
 from ..stages import IMAGENET_MEAN, IMAGENET_STD
 from ..version import __version__
@@ -112,6 +112,7 @@ def make_fingerprint(model_or_cfg, images=None, max_images: int = 200) -> dict:
 
 def _input_stats(cfg, files: list[Path]) -> dict:
     means, stds, rows, samples = [], [], [], []
+    input_sizes: list[tuple[int, int]] = []
     rng = np.random.default_rng(0)
     s1 = np.zeros(3)
     s2 = np.zeros(3)
@@ -131,7 +132,8 @@ def _input_stats(cfg, files: list[Path]) -> dict:
         for c in range(3):
             counts[c] += np.histogram(a[c], bins=edges)[0]
         samples.append(a[:, rng.integers(0, a.shape[1], size=min(2000, a.shape[1]))])
-        rows.append({"file": f.name, "original_size": [H, W], "input_size": [int(t.shape[1]), int(t.shape[2])],
+        input_sizes.append((int(t.shape[1]), int(t.shape[2])))
+        rows.append({"file": f.name, "original_size": [H, W], "input_size": list(input_sizes[-1]),
                      "mean": [round(float(v), 3) for v in a.mean(1)], "std": [round(float(v), 3) for v in a.std(1)]})
     mean = s1 / n
     std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0))
@@ -154,8 +156,8 @@ def _input_stats(cfg, files: list[Path]) -> dict:
         "backbone_input": {"mean": r((mean - M) / S, 4), "std": r(std / S, 4)},
         "histogram": {"edges": r(edges, 1), "counts": counts.tolist()},
         "sizes": {
-            "short_side": [min(min(x["input_size"]) for x in rows), max(min(x["input_size"]) for x in rows)],
-            "long_side": [min(max(x["input_size"]) for x in rows), max(max(x["input_size"]) for x in rows)],
+            "short_side": [min(min(s) for s in input_sizes), max(min(s) for s in input_sizes)],
+            "long_side": [min(max(s) for s in input_sizes), max(max(s) for s in input_sizes)],
         },
         "per_image": rows,
     }
@@ -312,26 +314,28 @@ def check_statistics(fp: dict, tensor: torch.Tensor, original_size: Optional[tup
     M = np.array(st["pixel_mean"], dtype=np.float64)
     S = np.array(st["pixel_std"], dtype=np.float64)
     inet_m, inet_s = np.array(IMAGENET_MEAN), np.array(IMAGENET_STD)
-    hyps = {  # id -> per-channel (slope, offset) mapping 0..255 reference values to the user's values
-        "match": (np.ones(3), np.zeros(3)),
-        "value_range_0_1": (np.full(3, 1 / 255), np.zeros(3)),
-        "double_normalization": (1 / S, -M / S),
-        "external_normalization": (1 / (255 * inet_s), -inet_m / inet_s),
-        "external_normalization ": (1 / (255 * inet_s[::-1]), -inet_m[::-1] / inet_s[::-1]),
-        "external_normalization  ": (np.full(3, 2 / 255), np.full(3, -1.0)),
-    }
+    # (id, per-channel slope, offset) mapping 0..255 reference values to the user's values; one id may have
+    # several mappings (ImageNet statistics in either channel order, Normalize(0.5)).
+    hyps: list[tuple[FindingId, np.ndarray, np.ndarray]] = [
+        ("match", np.ones(3), np.zeros(3)),
+        ("value_range_0_1", np.full(3, 1 / 255), np.zeros(3)),
+        ("double_normalization", 1 / S, -M / S),
+        ("external_normalization", 1 / (255 * inet_s), -inet_m / inet_s),
+        ("external_normalization", 1 / (255 * inet_s[::-1]), -inet_m[::-1] / inet_s[::-1]),
+        ("external_normalization", np.full(3, 2 / 255), np.full(3, -1.0)),
+    ]
     # Reversed channels are only told apart when the recorded first and last channel means differ by far
     # more than images vary (a dataset of grey-ish scenes carries no channel-order signal).
-    perms = [(0, 1, 2)]
+    perms: list[tuple[int, ...]] = [(0, 1, 2)]
     if abs(mu[0] - mu[2]) > 3 * max(tau[0], tau[2]) and stats["images"] >= 8:
         perms.append((2, 1, 0))
-    scored = []
-    for name, (sl, off) in hyps.items():
+    scored: list[tuple[float, FindingId, tuple[int, ...]]] = []
+    for name, sl, off in hyps:
         for perm in perms:
             x = (u - off) / sl
             s = v / sl
             d = float(np.sum(((x - mu[list(perm)]) / tau) ** 2) + np.sum((np.log(np.maximum(s, 1e-9) / sigma) / 0.7) ** 2))
-            scored.append((d, name.strip(), perm))
+            scored.append((d, name, perm))
     scored.sort()
     d_best, best, perm = scored[0]
     d_match = min(d for d, n, p in scored if n == "match" and p == (0, 1, 2))

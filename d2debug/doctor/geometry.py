@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from ..findings import Finding, reference_resize_code
-from ..stages import decode, resize_image, to_model_order
+from ..stages import Order, decode, resize_image, to_model_order
 from .fit import fit
 from .inputs import UserInput
 
@@ -45,7 +45,7 @@ def orientation_tag(path: Path) -> Optional[int]:
 
 
 def choose_orientation(U: np.ndarray, size: tuple[int, int], path: Path, reference_image: np.ndarray,
-                       fmt: str) -> Orientation:
+                       fmt: Order) -> Orientation:
     """Render the reference decode (EXIF applied) and, when the file has an EXIF rotation, the pixels as
     stored, each at the user's ``size`` (PIL bilinear); the one that fits ``U`` (``3xN``) better is what the
     user decoded."""
@@ -115,7 +115,7 @@ def explain_size(h: int, w: int, H: int, W: int, cfg) -> Optional[Finding]:
     return Finding("resize_size", 0.98, ev, fix)
 
 
-def original_size_finding(ui: UserInput, original: tuple[int, int], decoded: tuple[int, int],
+def original_size_finding(ui: UserInput, original: tuple[int, int], decoded: tuple[int, ...],
                           orientation: str) -> Optional[Finding]:
     """``missing_original_size`` when a dict passes height/width that are not the original image's size
     (``original``: the reference decode's ``(H, W)``; ``decoded``: the size of the decode the user used).

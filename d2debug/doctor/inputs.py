@@ -47,6 +47,11 @@ class UserInput:
     source: str
     notes: tuple[str, ...] = ()
 
+    @property
+    def original_size(self) -> Optional[tuple[int, int]]:
+        """``(height, width)`` when the dict passed both, else ``None``."""
+        return (self.height, self.width) if self.height is not None and self.width is not None else None
+
     def describe(self) -> str:
         shape = "x".join(str(s) for s in self.tensor.shape)
         if self.batch is not None:
@@ -55,7 +60,7 @@ class UserInput:
                 "list_of_tensors": "list of tensors"}[self.container]
         size = ""
         if self.has_size_keys:
-            size = (f", height={self.height}, width={self.width}" if self.height is not None and self.width is not None
+            size = (f", height={self.height}, width={self.width}" if self.original_size is not None
                     else ", no height/width")
         return f"{what}: image {shape} {self.dtype}{size}"
 
@@ -295,7 +300,7 @@ def make_user_input(cfg, image, spec: Optional[PipelineSpec] = None, container: 
         return t
     if container == "batch":
         return t[None]
-    d = {"image": t}
+    d: dict[str, object] = {"image": t}
     if spec.original_size == "pass":
         d.update(height=h, width=w)
     if container == "dict":

@@ -66,15 +66,16 @@ def untranspose(t: torch.Tensor, decoded: np.ndarray, rotated: bool = False) -> 
     ), info)
 
 
-def _flat_run(lines: np.ndarray, tol: float) -> tuple[int, Optional[np.ndarray]]:
-    """How many leading ``lines`` (``K x 3 x L``: line, channel, pixels) are one constant colour, and it."""
+def _flat_run(lines: np.ndarray, tol: float) -> tuple[int, np.ndarray]:
+    """How many leading ``lines`` (``K x 3 x L``: line, channel, pixels) are one constant colour, and the colour
+    they are compared with (the first pixel's, ``3``; meaningless when the count is 0)."""
     fill = lines[0, :, 0]
     n = 0
     for line in lines:
         if np.ptp(line, axis=1).max() > tol or np.abs(line[:, 0] - fill).max() > tol:
             break
         n += 1
-    return n, fill if n else None
+    return n, fill
 
 
 def unpad(t: torch.Tensor, decoded: np.ndarray, cfg) -> Geometry:
@@ -154,13 +155,16 @@ def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg) -> Op
     ref_h, ref_w = T.ResizeShortestEdge.get_output_shape(H, W, mn, mx) if mn > 0 else (H, W)
     f_ref = ref_h / H
     coarse = [f_min * (1 + 0.02 * k) for k in range(40)] + ([f_ref] if f_ref >= f_min else [])
-    best = None
+    best: Optional[tuple[float, float, tuple[int, int, int, int], np.ndarray]] = None
     for f in coarse:
         for geom, img in _centre_crops(base, h, w, f):
             r = fit(U, img).residual
             if best is None or r < best[0]:
                 best = (r, f, geom, img)
-    for f in (best[1] * (1 + 0.002 * k) for k in range(-10, 11)):
+    if best is None:
+        return None
+    coarse_best = best[1]
+    for f in (coarse_best * (1 + 0.002 * k) for k in range(-10, 11)):
         for geom, img in _centre_crops(base, h, w, f):
             r = fit(U, img).residual
             if r < best[0]:

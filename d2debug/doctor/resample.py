@@ -2,18 +2,18 @@
 one reproduces the user's pixels (up to the value map), so the smallest residual names it."""
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, cast
 
 import numpy as np
 
 from ..findings import Finding, reference_resize_code
-from ..stages import resize_image
+from ..stages import Backend, Interpolation, resize_image
 from .fit import EXACT, Fit, fit
 
 __all__ = ["RESAMPLERS", "NO_RESIZE", "Resampling", "render_at", "resampler_code", "choose_resampler", "weak_resampler_finding"]
 
 # (backend, interpolation) candidates, the reference first. Lanczos has no torch version.
-RESAMPLERS: tuple[tuple[str, str], ...] = (
+RESAMPLERS: tuple[tuple[Backend, Interpolation], ...] = (
     ("pil", "bilinear"), ("pil", "nearest"), ("pil", "bicubic"), ("pil", "area"), ("pil", "lanczos"),
     ("cv2", "nearest"), ("cv2", "bilinear"), ("cv2", "bicubic"), ("cv2", "area"), ("cv2", "lanczos"),
     ("torch", "nearest"), ("torch", "bilinear"), ("torch", "bicubic"), ("torch", "area"),
@@ -54,7 +54,7 @@ def render_at(img: np.ndarray, size: tuple[int, int], key: tuple[str, str]) -> n
         return img
     if key == NO_RESIZE:
         return resize_image(img, *size, "bilinear", "pil")
-    return resize_image(img, *size, key[1], key[0])
+    return resize_image(img, *size, cast(Interpolation, key[1]), cast(Backend, key[0]))
 
 
 def resampler_code(backend: str, interpolation: str) -> str:
@@ -67,6 +67,7 @@ def choose_resampler(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg
     """Fit ``U`` (``3xN``) against ``base`` (the decode the user used, ``HxWx3``) rendered at ``size`` by the
     reference resampler, and by every other one when the reference does not reproduce it exactly."""
     h, w = size
+    renders: dict[tuple[str, str], np.ndarray]
     if (h, w) == base.shape[:2]:
         renders = {NO_RESIZE: base}
     else:
@@ -74,9 +75,9 @@ def choose_resampler(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg
     fits = {key: fit(U, img) for key, img in renders.items()}
     ref_key = next(iter(fits))
     if ref_key != NO_RESIZE and fits[ref_key].residual > EXACT:
-        for be, it in RESAMPLERS[1:]:
-            renders[(be, it)] = resize_image(base, h, w, it, be)
-            fits[(be, it)] = fit(U, renders[(be, it)])
+        for kernel in RESAMPLERS[1:]:
+            renders[kernel] = resize_image(base, h, w, kernel[1], kernel[0])
+            fits[kernel] = fit(U, renders[kernel])
     residuals = {f"{k[0]}/{k[1]}": round(float(f.residual), 4) for k, f in fits.items()}
     best_key = min(fits, key=lambda k: fits[k].residual)
     ref, best = fits[ref_key], fits[best_key]
@@ -105,7 +106,7 @@ WEAK_RATIO = 0.9
 WEAK_MIN_RESIDUAL = 0.5
 
 
-def weak_resampler_finding(rs: Resampling, size: tuple[int, int], decoded: tuple[int, int], cfg) -> Optional[Finding]:
+def weak_resampler_finding(rs: Resampling, size: tuple[int, int], decoded: tuple[int, ...], cfg) -> Optional[Finding]:
     """``resize_interpolation`` (low confidence) when the image was resized, no kernel of the table reproduces
     it, but some kernel fits better than the reference's PIL bilinear: another resampler (a blur then a float
     resize, a library's own kernel) made the pixels."""

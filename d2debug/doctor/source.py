@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Sequence, TypeVar
 
 import numpy as np
 
@@ -35,14 +35,19 @@ class Source(NamedTuple):
     info: dict
 
 
-def _best(U: np.ndarray, render, candidates, make: Callable[[object], np.ndarray]):
-    """``(candidate, its Fit, its decode)`` of the candidate decode that explains ``U`` best at the user's size."""
-    best = None
+_C = TypeVar("_C")
+
+
+def _best(U: np.ndarray, render, candidates: Sequence[_C], make: Callable[[_C], np.ndarray]) -> tuple[_C, Fit, np.ndarray]:
+    """``(candidate, its Fit, its decode)`` of the candidate decode that explains ``U`` best at the user's size
+    (``candidates`` is not empty)."""
+    best: Optional[tuple[_C, Fit, np.ndarray]] = None
     for c in candidates:
         img = make(c)
         f = fit(U, render(img))
         if best is None or f.residual < best[1].residual:
             best = (c, f, img)
+    assert best is not None, "no candidates"
     return best
 
 
@@ -53,7 +58,7 @@ def _rgba(path: Path) -> Optional[np.ndarray]:
     with Image.open(path) as im:
         if im.mode not in ("RGBA", "LA", "PA") and not (im.mode == "P" and "transparency" in im.info):
             return None
-        return np.asarray(ImageOps.exif_transpose(im).convert("RGBA"))
+        return np.asarray((ImageOps.exif_transpose(im) or im).convert("RGBA"))
 
 
 def alpha_source(U: np.ndarray, path: Path, fmt: str, render: Callable[[np.ndarray], np.ndarray],

@@ -42,7 +42,7 @@ class StatisticsCheck:
 def check_input_statistics(ui: UserInput, fingerprint: dict, cfg=None, source: str = "the fingerprint") -> StatisticsCheck:
     """The container findings, the statistics against ``fingerprint``, and (with a deployment ``cfg``) the
     config's preprocessing values against the recorded ones; ``source`` names the fingerprint in reports."""
-    findings = container_findings(ui) + check_statistics(fingerprint, ui.tensor, (ui.height, ui.width))
+    findings = container_findings(ui) + check_statistics(fingerprint, ui.tensor, ui.original_size)
     findings += check_config(fingerprint, cfg) if cfg is not None else []
     findings.sort(key=lambda f: -f.confidence)
     return StatisticsCheck(tuple(findings), ui, source)

@@ -77,8 +77,8 @@ def value_findings(U: np.ndarray, Rp: np.ndarray, a: np.ndarray, b: np.ndarray, 
     errors = {}
     for name, ah, bh in named_mappings(cfg):
         errors[name] = float(np.sqrt(np.mean(((U - bh[:, None]) / ah[:, None] - Rp) ** 2)))
-    best = min(errors, key=errors.get)  # ties keep the earlier (the model's own values first)
-    info = {"value_mapping_errors": {k: round(v, 4) for k, v in errors.items()}}
+    best = min(errors, key=lambda k: errors[k])  # ties keep the earlier (the model's own values first)
+    info: dict[str, object] = {"value_mapping_errors": {k: round(v, 4) for k, v in errors.items()}}
     fix_feed = feed_code(cfg)
     with np.errstate(divide="ignore", invalid="ignore"):
         std01 = 1.0 / (255.0 * a)

@@ -3,7 +3,7 @@ histograms, downloads and the teaching panel."""
 from __future__ import annotations
 
 import re
-from typing import Optional
+from typing import Literal, Optional
 
 import streamlit as st
 
@@ -34,7 +34,8 @@ def _metrics(view: ComparisonView, stage: str, image_label: str) -> None:
     items = list(m.items())
     cols = [c for k in range(0, len(items), _PER_ROW) for c in st.columns(min(_PER_ROW, len(items)))][:len(items)]
     for col, (name, d) in zip(cols, items):
-        colour = "inverse" if name in _INVERSE else ("off" if name == "detections" else "normal")
+        colour: Literal["inverse", "off", "normal"] = (
+            "inverse" if name in _INVERSE else ("off" if name == "detections" else "normal"))
         value = "n/a" if d["value"] is None else f"{d['value']:.3f}" if isinstance(d["value"], float) else str(d["value"])
         # No arrow when nothing changed; the reference shows clean numbers.
         delta = None if not d["delta"] else (
