@@ -112,7 +112,7 @@ def test_lessons_quote_where_masks_suffer_more_than_boxes(demo):
     a stage where masks do not suffer more says nothing about it."""
     from d2debug.audit import load_summary
     from d2debug.lessons import MASKS_MORE, lesson
-    from d2debug.model import DEMO_AUDIT
+    from d2debug.samples import DEMO_AUDIT
     from d2debug.text import pct
 
     audit = load_summary(DEMO_AUDIT)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from ..errors import D2DebugError
 from ..files import list_images
-from .common import SAMPLE_IMAGES, add_model_args, load_from_args
+from ..samples import SAMPLE_IMAGES
+from .common import add_model_args, load_from_args
 
 __all__ = ["register", "cmd_doctor", "cmd_fingerprint", "cmd_doctor_suite"]
 

@@ -41,12 +41,13 @@ from ..audit import load_dataset, run_audit
 from ..errors import D2DebugError
 from ..files import list_images
 from ..memory import peak_rss_mb
-from ..model import DEMO_DIR, LoadedModel, load_model
+from ..model import LoadedModel, load_model
 from ..pitfalls import REFERENCE, STANDARD_PITFALLS
 from ..run import reference_spec, run
+from ..samples import SAMPLE_IMAGES
 from ..session import compare_variant, prepare_reference
 from .seeded import seeded_model
-from .serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from .serve import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
 
 __all__ = [
     "Row",
@@ -64,10 +65,6 @@ __all__ = [
     "to_text",
     "to_markdown",
 ]
-
-ROOT = DEMO_DIR.parent
-SAMPLE_IMAGES = DEMO_DIR / "images"
-SAMPLE_ANNOTATIONS = DEMO_DIR / "annotations.json"
 
 # One toggle per stage page, each the page's first non-reference choice that keeps the reference input size,
 # so a toggle's forward pass costs what the reference's does: (page, spec changes).
