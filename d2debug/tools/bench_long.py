@@ -30,7 +30,8 @@ from ..errors import D2DebugError
 from ..files import list_images
 from ..memory import peak_rss_mb, rss_mb
 from ..samples import SAMPLE_IMAGES
-from .bench import Row, settle
+from .bench_browser import settle
+from .bench_report import Row
 from .serve import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
 
 __all__ = ["copies", "bench_audit_memory", "bench_ranks", "bench_dashboard_images"]
