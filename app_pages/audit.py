@@ -21,7 +21,7 @@ from d2debug.audit import (
 )
 from d2debug.audit.command import audit_args, audit_commands, default_host, default_processes
 from d2debug.errors import D2DebugError
-from d2debug.model import DEMO_AUDIT, DEMO_DIR
+from d2debug.samples import DEMO_AUDIT, SAMPLE_ANNOTATIONS
 from d2debug.ui import loaders, sidebar
 
 RESULT_KEY = "d2debug_audit"
@@ -42,7 +42,7 @@ left, right = st.columns(2)
 with left:
     source = st.radio("Images", SOURCES, key="audit_source")
     if source == SOURCES[0]:
-        images, annotations = str(DEMO_DIR / "annotations.json"), ""
+        images, annotations = str(SAMPLE_ANNOTATIONS), ""
         st.caption(f"`{images}`: 48 images with COCO boxes.")
     else:
         images = st.text_input("Image folder, or a COCO json listing the images", key="audit_images",

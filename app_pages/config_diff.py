@@ -9,7 +9,7 @@ import streamlit as st
 
 from d2debug.configdiff import DEFAULTS_LABEL, GROUPS, diff_configs
 from d2debug.errors import D2DebugError
-from d2debug.model import DEPLOY_EXAMPLE
+from d2debug.samples import DEPLOY_EXAMPLE
 from d2debug.ui import sidebar
 from d2debug.ui.loaders import save_upload
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from .model import load_cfg
+from .config import load_cfg
 from .stages import D2_DEFAULT_PIXEL_MEAN, D2_DEFAULT_PIXEL_STD
 from .text import fmt
 

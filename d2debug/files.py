@@ -1,4 +1,5 @@
-"""Files the user points at: which suffixes are images, listing a folder of them, and content hashes.
+"""Files the user points at: a readable file, which suffixes are images, listing a folder of them, and content
+hashes.
 
 One list of image suffixes serves the sidebar's uploader, folder browsing, the audit, the fingerprint and the
 benchmark, so a format accepted in one place is accepted everywhere (Pillow decodes all of them).
@@ -11,10 +12,27 @@ from typing import Union
 
 from .errors import D2DebugError
 
-__all__ = ["IMAGE_SUFFIXES", "is_image_file", "list_images", "sha256_file", "sha256_text"]
+__all__ = ["readable_file", "IMAGE_SUFFIXES", "is_image_file", "list_images", "sha256_file", "sha256_text"]
 
 # Lower-case, with the dot. GIF: the first frame is used (``stages.decode`` says so in its notes).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+
+
+def readable_file(path: Union[str, Path], what: str) -> Path:
+    """``path`` resolved, once it is known to be a file this process can open; else :class:`D2DebugError` in
+    one line naming it and saying whether it is missing, a directory or unreadable. ``what`` names the file in
+    messages (``config``, ``weights``)."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise D2DebugError(f"{path}: {what} not found")
+    if path.is_dir():
+        raise D2DebugError(f"{path}: is a directory, expected a {what} file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise D2DebugError(f"{path}: cannot read {what} ({exc.strerror})") from None
+    return path.resolve()
 
 
 def is_image_file(path: Path) -> bool:

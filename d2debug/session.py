@@ -28,6 +28,7 @@ __all__ = [
     "SensitivityRow",
     "GlanceRow",
     "prepare_reference",
+    "run_variant",
     "compare_variant",
     "sensitivity",
     "sensitivity_row",
@@ -184,6 +185,14 @@ class ComparisonView:
         return self._encoded["png"]
 
 
+def run_variant(loaded: LoadedModel, image: Union[str, Path], variant_spec: PipelineSpec,
+                reference: RunResult) -> RunResult:
+    """The variant's run as a stage page makes it: on the ``reference`` run's decoded image when both use the
+    same decoder (the same decoder decodes the same file to the same pixels), else from ``image``."""
+    same = variant_spec.decoder == reference.spec.decoder and reference.decoded is not None
+    return run(loaded, reference.decoded if same else image, variant_spec)
+
+
 def compare_variant(
     loaded: LoadedModel,
     image: Union[str, Path],
@@ -204,12 +213,7 @@ def compare_variant(
         ref_drawing = render.draw_result(ref_result.rgb_image(), ref_result)
     else:
         ref_view, ref_result, ref_drawing = reference, reference.result, reference.drawing
-    if variant_result is not None:
-        var = variant_result
-    else:
-        # The same decoder decodes the same file to the same pixels: reuse the reference's decode.
-        same = variant_spec.decoder == ref_result.spec.decoder and ref_result.decoded is not None
-        var = run(loaded, ref_result.decoded if same else image, variant_spec)
+    var = variant_result if variant_result is not None else run_variant(loaded, image, variant_spec, ref_result)
     agreement = compare(ref_result, var)
     var_drawing = render.draw_result(var.rgb_image(), var)
     overlay = render.draw_overlay(ref_result.rgb_image(), ref_result, var, agreement)

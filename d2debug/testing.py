@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
+from .config import load_cfg
 from .doctor import Diagnosis, diagnose, load_fingerprint, parse_user_input
 from .errors import D2DebugError
-from .model import load_cfg
 
 __all__ = ["assert_matches_reference"]
 

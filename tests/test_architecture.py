@@ -15,8 +15,9 @@ PKG = ROOT / "d2debug"
 # Top-level part of d2debug -> layer. A module may import its own layer or a lower one, never a higher one.
 LAYERS = {
     # 0: the core: one image through one pipeline, and the vocabulary every tool speaks.
-    **dict.fromkeys(("errors", "compat", "version", "text", "files", "stages", "arch", "model", "run", "compare", "stats", "render",
-                     "coco", "findings", "pitfalls", "envinfo", "memory", "__init__"), 0),
+    **dict.fromkeys(("errors", "compat", "version", "text", "files", "samples", "stages", "arch", "config", "checkpoint",
+                     "usercode", "model", "run", "compare", "stats", "render", "coco", "findings", "pitfalls", "envinfo",
+                     "memory", "__init__"), 0),
     # 1: the tools built on the core.
     **dict.fromkeys(("doctor", "audit", "session", "lessons", "configdiff", "testing", "demo"), 1),
     # 2: what drives the tools from outside (benchmark, a real server).

@@ -12,7 +12,7 @@ import torch
 
 from d2debug.cli import main
 from d2debug.doctor import make_fingerprint
-from d2debug.model import DEMO_CONFIG, DEMO_WEIGHTS
+from d2debug.samples import DEMO_CONFIG, DEMO_WEIGHTS
 
 from conftest import SAMPLES
 

@@ -7,24 +7,20 @@ import math
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from d2debug.cli import main
+from d2debug.errors import D2DebugError
 from d2debug.memory import peak_rss_mb, release_heap, rss_mb
 from d2debug.run import reference_spec, run
-from d2debug.tools.bench import (
-    CHROMIUM,
-    TARGETS,
-    BenchResult,
-    SharedModelPredictor,
-    make_large_image,
-    to_markdown,
-    to_text,
-    toggle,
-)
+from d2debug.tools.bench import CLOCKS, TARGETS, Stopwatch, shared_default_predictor, toggle
+from d2debug.tools.bench_browser import make_large_image
+from d2debug.tools.bench_report import BenchResult, to_markdown, to_text
+from d2debug.tools.serve import CHROMIUM
 
 from conftest import ROOT, SAMPLES, sample
 
@@ -102,7 +98,7 @@ def test_the_floor_is_defaultpredictor_and_equals_the_reference(demo):
     from detectron2.engine import DefaultPredictor
 
     path = sample("val_006")
-    pred = SharedModelPredictor(demo)
+    pred = shared_default_predictor(demo)
     assert isinstance(pred, DefaultPredictor) and type(pred).__call__ is DefaultPredictor.__call__
     inst = pred(read_image(str(path), format="BGR"))["instances"].to("cpu")
     ref = run(demo, path, reference_spec(demo.cfg, "cpu"))
@@ -123,6 +119,27 @@ def test_toggle_is_the_page_computation(demo):
     swapped, _ = toggle(demo, path, ref_spec.replace(channel_order="swapped"), ref)
     assert swapped.agreement.f1 < 1.0, "val_006's red and blue discs flip when the channels are swapped"
     assert swapped.png().startswith(b"\x89PNG")
+
+
+def test_toggle_parts_are_read_from_the_clock_it_is_given(demo):
+    """No clock of the module's own: a toggle reads the one its run hands it (here, one tick per reading)."""
+    from d2debug.session import prepare_reference
+
+    path = sample("val_006")
+    ref_spec = reference_spec(demo.cfg, "cpu")
+    ticks = iter(range(100))
+    _view, parts = toggle(demo, path, ref_spec.replace(channel_order="swapped"),
+                          prepare_reference(demo, path, ref_spec), lambda: float(next(ticks)))
+    assert parts == {"variant_run": 1.0, "compare_stats_drawing": 1.0, "encoding": 1.0}
+
+
+def test_stopwatch_times_with_the_named_clock():
+    assert Stopwatch.named("cpu", "cpu").now is CLOCKS["cpu"] is time.process_time
+    assert Stopwatch.named("wall", "cpu").now is time.perf_counter
+    ticks = iter([10.0, 12.5])
+    assert Stopwatch("cpu", lambda: next(ticks)).timed(lambda: None) == 2.5
+    with pytest.raises(D2DebugError, match="--clock 'sundial'"):
+        Stopwatch.named("sundial", "cpu")
 
 
 def test_large_image_is_twelve_megapixels(tmp_path):

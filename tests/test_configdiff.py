@@ -120,8 +120,9 @@ def test_bad_file_is_one_line_naming_it(tmp_path, capsys, name, content, needle)
 def test_format_difference_does_what_the_diff_says(demo):
     """The effect line for INPUT.FORMAT is true of the real model: deploying the demo weights with the other
     FORMAT gives exactly the detections of the reference pipeline with channel_order=swapped."""
-    from d2debug.model import DEMO_WEIGHTS, load_model
+    from d2debug.model import load_model
     from d2debug.run import reference_spec, run
+    from d2debug.samples import DEMO_WEIGHTS
 
     image = ROOT / "sample_data" / "images" / "val_000.jpg"
     other = load_model(DEMO_CONFIG, DEMO_WEIGHTS, device="cpu", class_names=demo.class_names,

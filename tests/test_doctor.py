@@ -278,7 +278,7 @@ def test_cli_doctor_json_and_exit_codes(demo, tmp_path):
 
 
 def test_cli_doctor_on_a_user_model_by_path(tiny_weights, tmp_path):
-    from d2debug.model import load_cfg
+    from d2debug.config import load_cfg
 
     from conftest import TINY_CONFIG
 

@@ -6,8 +6,9 @@ import pickle
 import pytest
 import torch
 
+from d2debug.checkpoint import read_state_dict
 from d2debug.errors import D2DebugError
-from d2debug.model import load_model, read_state_dict
+from d2debug.model import load_model
 
 from conftest import TINY_CONFIG
 

@@ -26,8 +26,9 @@ class _Evil:
 
 
 def test_doctor_page_diagnoses_refuses_pickles_and_recovers(tmp_path):
+    from d2debug.config import load_cfg
     from d2debug.doctor import make_fingerprint, make_user_input, save_fingerprint
-    from d2debug.model import DEMO_CONFIG, load_cfg
+    from d2debug.samples import DEMO_CONFIG
     from d2debug.stages import PipelineSpec
 
     cfg = load_cfg(DEMO_CONFIG)

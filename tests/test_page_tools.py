@@ -8,8 +8,8 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from d2debug.model import DEMO_AUDIT, DEMO_DIR
 from d2debug.pitfalls import STANDARD_PITFALLS
+from d2debug.samples import DEMO_AUDIT, DEMO_METRICS
 
 from conftest import ROOT
 from conftest import app_errors as errors
@@ -46,14 +46,14 @@ def test_audit_page_shows_the_shipped_demo_audit_on_open():
     assert any("<svg" in m.value and "damage per pitfall" in m.value for m in at.markdown), "the damage chart"
     table = at.dataframe[0].value
     assert list(table["pitfall"])[0].startswith("reference")
-    metrics = json.loads((DEMO_DIR / "demo_metrics.json").read_text())
+    metrics = json.loads(DEMO_METRICS.read_text())
     assert round(float(table["AP"].iloc[0]), 1) == round(metrics["AP"] * 100, 1)
     assert round(float(table["mask AP"].iloc[0]), 1) == round(metrics["mask_AP"] * 100, 1)  # a Mask R-CNN
 
 
 def test_the_shipped_demo_audit_is_of_the_shipped_model():
     summary = json.loads(DEMO_AUDIT.read_text())
-    metrics = json.loads((DEMO_DIR / "demo_metrics.json").read_text())
+    metrics = json.loads(DEMO_METRICS.read_text())
     ref = summary["rows"][0]
     assert ref["name"] == "reference" and ref["AP"] == pytest.approx(metrics["AP"], abs=1e-9)
     # The audit's pycocotools segm AP of the reference is the training run's own evaluation of the masks.

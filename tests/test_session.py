@@ -16,6 +16,7 @@ from d2debug.session import (
     compare_variant,
     pipeline_at_a_glance,
     prepare_reference,
+    run_variant,
     sensitivity,
 )
 
@@ -40,6 +41,14 @@ def test_reference_spec_as_variant_is_exactly_the_reference(demo, ref_view):
         np.testing.assert_array_equal(a.edges, b.edges)
         for ca, cb in zip(a.counts, b.counts):
             np.testing.assert_array_equal(ca, cb)
+
+
+def test_a_variant_reuses_the_reference_decode_only_with_the_same_decoder(demo, ref_view):
+    image = sample("val_000")
+    same = run_variant(demo, image, ref_view.result.spec.replace(channel_order="swapped"), ref_view.result)
+    assert same.decoded is ref_view.result.decoded
+    other = run_variant(demo, image, ref_view.result.spec.replace(decoder="pil"), ref_view.result)
+    assert other.decoded is not ref_view.result.decoded and other.decoded.order == "RGB"
 
 
 def test_channel_swap_view_has_pictures_numbers_and_downloads(demo, ref_view):
@@ -112,7 +121,7 @@ def test_lessons_quote_where_masks_suffer_more_than_boxes(demo):
     a stage where masks do not suffer more says nothing about it."""
     from d2debug.audit import load_summary
     from d2debug.lessons import MASKS_MORE, lesson
-    from d2debug.model import DEMO_AUDIT
+    from d2debug.samples import DEMO_AUDIT
     from d2debug.text import pct
 
     audit = load_summary(DEMO_AUDIT)

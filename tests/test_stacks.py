@@ -10,8 +10,8 @@ import textwrap
 import pytest
 
 from d2debug.compat import NEWER_CFG_KEYS, cfg_node, check_newer_keys, get_cfg, portable_dump
+from d2debug.config import load_cfg
 from d2debug.errors import D2DebugError
-from d2debug.model import load_cfg
 
 from conftest import ROOT, SAMPLES
 

@@ -11,8 +11,9 @@ import socket
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..model import DEMO_CONFIG, DEMO_WEIGHTS, LoadedModel
+from ..model import LoadedModel
 from ..pitfalls import STANDARD_PITFALLS
+from ..samples import DEMO_CONFIG, DEMO_WEIGHTS
 
 __all__ = ["RDZV_PORT", "audit_args", "torchrun_command", "audit_commands", "default_processes", "default_host"]
 

@@ -68,7 +68,9 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
     from ..files import list_images
     from ..pitfalls import parse_variants
-    from ..tools.bench import SAMPLE_ANNOTATIONS, default_images, run_bench, to_markdown, to_text, user_sized_model
+    from ..samples import SAMPLE_ANNOTATIONS
+    from ..tools.bench import default_images, run_bench, user_sized_model
+    from ..tools.bench_report import to_markdown, to_text
 
     rows = _split(a.rows, ROWS, "rows")
     if a.repeats < 1:

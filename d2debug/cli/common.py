@@ -5,11 +5,10 @@ import argparse
 from pathlib import Path
 
 from ..errors import D2DebugError
-from ..model import DEMO_DIR
+from ..samples import SAMPLE_IMAGES
 
-__all__ = ["SAMPLE_IMAGES", "DEFAULT_IMAGE", "add_model_args", "load_from_args", "variant_from_sets"]
+__all__ = ["DEFAULT_IMAGE", "add_model_args", "load_from_args", "variant_from_sets"]
 
-SAMPLE_IMAGES = DEMO_DIR / "images"
 DEFAULT_IMAGE = SAMPLE_IMAGES / "val_000.jpg"
 
 

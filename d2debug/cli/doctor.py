@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from ..errors import D2DebugError
 from ..files import list_images
-from .common import SAMPLE_IMAGES, add_model_args, load_from_args
+from ..samples import SAMPLE_IMAGES
+from .common import add_model_args, load_from_args
 
 if TYPE_CHECKING:
     from ..doctor import Diagnosis, StatisticsCheck

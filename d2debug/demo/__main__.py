@@ -12,9 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..samples import SAMPLE_DIR
 from .data import write_sample_split
-
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from ..compat import portable_dump
+from ..samples import DEMO_CLASSES, DEMO_CONFIG, DEMO_METRICS, DEMO_WEIGHTS
 from .data import CLASS_NAMES, write_sample_split, write_split
 
 __all__ = ["build_train_cfg", "train", "export_weights", "evaluate_reference"]
@@ -201,9 +202,9 @@ def train(
 
 
 def install_into(out_dir: Path, sample_dir: Path) -> None:
-    """Copy a finished training run's model, dumped config and class names into ``sample_dir``."""
+    """Copy a finished training run's model, dumped config, class names and metrics into ``sample_dir``, under
+    the names the demo model is loaded by (:mod:`d2debug.samples`)."""
     sample_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out_dir / "model.pth", sample_dir / "demo_model.pth")
-    shutil.copyfile(out_dir / "config.yaml", sample_dir / "demo_config.yaml")
-    shutil.copyfile(out_dir / "classes.json", sample_dir / "classes.json")
-    shutil.copyfile(out_dir / "metrics.json", sample_dir / "demo_metrics.json")
+    for made, shipped in (("model.pth", DEMO_WEIGHTS), ("config.yaml", DEMO_CONFIG), ("classes.json", DEMO_CLASSES),
+                          ("metrics.json", DEMO_METRICS)):
+        shutil.copyfile(out_dir / made, sample_dir / shipped.name)

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..model import DEMO_DIR
+from ..samples import SAMPLE_IMAGES
 
 __all__ = ["Example", "EXAMPLES", "example_input"]
 
@@ -78,12 +78,10 @@ def _pil_no_exif(path: Path, cfg) -> dict:
             "height": img.shape[0], "width": img.shape[1]}
 
 
-_IMAGES = DEMO_DIR / "images"
-
 EXAMPLES: dict[str, Example] = {e.id: e for e in (
     Example(
         "seed_article", "The seed article's \"correct resize\": cv2 + ToTensor + Normalize(0.5, 0.5)",
-        _IMAGES / "val_001.jpg",
+        SAMPLE_IMAGES / "val_001.jpg",
         "img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)\n"
         "scale = cfg.INPUT.MIN_SIZE_TEST / min(h, w)\n"
         "img = cv2.resize(img, (int(w * scale), int(h * scale)))\n"
@@ -93,7 +91,7 @@ EXAMPLES: dict[str, Example] = {e.id: e for e in (
     ),
     Example(
         "imagenet_normalize", "torchvision Resize + ToTensor + Normalize(ImageNet)",
-        _IMAGES / "val_003.jpg",
+        SAMPLE_IMAGES / "val_003.jpg",
         "img = Image.open(path).convert('RGB')\n"
         "x = T.Compose([T.Resize(cfg.INPUT.MIN_SIZE_TEST), T.ToTensor(),\n"
         "               T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])(img)\n"
@@ -102,7 +100,7 @@ EXAMPLES: dict[str, Example] = {e.id: e for e in (
     ),
     Example(
         "cv2_bgr", "cv2.imread (BGR) fed to the model directly",
-        _IMAGES / "val_000.jpg",
+        SAMPLE_IMAGES / "val_000.jpg",
         "img = cv2.imread(path)  # BGR\n"
         "aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)\n"
         "x = torch.as_tensor(aug.get_transform(img).apply_image(img).astype('float32').transpose(2, 0, 1))\n"
@@ -111,7 +109,7 @@ EXAMPLES: dict[str, Example] = {e.id: e for e in (
     ),
     Example(
         "pil_no_exif", "PIL Image.open without exif_transpose, on a phone-style rotated photo",
-        _IMAGES / "val_044_exif6.jpg",
+        SAMPLE_IMAGES / "val_044_exif6.jpg",
         "img = np.asarray(Image.open(path).convert('RGB'))  # no ImageOps.exif_transpose\n"
         "aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)\n"
         "x = torch.as_tensor(aug.get_transform(img).apply_image(img).astype('float32').transpose(2, 0, 1))\n"

@@ -173,7 +173,7 @@ TRUST_CODE_HINT = "pass --trust-code (CLI) or tick 'Run my function' (dashboard)
 def preprocess_function(spec: str, trust: bool):
     """The user's preprocessing function named ``FILE.py:FUNCTION``. Importing the file RUNS it: refused unless
     ``trust`` (their explicit say), in one line naming the flag."""
-    from ..model import import_user_code
+    from ..usercode import import_user_code
 
     file, sep, func = str(spec).rpartition(":")
     if not sep or not file.endswith(".py") or not func.isidentifier():

@@ -1,4 +1,6 @@
-"""Speed and memory benchmark: what d2debug costs on top of the model's own forward pass.
+"""Speed and memory benchmark: what d2debug costs on top of the model's own forward pass. This module times
+rows 1-4 and runs the whole benchmark; row 5 (memory, in a real browser) is :mod:`.bench_browser`, the rows and
+their tables are :mod:`.bench_report`, the long-run rows (6, 7) :mod:`.bench_long`.
 
 Every timed figure is a ratio inside ONE run, on the same images and device (absolute times on a shared
 machine are noise). Rows, per model and device:
@@ -6,8 +8,8 @@ machine are noise). Rows, per model and device:
 1. ``DefaultPredictor(cfg)(read_image(path, "BGR"))``: the floor (detectron2's own class, sharing the loaded
    model's weights; decoding included because a user has to decode too).
 2. The reference pipeline through d2debug, ``run(loaded, path, reference_spec())``, vs (1). Target <= 1.05.
-3. One stage-page toggle with the reference cached: exactly what a stage page calls
-   (``session.compare_variant``: variant run, agreement, histograms, drawings) plus the pictures it encodes
+3. One stage-page toggle with the reference cached: exactly what a stage page calls (``session.run_variant``
+   and ``session.compare_variant``: variant run, agreement, histograms, drawings) plus the pictures it encodes
    (JPEG bytes, the reference's encoded once), per toggle vs one (1); the downloads are made only when clicked.
    Target <= 1.5 on the demo model, <= 1.1 on a user-sized one.
 4. The audit (``audit.run_audit``, K pipelines x N images, results file and report included) vs K x N
@@ -23,15 +25,12 @@ measured alternately in the same repeat, so slow phases of the machine hit both)
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -40,34 +39,27 @@ import torch
 from ..audit import load_dataset, run_audit
 from ..errors import D2DebugError
 from ..files import list_images
-from ..memory import peak_rss_mb
-from ..model import DEMO_DIR, LoadedModel, load_model
+from ..model import LoadedModel, load_model
 from ..pitfalls import REFERENCE, STANDARD_PITFALLS
 from ..run import reference_spec, run
-from ..session import compare_variant, prepare_reference
+from ..samples import SAMPLE_IMAGES
+from ..session import compare_variant, prepare_reference, run_variant
+from .bench_browser import bench_memory
+from .bench_report import BenchResult, Row
 from .seeded import seeded_model
-from .serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
 __all__ = [
-    "Row",
-    "BenchResult",
     "TOGGLES",
     "TARGETS",
-    "SharedModelPredictor",
+    "CLOCKS",
+    "Stopwatch",
+    "shared_default_predictor",
     "user_sized_model",
     "toggle",
     "bench_model",
-    "bench_memory",
-    "settle",
-    "make_large_image",
+    "default_images",
     "run_bench",
-    "to_text",
-    "to_markdown",
 ]
-
-ROOT = DEMO_DIR.parent
-SAMPLE_IMAGES = DEMO_DIR / "images"
-SAMPLE_ANNOTATIONS = DEMO_DIR / "annotations.json"
 
 # One toggle per stage page, each the page's first non-reference choice that keeps the reference input size,
 # so a toggle's forward pass costs what the reference's does: (page, spec changes).
@@ -85,60 +77,6 @@ TARGETS = {
     "toggle": (1.5, 1.1),
     "audit": (1.1, 1.1),
 }
-
-
-@dataclass
-class Row:
-    """One line of the table. ``value`` is seconds (per image, per toggle, per audit) or MB (``unit``);
-    ``ratio`` is against ``versus``; ``target`` is the ratio to stay at or under (``None``: no target)."""
-
-    model: str
-    device: str
-    row: str
-    label: str
-    value: float
-    unit: str
-    ratio: Optional[float]
-    versus: str
-    target: Optional[float] = None
-    note: str = ""
-
-    @property
-    def met(self) -> Optional[bool]:
-        if self.target is None or self.ratio is None:
-            return None
-        return self.ratio <= self.target
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["met"] = self.met
-        return d
-
-
-@dataclass
-class BenchResult:
-    rows: list[Row]
-    environment: dict
-    images: list[str]
-    repeats: int
-    details: dict = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "BenchResult":
-        """The inverse of :meth:`to_dict` (to print a saved ``--json`` result as a table)."""
-        rows = [Row(**{k: v for k, v in r.items() if k != "met"}) for r in d["rows"]]
-        return cls(rows, d["environment"], d["images"], d["repeats"], d.get("details", {}), d.get("notes", []))
-
-    def to_dict(self) -> dict:
-        return {
-            "environment": self.environment,
-            "images": self.images,
-            "repeats": self.repeats,
-            "rows": [r.to_dict() for r in self.rows],
-            "details": self.details,
-            "notes": self.notes,
-        }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -163,8 +101,9 @@ def _predictor_class():
     return _Shared
 
 
-def SharedModelPredictor(loaded: LoadedModel):
-    """A ``DefaultPredictor`` using ``loaded.model``: call it with a BGR ``HxWx3`` uint8 array."""
+def shared_default_predictor(loaded: LoadedModel):
+    """A detectron2 ``DefaultPredictor`` on ``loaded.model`` (its weights shared, not loaded again): call it with
+    a BGR ``HxWx3`` uint8 array (``read_image(path, "BGR")``) as ``DefaultPredictor`` is called."""
     return _predictor_class()(loaded)
 
 
@@ -181,25 +120,54 @@ def user_sized_model(workdir: Path, seed: int = 0, architecture: str = "faster_r
 # What is timed
 
 
-def _sync(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
+# The clocks a run can time with: wall time (what a user waits for) or this process's CPU time (all threads;
+# with one torch thread it is robust to other processes competing for the CPU).
+CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def toggle(loaded: LoadedModel, image: Path, spec, reference) -> tuple[object, dict]:
-    """One stage-page toggle with ``reference`` (a ``session.ReferenceView``) cached: what the page computes and
-    encodes. The downloads are deferred (made only when clicked), so they are not part of a toggle. Returns the
-    ``ComparisonView`` and the seconds of each part."""
-    t0 = _clock()
-    # compare_variant's own run: the variant on the reference's decode when the decoder is the same.
-    same = spec.decoder == reference.result.spec.decoder
-    var = run(loaded, reference.result.decoded if same else image, spec)
-    t1 = _clock()
+@dataclass(frozen=True)
+class Stopwatch:
+    """How one benchmark run times its work: ``now`` reads its clock (seconds from an arbitrary origin, one of
+    :data:`CLOCKS`), and on a ``cuda`` ``device`` the queued kernels are waited for before each reading of
+    :meth:`timed`, so the GPU's work is inside the interval."""
+
+    device: str
+    now: Callable[[], float] = time.perf_counter
+
+    @classmethod
+    def named(cls, clock: str, device: str) -> "Stopwatch":
+        """The stopwatch of ``--clock`` ``clock`` (``wall`` or ``cpu``) on ``device``."""
+        if clock not in CLOCKS:
+            raise D2DebugError(f"--clock {clock!r}: expected one of {', '.join(CLOCKS)}")
+        return cls(str(device), CLOCKS[clock])
+
+    def sync(self) -> None:
+        if self.device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def timed(self, fn: Callable[[], object]) -> float:
+        """Seconds ``fn()`` took, with the device's queued work finished on both sides."""
+        self.sync()
+        t = self.now()
+        fn()
+        self.sync()
+        return self.now() - t
+
+
+def toggle(loaded: LoadedModel, image: Path, spec, reference,
+           clock: Callable[[], float] = time.perf_counter) -> tuple[object, dict]:
+    """One stage-page toggle with ``reference`` (a ``session.ReferenceView``) cached: what the page computes
+    (the session's own variant run and comparison) and encodes. The downloads are deferred (made only when
+    clicked), so they are not part of a toggle. Returns the ``ComparisonView`` and the seconds of each part,
+    read from ``clock``."""
+    t0 = clock()
+    var = run_variant(loaded, image, spec, reference.result)
+    t1 = clock()
     view = compare_variant(loaded, image, spec, reference, variant_result=var)
-    t2 = _clock()
+    t2 = clock()
     for which in (REFERENCE, "variant", "overlay"):
         view.jpeg(which)  # the bytes the page's st.image shows
-    t3 = _clock()
+    t3 = clock()
     return view, {"variant_run": t1 - t0, "compare_stats_drawing": t2 - t1, "encoding": t3 - t2}
 
 
@@ -207,33 +175,18 @@ def _median(xs: Sequence[float]) -> float:
     return float(statistics.median(xs)) if xs else float("nan")
 
 
-# The clock of every timing: wall time (what a user waits for) or this process's CPU time (all threads; with
-# one torch thread it is robust to other processes competing for the CPU). Set by run_bench.
-_clock: Callable[[], float] = time.perf_counter
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
-def _timed(fn: Callable[[], object], device: str) -> float:
-    _sync(device)
-    t = _clock()
-    fn()
-    _sync(device)
-    return _clock() - t
-
-
-def _toggle_round(loaded: LoadedModel, images: Sequence[Path], toggle_specs, refviews: dict,
-                  r: int) -> tuple[list[float], list[dict]]:
+def _toggle_round(loaded: LoadedModel, images: Sequence[Path], toggle_specs, refviews: dict, r: int,
+                  watch: Stopwatch) -> tuple[list[float], list[dict]]:
     """One toggle per image, the page rotating over images and repeats (``r``): every page is timed while the
     round costs one forward pass per image, like row 1. Returns the seconds and the parts of each toggle."""
-    device = str(loaded.device)
     per, parts = [], []
     for i, p in enumerate(images):
         _page, spec = toggle_specs[(i + r) % len(toggle_specs)]
-        _sync(device)
-        t = _clock()
-        _view, part = toggle(loaded, p, spec, refviews[p])
-        _sync(device)
-        per.append(_clock() - t)
+        watch.sync()
+        t = watch.now()
+        _view, part = toggle(loaded, p, spec, refviews[p], watch.now)
+        watch.sync()
+        per.append(watch.now() - t)
         parts.append(part)
     return per, parts
 
@@ -272,14 +225,17 @@ def bench_model(
     target_kind: int = 0,
     log: Callable[[str], None] = lambda s: None,
     audit_limit: Optional[int] = None,
+    clock: str = "wall",
 ) -> tuple[list[Row], dict]:
-    """Rows 1-4 for one loaded model on its device. ``target_kind`` 0: demo-model targets, 1: user-sized."""
+    """Rows 1-4 for one loaded model on its device. ``target_kind`` 0: demo-model targets, 1: user-sized.
+    ``clock``: a name of :data:`CLOCKS`."""
     from detectron2.data.detection_utils import read_image
 
     images = [Path(p) for p in images]
     device = str(loaded.device)
+    watch = Stopwatch.named(clock, device)
     ref_spec = reference_spec(loaded.cfg, device)
-    predictor = SharedModelPredictor(loaded)
+    predictor = shared_default_predictor(loaded)
     n = len(images)
 
     def predict_all():
@@ -301,24 +257,24 @@ def bench_model(
     toggle_specs = [(page, ref_spec.replace(**changes)) for page, changes in TOGGLES]
     if "toggle" in rows:
         refviews = {p: prepare_reference(loaded, p, ref_spec) for p in images}
-        toggle(loaded, images[0], toggle_specs[0][1], refviews[images[0]])  # warm-up (Visualizer fonts etc.)
+        toggle(loaded, images[0], toggle_specs[0][1], refviews[images[0]], watch.now)  # warm-up (Visualizer fonts etc.)
     for r in range(repeats):
         log(f"{name} on {device}: repeat {r + 1}/{repeats}")
         # Alternate the order so a slow phase of the machine does not always hit the same side.
         if r % 2 == 0:
-            tp = _timed(predict_all, device)
-            tr = _timed(reference_all, device) if "reference" in rows else None
+            tp = watch.timed(predict_all)
+            tr = watch.timed(reference_all) if "reference" in rows else None
         else:
-            tr = _timed(reference_all, device) if "reference" in rows else None
-            tp = _timed(predict_all, device)
+            tr = watch.timed(reference_all) if "reference" in rows else None
+            tp = watch.timed(predict_all)
         pred_t.append(tp / n)
         if tr is not None:
             ref_t.append(tr / n)
             ref_ratio.append(tr / tp)
         if "toggle" in rows:
-            per, got = _toggle_round(loaded, images, toggle_specs, refviews, r)
+            per, got = _toggle_round(loaded, images, toggle_specs, refviews, r, watch)
             parts += got
-            tp2 = _timed(predict_all, device) / n
+            tp2 = watch.timed(predict_all) / n
             mean_toggle = sum(per) / len(per)
             toggle_t.append(mean_toggle)
             toggle_ratio.append(mean_toggle / ((tp / n + tp2) / 2))
@@ -326,7 +282,7 @@ def bench_model(
                        details)
     if "audit" in rows:
         audit_rows, audit_details = _bench_audit(loaded, name, images[:audit_limit], audit_repeats or repeats, annotations,
-                                                 pitfalls, predictor, ref_spec, target_kind, log)
+                                                 pitfalls, predictor, ref_spec, target_kind, log, watch)
         out += audit_rows
         details.update(audit_details)
     return out, details
@@ -346,7 +302,9 @@ def _fed_inputs(loaded: LoadedModel, images: Sequence[Path], specs) -> list[tupl
     return fed
 
 
-def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor, ref_spec, target_kind, log):
+def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor, ref_spec, target_kind, log,
+                 watch: Stopwatch):
+    """Rows 4 and 4b (see the module's docstring), timed by ``watch``."""
     from detectron2.data.detection_utils import read_image
 
     pitfalls = list(STANDARD_PITFALLS if pitfalls is None else pitfalls)
@@ -385,24 +343,24 @@ def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor
 
             def progress(done, total, _item, marks=marks):
                 if done == total:
-                    marks["images_done"] = _clock()
+                    marks["images_done"] = watch.now()
 
             order = (0, 1, 2) if r % 2 == 0 else (2, 1, 0)
             got = {}
             for which in order:
                 if which == 0:
-                    got["loop"] = _timed(loop, device)
+                    got["loop"] = watch.timed(loop)
                 elif which == 1:
-                    _sync(device)
-                    t0 = _clock()
+                    watch.sync()
+                    t0 = watch.now()
                     run_audit(loaded, dataset, tmp / f"audit{r}", pitfalls, restart=True, progress=progress,
                               write_report=True)
-                    _sync(device)
-                    got["audit"] = _clock() - t0
+                    watch.sync()
+                    got["audit"] = watch.now() - t0
                     phase.append({"images": marks.get("images_done", t0) - t0,
-                                  "summary_and_report": _clock() - marks.get("images_done", t0)})
+                                  "summary_and_report": watch.now() - marks.get("images_done", t0)})
                 else:
-                    got["bare"] = _timed(bare, device)
+                    got["bare"] = watch.timed(bare)
             audit_t.append(got["audit"])
             loop_t.append(got["loop"])
             bare_t.append(got["bare"])
@@ -432,120 +390,6 @@ def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor
 
 # ---------------------------------------------------------------------------------------------------------------
 # Memory
-
-
-def make_large_image(path: Path, width: int = 4000, height: int = 3000, seed: int = 12) -> Path:
-    """Write a ``width x height`` JPEG (12 megapixels by default) of a demo-style scene."""
-    from PIL import Image
-
-    from ..demo.data import random_scene, render_scene
-
-    rgb = render_scene(random_scene(seed, width, height, halftone=False))
-    Image.fromarray(rgb).save(path, quality=92)
-    return path
-
-
-_PREDICTOR_RSS = r"""
-import sys, json, warnings
-warnings.filterwarnings("ignore")
-from d2debug.model import load_demo_model
-from d2debug.memory import peak_rss_mb
-from d2debug.tools.bench import SharedModelPredictor
-from detectron2.data.detection_utils import read_image
-import os
-loaded = load_demo_model(device="cpu")
-SharedModelPredictor(loaded)(read_image(sys.argv[1], format="BGR"))
-print(json.dumps({"peak_mb": peak_rss_mb(os.getpid())}))
-"""
-
-
-def _predictor_peak_mb(image: Path) -> float:
-    out = subprocess.run([sys.executable, "-c", _PREDICTOR_RSS, str(image)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=900)
-    if out.returncode != 0:
-        raise D2DebugError(f"the DefaultPredictor memory probe failed: {out.stderr.strip().splitlines()[-1:]}")
-    return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"])
-
-
-def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 600.0) -> tuple[list[Row], dict]:
-    """Row 5: start ``streamlit run app.py``, render the channel-order page in headless Chromium on the demo
-    model (sample image ``val_000.jpg``, then a generated 12-megapixel image picked through the sidebar's
-    folder option, then one toggle on it) and read the server's ``VmHWM`` after each step. Each is compared
-    with a Python process that only runs ``DefaultPredictor`` on the same image."""
-    if not CHROMIUM.exists():
-        raise D2DebugError(f"{CHROMIUM}: not installed; the memory row drives a real browser (apt-get install chromium)")
-    try:
-        from playwright.sync_api import expect, sync_playwright
-    except ImportError:
-        raise D2DebugError("the memory row needs the playwright package (pip install -r requirements.txt)") from None
-
-    wait_ms = int(wait_s * 1000)
-    rows: list[Row] = []
-    details: dict = {}
-    with tempfile.TemporaryDirectory(prefix="d2debug-bench-mem-") as tmp:
-        folder = Path(tmp) / "large"
-        folder.mkdir()
-        big = make_large_image(folder / "large_12mp.jpg")
-        sample = SAMPLE_IMAGES / "val_000.jpg"
-        log("memory: DefaultPredictor processes (floor)")
-        floor_sample = _predictor_peak_mb(sample)
-        floor_big = _predictor_peak_mb(big)
-        with streamlit_server(Path(tmp) / "streamlit.log") as (url, proc):
-            idle = peak_rss_mb(proc.pid)
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-                try:
-                    page = browser.new_page(viewport={"width": 1500, "height": 1250})
-                    log("memory: channel-order page on a sample image")
-                    page.goto(f"{url}/channel-order")
-                    f1 = page.get_by_test_id("stMetric").filter(has_text="Agreement F1").get_by_test_id(
-                        "stMetricValue")
-                    expect(f1).to_have_text("1.000", timeout=wait_ms)
-                    settle(page, wait_ms)
-                    after_sample = peak_rss_mb(proc.pid)
-
-                    log("memory: the same page on a 12-megapixel image")
-                    bar = page.get_by_test_id("stSidebar")
-                    bar.get_by_test_id("stRadio").nth(1).get_by_text("Folder on this workstation").click()
-                    field_ = bar.get_by_test_id("stTextInput").locator("input").last
-                    expect(field_).to_be_visible(timeout=wait_ms)
-                    field_.fill(str(folder))
-                    field_.press("Enter")
-                    expect(page.get_by_text(f"Image {big.name}")).to_be_visible(timeout=wait_ms)
-                    expect(f1).to_have_text("1.000", timeout=wait_ms)
-                    settle(page, wait_ms)
-                    after_big = peak_rss_mb(proc.pid)
-
-                    log("memory: one toggle on the 12-megapixel image")
-                    page.get_by_text("BGR (swapped)").click()
-                    expect(page.get_by_text("channel_order=swapped").first).to_be_visible(timeout=wait_ms)
-                    settle(page, wait_ms)
-                    after_toggle = peak_rss_mb(proc.pid)
-                    if page.get_by_test_id("stException").count():
-                        raise D2DebugError("the dashboard showed an exception during the memory run")
-                finally:
-                    browser.close()
-    details["memory_mb"] = {
-        "dashboard_idle": round(idle, 1), "dashboard_after_sample_page": round(after_sample, 1),
-        "dashboard_after_12mp_page": round(after_big, 1), "dashboard_after_12mp_toggle": round(after_toggle, 1),
-        "defaultpredictor_process_sample": round(floor_sample, 1),
-        "defaultpredictor_process_12mp": round(floor_big, 1),
-    }
-    rows.append(Row("demo", "cpu", "5", "peak RSS of `streamlit run app.py`: stage page, sample image", after_sample,
-                    "MB", after_sample / floor_sample, "DefaultPredictor process", None,
-                    f"idle server {idle:.0f} MB; DefaultPredictor process {floor_sample:.0f} MB"))
-    rows.append(Row("demo", "cpu", "5b", "peak RSS after the same page and one toggle on a 12-megapixel image",
-                    after_toggle, "MB", after_toggle / floor_big, "DefaultPredictor process", None,
-                    f"after the page {after_big:.0f} MB; DefaultPredictor process on it {floor_big:.0f} MB"))
-    return rows, details
-
-
-def settle(page, wait_ms: int) -> None:
-    """Wait until the app stopped running and every picture has loaded."""
-    from playwright.sync_api import expect
-
-    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=wait_ms)
-    page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=wait_ms)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -595,18 +439,15 @@ def run_bench(
     when a GPU is available; then the memory row (demo model) when asked. ``clock``: ``wall`` or ``cpu`` (this
     process's CPU time); ``threads``: torch intra-op threads (default: torch's own choice); ``audit_limit``: the
     audit row uses the first N images (it runs every pitfall on each, the most expensive row)."""
-    global _clock
-    saved = (_clock, torch.get_num_threads())
+    saved_threads = torch.get_num_threads()
     try:
         return _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfalls, log, clock, threads,
                           audit_limit)
     finally:
-        _clock = saved[0]  # the caller's process keeps its own settings
-        torch.set_num_threads(saved[1])
+        torch.set_num_threads(saved_threads)  # the caller's process keeps its own settings
 
 
 def _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfalls, log, clock, threads, audit_limit):
-    global _clock
     if repeats < 1:
         raise D2DebugError(f"--repeats {repeats}: must be at least 1")
     if clock not in CLOCKS:
@@ -615,7 +456,6 @@ def _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfal
         if threads < 1:
             raise D2DebugError(f"--threads {threads}: must be at least 1")
         torch.set_num_threads(threads)
-    _clock = CLOCKS[clock]
     env = _environment()
     env["clock"] = clock
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -632,7 +472,7 @@ def _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfal
                 log(f"loading {name} on {device}")
                 loaded = load(device)
                 got, details = bench_model(loaded, name, images, repeats, timed, audit_repeats, anns,
-                                           pitfalls, kind, log, audit_limit)
+                                           pitfalls, kind, log, audit_limit, clock)
                 result.rows += got
                 result.details.update(details)
                 del loaded
@@ -642,60 +482,3 @@ def _run_bench(models, images, repeats, rows, audit_repeats, annotations, pitfal
         result.details.update(details)
     env["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return result
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Output
-
-
-def _value(r: Row) -> str:
-    if r.unit == "MB":
-        return f"{r.value:.0f} MB"
-    return f"{r.value * 1000:.0f} ms" if r.value < 10 else f"{r.value:.1f} s"
-
-
-def _met(r: Row) -> str:
-    return "" if r.met is None else ("yes" if r.met else "NO")
-
-
-def _cells(r: Row) -> list[str]:
-    ratio = "n/a" if r.ratio is None else f"{r.ratio:.2f}x"
-    target = "" if r.target is None else f"<= {r.target:g}"
-    return [r.model, r.device, r.row, r.label, f"{_value(r)} ({r.unit.split('/')[-1]})" if r.unit != "MB" else _value(r),
-            f"{ratio} {r.versus}", target, _met(r)]
-
-
-_HEAD = ["model", "device", "row", "what", "median", "ratio", "target", "met"]
-
-
-def to_text(res: BenchResult) -> str:
-    cells = [_HEAD] + [_cells(r) for r in res.rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(_HEAD))]
-    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(_HEAD))).rstrip() for c in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    env = res.environment
-    head = (f"d2debug bench: {len(res.images)} images, medians of {res.repeats} repeats, {env.get('clock', 'wall')} "
-            f"clock, torch {env['torch']} with {env['torch_threads']} threads on {env['cpu_count']} CPUs, load average "
-            f"{env['load_average_at_start']}")
-    notes = [f"note: {n}" for n in res.notes] + [f"row {r.row} ({r.model}): {r.note}" for r in res.rows if r.note]
-    return "\n".join([head, ""] + lines + [""] + notes) + "\n"
-
-
-def to_markdown(res: BenchResult) -> str:
-    out = ["| " + " | ".join(_HEAD) + " |", "|" + "|".join(["---"] * 4 + ["---:", "---:", "---:", "---"]) + "|"]
-    for r in res.rows:
-        c = _cells(r)
-        c[3] = c[3].replace("|", "\\|")
-        out.append("| " + " | ".join(c) + " |")
-    env = res.environment
-    foot = [
-        "",
-        f"{len(res.images)} images ({', '.join(Path(p).name for p in res.images)}), medians of {res.repeats} "
-        f"repeats, {env.get('clock', 'wall')} clock; torch {env['torch']}, detectron2 {env['detectron2']}, "
-        f"{env['torch_threads']} torch threads on "
-        f"{env['cpu_count']} CPUs; load average {env['load_average_at_start']} at the start, "
-        f"{env.get('load_average_at_end')} at the end; {env['started']}.",
-    ]
-    foot += [f"- {n}" for n in res.notes]
-    foot += [f"- row {r.row} ({r.model}, {r.device}): {r.note}" for r in res.rows if r.note]
-    return "\n".join(out + foot) + "\n"

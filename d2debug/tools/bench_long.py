@@ -29,14 +29,12 @@ from ..audit import read_results, results_files
 from ..errors import D2DebugError
 from ..files import list_images
 from ..memory import peak_rss_mb, rss_mb
-from ..model import DEMO_DIR
-from .bench import Row, settle
-from .serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from ..samples import SAMPLE_IMAGES
+from .bench_browser import settle
+from .bench_report import Row
+from .serve import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
 
 __all__ = ["copies", "bench_audit_memory", "bench_ranks", "bench_dashboard_images"]
-
-ROOT = DEMO_DIR.parent
-SAMPLE_IMAGES = DEMO_DIR / "images"
 
 _AUDIT_PROBE = r"""
 import json, sys, time, warnings

@@ -13,7 +13,7 @@ from typing import Iterator
 
 from ..errors import D2DebugError
 
-__all__ = ["CHROMIUM", "CHROMIUM_ARGS", "free_port", "streamlit_server"]
+__all__ = ["ROOT", "CHROMIUM", "CHROMIUM_ARGS", "free_port", "streamlit_server"]
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout, where app.py is
 CHROMIUM = Path("/usr/bin/chromium")

@@ -19,9 +19,10 @@ import streamlit as st
 
 from ..audit import AuditDataset, load_dataset, load_summary
 from ..errors import D2DebugError
-from ..model import DEMO_AUDIT, DEMO_CONFIG, DEMO_WEIGHTS, LoadedModel, load_demo_model, load_model
+from ..model import LoadedModel, load_demo_model, load_model
 from ..pitfalls import Pitfall
 from ..run import RunResult
+from ..samples import DEMO_AUDIT, DEMO_CONFIG, DEMO_WEIGHTS
 from ..session import (
     ComparisonView,
     ReferenceView,

@@ -7,18 +7,19 @@ from typing import Optional
 
 import streamlit as st
 
+from ..checkpoint import key_mismatches
 from ..errors import D2DebugError
 from ..files import IMAGE_SUFFIXES, list_images
-from ..model import DEMO_DIR, LoadedModel, key_mismatches, parse_class_names
+from ..model import LoadedModel, parse_class_names
 from ..run import reference_spec
+from ..samples import SAMPLE_IMAGES
 from ..stages import PipelineSpec
 from . import loaders, state
 
-__all__ = ["Selection", "sidebar", "MODEL_SOURCES", "IMAGE_SOURCES", "SAMPLE_DIR"]
+__all__ = ["Selection", "sidebar", "MODEL_SOURCES", "IMAGE_SOURCES"]
 
 MODEL_SOURCES = ("Demo model", "Files on this workstation", "Upload")
 IMAGE_SOURCES = ("Sample images", "Upload", "Folder on this workstation")
-SAMPLE_DIR = DEMO_DIR / "images"
 _UPLOAD_TYPES = [s.lstrip(".") for s in IMAGE_SUFFIXES]
 
 
@@ -180,7 +181,7 @@ def _image_section() -> tuple[Optional[Path], str]:
                       label_visibility="collapsed")
     try:
         if source == IMAGE_SOURCES[0]:
-            path = _browse(list_images(SAMPLE_DIR), "sb_sample")
+            path = _browse(list_images(SAMPLE_IMAGES), "sb_sample")
             return path, path.name
         if source == IMAGE_SOURCES[1]:
             path, name = _uploaded("Image file", _UPLOAD_TYPES, "up_image")
