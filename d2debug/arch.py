@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional, cast
 
 import torch
 
@@ -101,14 +101,14 @@ def arch_of(model: torch.nn.Module, lazy: bool = False) -> Arch:
     keys: tuple[Optional[str], Optional[str]]
     num_classes = num_stuff = 0
     if meta in ("GeneralizedRCNN", "PanopticFPN"):
-        heads = model.roi_heads
+        heads: Any = model.roi_heads  # detectron2's modules are untyped
         outputs = ("boxes",) + (("masks",) if getattr(heads, "mask_on", False) else ()) + (
             ("keypoints",) if getattr(heads, "keypoint_on", False) else ())
         num_classes = int(heads.num_classes)
         keys = ("model.roi_heads.box_predictor.test_score_thresh", "model.roi_heads.box_predictor.test_nms_thresh") \
             if lazy else ("MODEL.ROI_HEADS.SCORE_THRESH_TEST", "MODEL.ROI_HEADS.NMS_THRESH_TEST")
     elif meta in ("RetinaNet", "FCOS"):
-        outputs, num_classes = ("boxes",), int(model.num_classes)
+        outputs, num_classes = ("boxes",), int(cast(Any, model).num_classes)
         keys = ("model.test_score_thresh", "model.test_nms_thresh") if lazy or meta == "FCOS" else (
             "MODEL.RETINANET.SCORE_THRESH_TEST", "MODEL.RETINANET.NMS_THRESH_TEST")
     else:

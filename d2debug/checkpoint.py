@@ -28,7 +28,8 @@ def read_state_dict(weights: str | Path, trust_checkpoint: bool = False) -> dict
     path = readable_file(Path(weights), "weights")
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors import SafetensorError
+        # Older safetensors releases export it without declaring it in their type stubs.
+        from safetensors import SafetensorError  # type: ignore[attr-defined, unused-ignore]
         from safetensors.torch import load_file
 
         try:

@@ -131,7 +131,7 @@ def mask_iou(ref_masks: np.ndarray, var_masks: np.ndarray, pairs) -> Optional[fl
     for i, j in pairs:
         a, b = ref_masks[i], at_coordinates(var_masks[j], shape, False)
         union = np.count_nonzero(a | b)
-        ious.append(1.0 if union == 0 else np.count_nonzero(a & b) / union)
+        ious.append(1.0 if union == 0 else float(np.count_nonzero(a & b)) / union)
     return float(np.mean(ious))
 
 
@@ -153,7 +153,7 @@ def sem_seg_miou(ref: np.ndarray, var: np.ndarray) -> float:
     for c in classes:
         a, b = ref == c, v == c
         union = np.count_nonzero(a | b)
-        ious.append(np.count_nonzero(a & b) / union if union else 1.0)
+        ious.append(float(np.count_nonzero(a & b)) / union if union else 1.0)
     return float(np.mean(ious)) if ious else 1.0
 
 

@@ -169,7 +169,7 @@ def _lazy_cfg(path: Path, lazy, mapper, model):
             raise D2DebugError(f"{path}: the test mapper's augmentations ({names}) are not one the stage model can "
                                "express (it knows a single ResizeShortestEdge, or none)")
         sizes = sorted(set(int(v) for v in aug.short_edge_length))
-        if len(sizes) != 1 or aug.interp != Image.BILINEAR:
+        if len(sizes) != 1 or aug.interp != Image.Resampling.BILINEAR:
             raise D2DebugError(f"{path}: the test mapper's ResizeShortestEdge(short_edge_length={list(aug.short_edge_length)}, "
                                f"interp={aug.interp}) is not deterministic bilinear; the stage model cannot express it")
         cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = sizes[0], int(aug.max_size)

@@ -11,7 +11,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import torch
 
@@ -21,6 +21,9 @@ from .config import load_cfg, load_lazy_config
 from .errors import D2DebugError, first_line
 from .samples import DEMO_CLASSES, DEMO_CONFIG, DEMO_WEIGHTS
 from .usercode import IMPORT_HINT, import_user_code
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = [
     "LoadedModel",
@@ -67,24 +70,20 @@ class LoadedModel:
     ``lock`` serialises forward passes: stage variants change a few model attributes for one call.
     """
 
-    cfg: object
+    cfg: CfgNode
     model: torch.nn.Module
     class_names: list[str]
     class_names_source: str
     device: str
-    config_path: Optional[Path]
-    weights_path: Optional[Path]
+    config_path: Path
+    weights_path: Path
+    arch: Arch
     load_report: dict = field(default_factory=dict)
     stuff_names: list[str] = field(default_factory=list)
-    lazy: object = field(default=None, repr=False)
-    arch: Optional[Arch] = None
+    lazy: Any = field(default=None, repr=False)
     options: dict = field(default_factory=dict)  # how load_model was asked to load it (flags, imports)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _copies: dict = field(default_factory=dict, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.arch is None:
-            self.arch = arch_of(self.model, lazy=self.lazy is not None)
 
     def model_on(self, device: str) -> torch.nn.Module:
         """The model on ``device`` (``cpu``, or ``cuda``: this process's GPU), copied once and cached."""
@@ -227,7 +226,8 @@ def _class_names(cfg, class_names, arch: Arch) -> tuple[list[str], str, list[str
     stuff = list(meta.get("stuff_classes") or []) if meta is not None else []
     if len(stuff) != arch.num_stuff:
         stuff = [f"class {i}" for i in range(arch.num_stuff)]
-    names, source = None, ""
+    names: Optional[list[str]] = None
+    source = ""
     if class_names is not None:
         if isinstance(class_names, (str, Path)):
             names, source = _class_names_from_file(Path(class_names))
@@ -237,8 +237,9 @@ def _class_names(cfg, class_names, arch: Arch) -> tuple[list[str], str, list[str
         key = "thing_classes" if arch.instances else "stuff_classes"
         names, source = list(meta.get(key)), f"metadata of {cfg.DATASETS.TEST[0]}"
         if len(names) != num:  # e.g. a model-zoo config's COCO test set kept on a model trained for other classes
-            names, source = None, (f"the metadata of {cfg.DATASETS.TEST[0]} has {len(names)} classes, the model "
-                                   f"{num}: generic names class 0..N-1")
+            source = (f"the metadata of {cfg.DATASETS.TEST[0]} has {len(names)} classes, the model "
+                      f"{num}: generic names class 0..N-1")
+            names = None
     if names is None:
         names, source = [f"class {i}" for i in range(num)], source or "none found: generic names class 0..N-1"
     if len(names) != num:

@@ -3,6 +3,7 @@ registries, run before their model is built, as their training script ran it."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Sequence
 
 from .errors import D2DebugError, first_line
@@ -12,7 +13,7 @@ __all__ = ["import_user_code", "IMPORT_HINT"]
 # The end of every "unregistered component" message: how to register it.
 IMPORT_HINT = "register it by importing your code with --import MODULE_OR_FILE (dashboard: the sidebar's 'Your code' field)"
 
-_IMPORTED: dict[str, object] = {}
+_IMPORTED: dict[str, ModuleType] = {}
 
 
 def import_user_code(items: Sequence[str]) -> list[str]:
@@ -38,6 +39,8 @@ def import_user_code(items: Sequence[str]) -> list[str]:
             if key not in _IMPORTED:
                 name = f"d2debug_user_{len(_IMPORTED)}_{path.stem}"
                 spec = importlib.util.spec_from_file_location(name, key)
+                if spec is None or spec.loader is None:
+                    raise D2DebugError(f"{path}: Python cannot import this file")
                 module = importlib.util.module_from_spec(spec)
                 sys.modules[name] = module
                 if str(path.resolve().parent) not in sys.path:

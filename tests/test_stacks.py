@@ -143,3 +143,17 @@ def test_the_installed_metadata_declares_what_d2debug_imports():
     needed = {"torch", "torchvision", "numpy", "cv2", "PIL", "pycocotools", "safetensors", "streamlit", "altair",
               "pandas", "yaml", "tqdm", "fvcore", "iopath"}
     assert {module_to_dist.get(m, m).lower() for m in needed} <= declared, declared
+
+
+def test_requires_python_is_the_version_the_checkers_hold_the_code_to():
+    """``requires-python`` names the oldest Python d2debug supports; the type checker and the linter read the
+    code as that version (so syntax or library calls newer than it fail `make test` on every stack), and the
+    default stack runs it."""
+    import re
+
+    text = (ROOT / "pyproject.toml").read_text()
+    oldest = re.search(r'^requires-python = ">=(3\.\d+)"$', text, re.M).group(1)
+    assert re.search(rf'^python_version = "{re.escape(oldest)}"$', text, re.M), "mypy reads another version"
+    assert re.search(rf'^target-version = "py{oldest.replace(".", "")}"$', text, re.M), "ruff reads another version"
+    setup = (ROOT / "scripts" / "setup_venv.sh").read_text()
+    assert f"default) VENV=.venv; PYVER={oldest};" in setup, "the default stack runs another Python"

@@ -88,13 +88,13 @@ def cmd_bench(a: argparse.Namespace) -> int:
     else:
         images = list_images(a.images)[: a.limit]
         annotations = a.annotations
+    models: list[tuple] = []  # (label, a loader or a seeded architecture's name, kind[, own loader])
     if a.config is not None:
-        models = [(a.config.name, lambda device: load_from_args(_with_device(a, device)), 1)]
+        models.append((a.config.name, lambda device: load_from_args(_with_device(a, device)), 1))
     else:
         if a.weights is not None:
             raise D2DebugError("--weights needs --config (the training run's config.yaml)")
         chosen = _split(a.models, MODELS, "models")
-        models = []
         if "demo" in chosen:
             models.append(("demo", lambda device: load_from_args(_with_device(a, device)), 0))
         # Seeded random weights: no annotations to score them against, agreement only.

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from ..errors import D2DebugError
 from ..samples import SAMPLE_IMAGES
 
 __all__ = ["Example", "EXAMPLES", "example_input"]
@@ -31,11 +32,21 @@ class Example:
     build: Callable[[Path, Any], Any]
 
 
+def _imread(path: Path) -> np.ndarray:
+    """``cv2.imread(path)`` (``HxWx3`` uint8 BGR), as the examples' scripts call it; one line when it fails."""
+    import cv2
+
+    img = cv2.imread(str(path))
+    if img is None:
+        raise D2DebugError(f"{path}: OpenCV cannot decode this file")
+    return img
+
+
 def _seed_article_resize(path: Path, cfg) -> torch.Tensor:
     import cv2
     from torchvision import transforms as T
 
-    img = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+    img = cv2.cvtColor(_imread(path), cv2.COLOR_BGR2RGB)
     target = int(cfg.INPUT.MIN_SIZE_TEST)
     h, w = img.shape[:2]
     scale = target / min(h, w)
@@ -55,10 +66,9 @@ def _imagenet_normalize(path: Path, cfg) -> dict:
 
 
 def _cv2_bgr(path: Path, cfg) -> dict:
-    import cv2
     from detectron2.data import transforms as T
 
-    img = cv2.imread(str(path))  # BGR
+    img = _imread(path)  # BGR
     aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST] * 2, cfg.INPUT.MAX_SIZE_TEST)
     resized = aug.get_transform(img).apply_image(img)
     return {"image": torch.as_tensor(resized.astype("float32").transpose(2, 0, 1)),

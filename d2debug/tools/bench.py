@@ -311,8 +311,8 @@ def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor
     device = str(loaded.device)
     k = len(pitfalls) + 1
     n = len(images)
-    with tempfile.TemporaryDirectory(prefix="d2debug-bench-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="d2debug-bench-") as tmp_name:
+        tmp = Path(tmp_name)
         # The audit takes a directory: link the chosen images into one.
         img_dir = tmp / "images"
         img_dir.mkdir()
@@ -339,7 +339,7 @@ def _bench_audit(loaded, name, images, repeats, annotations, pitfalls, predictor
         audit_t, loop_t, bare_t, ratio_loop, ratio_bare, phase = [], [], [], [], [], []
         for r in range(repeats):
             log(f"{name} on {device}: audit repeat {r + 1}/{repeats} ({k} pipelines x {n} images)")
-            marks = {}
+            marks: dict[str, float] = {}
 
             def progress(done, total, _item, marks=marks):
                 if done == total:

@@ -102,8 +102,8 @@ def bench_audit_memory(log: Callable[[str], None] = lambda s: None, small: int =
     trimmed and trimmed after every image, each in its own process on ``threads`` intra-op threads (default:
     every core)."""
     threads = threads or os.cpu_count() or 1
-    with tempfile.TemporaryDirectory(prefix="d2debug-bench-audit-mem-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="d2debug-bench-audit-mem-") as tmp_name:
+        tmp = Path(tmp_name)
         got = {}
         for name, n, mode in (("small", small, "grown"), ("large", large, "grown"), ("small_kept", small, "kept"),
                               ("small_every", small, "every")):

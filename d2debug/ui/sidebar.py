@@ -54,7 +54,7 @@ def _browse(paths: list[Path], list_key: str) -> Path:
     right.button("Next ▶", key=f"btn_{list_key}_next", on_click=_step, args=(list_key, names, 1),
                  width="stretch")
     # The widget's own value: on a page switch its persisted value is restored when the widget is drawn.
-    return paths[names.index(choice)] if choice in names else paths[0]
+    return paths[names.index(choice)] if choice is not None and choice in names else paths[0]
 
 
 def _forget_upload(key: str) -> None:
@@ -184,11 +184,11 @@ def _image_section() -> tuple[Optional[Path], str]:
             path = _browse(list_images(SAMPLE_IMAGES), "sb_sample")
             return path, path.name
         if source == IMAGE_SOURCES[1]:
-            path, name = _uploaded("Image file", _UPLOAD_TYPES, "up_image")
-            if path is None:
+            uploaded, name = _uploaded("Image file", _UPLOAD_TYPES, "up_image")
+            if uploaded is None:
                 st.info("Upload an image to analyse it.")
                 return None, ""
-            return path, name
+            return uploaded, name
         state.default("sb_folder", "")
         folder = st.text_input("Folder", key="sb_folder", persist_state=state.PERSIST,
                                placeholder="/path/to/images").strip()

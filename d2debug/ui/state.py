@@ -6,13 +6,13 @@ while a page does not draw it. :func:`default` seeds a key once instead of passi
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import streamlit as st
 
 __all__ = ["PERSIST", "default", "reset_model_dependent"]
 
-PERSIST = "session"  # st.* widgets' persist_state: keep the value across page switches
+PERSIST: Final = "session"  # st.* widgets' persist_state: keep the value across page switches
 # Stage widgets whose defaults come from the loaded config; reset when another model is loaded.
 MODEL_DEPENDENT = ("stage_resize_short", "stage_resize_w", "stage_resize_h", "stage_out_score", "stage_out_nms",
                    "stage_norm_custom_mean", "stage_norm_custom_std")
