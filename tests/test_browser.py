@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
 from d2debug.tools.serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from d2debug.ui.nav import SECTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 # Model runs on a shared CPU can take seconds each; expect() waits up to this long (it returns as soon as met).
@@ -127,6 +129,20 @@ def test_menu_reads_like_a_product_and_a_sensitivity_link_opens_its_pitfall(serv
                  "Dataset audit", "Config diff"):
         expect(nav.get_by_text(text, exact=True)).to_be_visible(timeout=WAIT_MS)
     assert "app" not in [t.strip() for t in nav.all_inner_texts()[0].splitlines()]
+
+    # The menu is exactly nav.SECTIONS: its titles in its order, under its section headers, at its addresses.
+    # Streamlit would list the files of pages/ by their stems without st.navigation; none of them may show.
+    pages = [p for section in SECTIONS.values() for p in section]
+    links = nav.get_by_test_id("stSidebarNavLink")
+    expect(links).to_have_count(len(pages), timeout=WAIT_MS)
+    texts = [t.strip() for t in links.all_inner_texts()]
+    assert texts == [p.title for p in pages]
+    assert [t.strip() for t in nav.get_by_test_id("stNavSectionHeader").all_inner_texts()] == list(SECTIONS)
+    assert [urlparse(h).path.strip("/") for h in links.evaluate_all("els => els.map(e => e.href)")] == [
+        p.url_path for p in pages]
+    stems = {f.stem for f in (ROOT / "pages").glob("*.py")}
+    assert {"channel_order", "config_diff"} <= stems  # the check below looks at the real file names
+    assert not stems & set(texts), stems & set(texts)
 
     link = page.locator("a[href*='pitfall=channel_swap']")
     expect(link).to_have_count(1, timeout=WAIT_MS)

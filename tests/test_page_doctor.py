@@ -12,7 +12,7 @@ from conftest import ROOT, SAMPLE_IMAGES
 from conftest import app_errors as errors
 from conftest import app_run as run
 
-PAGE = str(ROOT / "app_pages" / "doctor.py")
+PAGE = str(ROOT / "pages" / "doctor.py")
 TIMEOUT = 300
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
