@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from d2debug.doctor import diagnose, make_user_input, preprocess
-from d2debug.doctor.suite import SUITE, confusion_table, pick_images, run_case, run_suite
+from d2debug.evaluation.suite import SUITE, confusion_table, pick_images, run_case, run_suite
 from d2debug.stages import PipelineSpec
 
 from conftest import SAMPLE_IMAGES
@@ -23,10 +23,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_suite_has_enough_distinct_pipelines():
-    singles = [c for c in SUITE if len(c.pitfalls) == 1]
-    pairs = [c for c in SUITE if len(c.pitfalls) == 2]
+    singles = [c for c in SUITE if len(c.finding_ids) == 1]
+    pairs = [c for c in SUITE if len(c.finding_ids) == 2]
     assert len(SUITE) >= 30 and len(singles) >= 15 and len(pairs) >= 10
-    covered = {p for c in SUITE for p in c.pitfalls}
+    covered = {p for c in SUITE for p in c.finding_ids}
     assert covered == {"channel_order", "value_range_0_1", "external_normalization", "double_normalization",
                        "pixel_mean_std", "resize_size", "resize_aspect", "resize_interpolation", "exif_orientation",
                        "missing_original_size", "dtype", "batch_contract"}
@@ -62,7 +62,7 @@ def test_suite_scores_a_wrong_answer_as_wrong(demo, tmp_path):
     case = next(c for c in SUITE if c.name == "BGR fed to an RGB model")
     img = pick_images(SAMPLE_IMAGES, "all", demo.cfg, 1, 0)[0]
     good = run_case(demo, case, img, tmp_path)
-    bad = run_case(demo, replace(case, pitfalls=("value_range_0_1",)), img, tmp_path)
+    bad = run_case(demo, replace(case, finding_ids=("value_range_0_1",)), img, tmp_path)
     assert good.top_right and not bad.top_right
     assert "WRONG" in confusion_table([good, bad])
 
