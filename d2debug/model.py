@@ -46,8 +46,6 @@ DEMO_CLASSES = DEMO_DIR / "classes.json"
 DEMO_AUDIT = DEMO_DIR / "demo_audit_summary.json"  # the audit of the demo model on its validation images
 DEPLOY_EXAMPLE = DEMO_DIR / "deploy_config_example.yaml"  # a typical hand-written deployment config for it
 
-WEIGHT_SUFFIXES = (".pth", ".pt", ".safetensors", ".pkl")
-CONFIG_SUFFIXES = (".yaml", ".yml", ".py")  # .py: a LazyConfig (code: needs trust_config)
 IMPORT_HINT = "register it by importing your code with --import MODULE_OR_FILE (dashboard: the sidebar's 'Your code' field)"
 
 
