@@ -65,7 +65,7 @@ def test_the_shipped_demo_audit_is_of_the_shipped_model():
 def test_config_diff_page_compares_the_demo_with_a_typical_deploy_config_on_open():
     at = run(AppTest.from_file(str(ROOT / "pages" / "config_diff.py"), default_timeout=TIMEOUT))
     assert not errors(at)
-    keys = [d["key"] for d in at.session_state["d2debug_configdiff"]["differences"]]
+    keys = [d["key"] for d in at.session_state["d2debug_config_diff"]["differences"]]
     assert keys[:3] == ["INPUT.FORMAT", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD"]
     assert "MODEL.ROI_HEADS.SCORE_THRESH_TEST" in keys
     assert [m.value for m in at.metric if m.label == "Change inference"] != ["0"]
