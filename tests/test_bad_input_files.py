@@ -14,7 +14,7 @@ from d2debug.cli import main
 from d2debug.doctor import make_fingerprint
 from d2debug.model import DEMO_CONFIG, DEMO_WEIGHTS
 
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 IMAGE = SAMPLES / "images" / "val_000.jpg"
 

@@ -26,7 +26,7 @@ from d2debug.tools.bench import (
     toggle,
 )
 
-from conftest import ROOT, SAMPLES, sample
+from helpers import ROOT, SAMPLES, sample
 
 TIMED_ROWS = ["1", "2", "3", "4", "4b"]
 

@@ -11,7 +11,7 @@ import pytest
 from d2debug.evaluation.handwritten import CASES
 from d2debug.evaluation.suite import confusion_table, run_handwritten
 
-from conftest import ROOT, SAMPLES, sample
+from helpers import ROOT, SAMPLES, sample
 
 
 def test_the_cases_are_written_without_the_doctors_code():

@@ -17,7 +17,7 @@ from d2debug.doctor import diagnose, make_user_input, preprocess
 from d2debug.evaluation.suite import SUITE, confusion_table, pick_images, run_case, run_suite
 from d2debug.stages import PipelineSpec
 
-from conftest import SAMPLE_IMAGES
+from helpers import SAMPLE_IMAGES
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def _jpeg_reencoded(path):
     (_cv2_area_right_size, "val_040_large", {"resize_interpolation"}),
 ])
 def test_hand_written_pipelines(demo, fn, image, expected):
-    from conftest import sample
+    from helpers import sample
 
     img = sample(image)
     d = diagnose(demo, img, fn(img))
@@ -137,7 +137,7 @@ def test_hand_written_pipelines(demo, fn, image, expected):
 def test_a_jpeg_reencoding_is_named_with_its_quality_and_nothing_else(demo):
     # An upload path re-encoding the image (quality 90) before the user's correct code: `recompression`, with
     # the quality estimated, and no other stage invented for its pixel changes.
-    from conftest import sample
+    from helpers import sample
 
     for name in ("val_000", "val_037_large"):
         img = sample(name)
@@ -150,7 +150,7 @@ def test_a_difference_no_stage_explains_is_not_called_a_stage(demo):
     # A blur changes pixels but no preprocessing stage: no invented finding, and not an exact match.
     from PIL import ImageFilter
 
-    from conftest import sample
+    from helpers import sample
 
     img = sample("val_000")
     tensor, (h, w) = preprocess(demo.cfg, img)

@@ -9,7 +9,7 @@ import torch
 from d2debug.errors import D2DebugError
 from d2debug.model import load_model, read_state_dict
 
-from conftest import TINY_CONFIG
+from helpers import TINY_CONFIG
 
 
 class _CreatesFile:
@@ -132,7 +132,7 @@ def test_demo_model_loads_with_plain_detectron2():
     import subprocess
     import sys
 
-    from conftest import SAMPLES
+    from helpers import SAMPLES
 
     code = f"""
 import sys

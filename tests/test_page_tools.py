@@ -11,9 +11,9 @@ from streamlit.testing.v1 import AppTest
 from d2debug.model import DEMO_AUDIT, DEMO_DIR
 from d2debug.pitfalls import STANDARD_PITFALLS
 
-from conftest import ROOT
-from conftest import app_errors as errors
-from conftest import app_run as run
+from helpers import ROOT
+from helpers import app_errors as errors
+from helpers import app_run as run
 
 TIMEOUT = 300
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

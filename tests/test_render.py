@@ -13,7 +13,7 @@ from d2debug import render
 from d2debug.compare import compare
 from d2debug.run import reference_spec, run
 
-from conftest import sample
+from helpers import sample
 
 
 def _fresh(rgb, boxes, scores, classes, names):

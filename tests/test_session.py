@@ -20,7 +20,7 @@ from d2debug.session import (
     sensitivity_row,
 )
 
-from conftest import SAMPLES, sample
+from helpers import SAMPLES, sample
 
 
 @pytest.fixture(scope="module")
