@@ -1,5 +1,5 @@
 """d2debug dashboard: ``streamlit run app.py`` (``make run``). This file only sets up the page and the menu;
-the pages are ``pages/*.py`` (Home first), their shared code ``d2debug/ui/``, all computation the library."""
+the pages are ``app_pages/*.py`` (Home first), their shared code ``d2debug/ui/``, all computation the library."""
 import streamlit as st
 
 from d2debug.compat import silence_library_noise

@@ -251,14 +251,14 @@ def test_a_small_audit_scores_what_the_model_predicts(loaded, tmp_path, name):
 
 
 @pytest.mark.parametrize("name,page,toggle,metric", [
-    ("mask_rcnn_fpn", "pages/output.py", ("stage_out_size", "omit"), "mask_iou"),
-    ("keypoint_rcnn", "pages/channel_order.py", ("stage_channel_order", "swapped"), "keypoint_distance"),
-    ("panoptic_fpn", "pages/normalization.py", ("stage_norm", "0_1"), "sem_seg_miou"),
-    ("semantic_fpn", "pages/resize.py", ("stage_resize_interp", "nearest"), "sem_seg_miou"),
-    ("retinanet", "pages/output.py", ("stage_out_size", "omit"), "f1"),
-    ("cascade_mask_rcnn", "pages/channel_order.py", ("stage_channel_order", "swapped"), "mask_iou"),
-    ("mask_rcnn_c4", "pages/normalization.py", ("stage_norm", "0_1"), "mask_iou"),
-    ("faster_rcnn_fpn", "pages/resize.py", ("stage_resize_interp", "nearest"), "f1"),
+    ("mask_rcnn_fpn", "app_pages/output.py", ("stage_out_size", "omit"), "mask_iou"),
+    ("keypoint_rcnn", "app_pages/channel_order.py", ("stage_channel_order", "swapped"), "keypoint_distance"),
+    ("panoptic_fpn", "app_pages/normalization.py", ("stage_norm", "0_1"), "sem_seg_miou"),
+    ("semantic_fpn", "app_pages/resize.py", ("stage_resize_interp", "nearest"), "sem_seg_miou"),
+    ("retinanet", "app_pages/output.py", ("stage_out_size", "omit"), "f1"),
+    ("cascade_mask_rcnn", "app_pages/channel_order.py", ("stage_channel_order", "swapped"), "mask_iou"),
+    ("mask_rcnn_c4", "app_pages/normalization.py", ("stage_norm", "0_1"), "mask_iou"),
+    ("faster_rcnn_fpn", "app_pages/resize.py", ("stage_resize_interp", "nearest"), "f1"),
 ])
 def test_a_stage_page_shows_each_architectures_pictures_and_numbers(seeded, name, page, toggle, metric):
     from helpers import app_errors, app_run, page_with_model_files

@@ -126,7 +126,7 @@ def test_batched_audit_equals_unbatched_on_cuda(demo_gpu, tmp_path):
 def test_stage_page_runs_its_reference_on_cuda():
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(str(ROOT / "pages" / "channel_order.py"), default_timeout=300)
+    at = AppTest.from_file(str(ROOT / "app_pages" / "channel_order.py"), default_timeout=300)
     app_run(at)
     caption = " ".join(str(c.value) for c in at.caption)
     assert "reference on cuda:0" in caption, caption[:500]

@@ -15,8 +15,8 @@ from helpers import app_errors as errors
 from helpers import app_run as run
 
 ROOT = Path(__file__).resolve().parent.parent
-AUDIT_PAGE = str(ROOT / "pages" / "audit.py")
-DIFF_PAGE = str(ROOT / "pages" / "config_diff.py")
+AUDIT_PAGE = str(ROOT / "app_pages" / "audit.py")
+DIFF_PAGE = str(ROOT / "app_pages" / "config_diff.py")
 TIMEOUT = 600  # the CPU is shared; an audit of a few images runs many forward passes
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -12,7 +12,7 @@ from helpers import ROOT, SAMPLE_IMAGES
 from helpers import app_errors as errors
 from helpers import app_run as run
 
-PAGE = str(ROOT / "pages" / "doctor.py")
+PAGE = str(ROOT / "app_pages" / "doctor.py")
 TIMEOUT = 300
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def test_doctor_page_diagnoses_an_example_on_open():
-    at = run(AppTest.from_file(str(ROOT / "pages" / "doctor.py"), default_timeout=TIMEOUT))
+    at = run(AppTest.from_file(str(ROOT / "app_pages" / "doctor.py"), default_timeout=TIMEOUT))
     assert not errors(at)
     res = at.session_state["d2debug_doctor"]
     ids = [f["id"] for f in res["findings"]]
@@ -33,7 +33,7 @@ def test_doctor_page_diagnoses_an_example_on_open():
 @pytest.mark.parametrize("example,finding", [("imagenet_normalize", "external_normalization"),
                                              ("cv2_bgr", "channel_order"), ("pil_no_exif", "exif_orientation")])
 def test_doctor_page_examples(example, finding):
-    at = run(AppTest.from_file(str(ROOT / "pages" / "doctor.py"), default_timeout=TIMEOUT))
+    at = run(AppTest.from_file(str(ROOT / "app_pages" / "doctor.py"), default_timeout=TIMEOUT))
     at.selectbox(key="doctor_example").set_value(example)
     run(at)
     assert not errors(at)
@@ -41,7 +41,7 @@ def test_doctor_page_examples(example, finding):
 
 
 def test_audit_page_shows_the_shipped_demo_audit_on_open():
-    at = run(AppTest.from_file(str(ROOT / "pages" / "audit.py"), default_timeout=TIMEOUT))
+    at = run(AppTest.from_file(str(ROOT / "app_pages" / "audit.py"), default_timeout=TIMEOUT))
     assert not errors(at)
     assert any("<svg" in m.value and "damage per pitfall" in m.value for m in at.markdown), "the damage chart"
     table = at.dataframe[0].value
@@ -63,7 +63,7 @@ def test_the_shipped_demo_audit_is_of_the_shipped_model():
 
 
 def test_config_diff_page_compares_the_demo_with_a_typical_deploy_config_on_open():
-    at = run(AppTest.from_file(str(ROOT / "pages" / "config_diff.py"), default_timeout=TIMEOUT))
+    at = run(AppTest.from_file(str(ROOT / "app_pages" / "config_diff.py"), default_timeout=TIMEOUT))
     assert not errors(at)
     keys = [d["key"] for d in at.session_state["d2debug_config_diff"]["differences"]]
     assert keys[:3] == ["INPUT.FORMAT", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD"]

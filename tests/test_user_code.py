@@ -215,7 +215,7 @@ def test_import_by_module_name_from_the_working_directory(tmp_path, tiny_weights
 
 
 def test_the_dashboard_runs_code_only_when_ticked(lazy_files, tmp_path):
-    at = page_with_model_files("pages/channel_order.py", *lazy_files)
+    at = page_with_model_files("app_pages/channel_order.py", *lazy_files)
     assert any("--trust-config" in e or "Trust this config" in e for e in errors(at)), errors(at)
     at.checkbox(key="sb_trust_config").check()
     at.text_input(key="sb_imports").input(str(_registering_file(tmp_path, "UnusedROIHeads")))

@@ -1,6 +1,6 @@
 """Streamlit glue shared by the dashboard pages: the menu, cached loaders, the shared sidebar, widget groups that
 return :class:`~d2debug.stages.PipelineSpec` changes, charts, and the stage-page layout. The only Streamlit code
-besides ``app.py`` and ``pages/``; all computation lives in the library (``d2debug.session`` and below).
+besides ``app.py`` and ``app_pages/``; all computation lives in the library (``d2debug.session`` and below).
 """
 from .nav import HOME, SECTIONS, STAGE_PAGES, TOOL_PAGES, navigation
 from .sidebar import Selection, sidebar

@@ -1,9 +1,11 @@
 """The dashboard's pages and its menu: which file each page is, its title and address, and the section it
 sits in. ``app.py`` hands :func:`navigation` to Streamlit, which runs the page chosen.
 
-The page files live in ``pages/``, the folder Streamlit's own multipage layout uses; once ``st.navigation`` is
-called Streamlit ignores that folder for its automatic menu, so the menu is exactly :data:`SECTIONS` (titles,
-never file names; ``tests/test_browser.py`` checks it in a real browser)."""
+The menu is exactly :data:`SECTIONS` (titles, never file names). The page files live in ``app_pages/``, not
+``pages/``: Streamlit (1.65) decides once per server process, before ``app.py`` runs, whether a ``pages/`` folder
+sits beside it, and then serves that process's first request through its old folder-based menu (the file
+names; an address that is no file stem shows "Page not found"). ``tests/test_browser.py`` checks both in a real
+browser."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,15 +26,15 @@ class PageInfo:
     url_path: str
 
 
-HOME = PageInfo("pages/home.py", "Home", "")
+HOME = PageInfo("app_pages/home.py", "Home", "")
 # Stage id -> its page; the order is the stages' (and the menu's).
 STAGE_PAGES: dict[str, PageInfo] = {
-    stage: PageInfo(f"pages/{stage}.py", title, stage.replace("_", "-")) for stage, (title, _f) in STAGES.items()
+    stage: PageInfo(f"app_pages/{stage}.py", title, stage.replace("_", "-")) for stage, (title, _f) in STAGES.items()
 }
 TOOL_PAGES: dict[str, PageInfo] = {
-    "doctor": PageInfo("pages/doctor.py", "Pipeline doctor", "doctor"),
-    "audit": PageInfo("pages/audit.py", "Dataset audit", "audit"),
-    "config_diff": PageInfo("pages/config_diff.py", "Config diff", "config-diff"),
+    "doctor": PageInfo("app_pages/doctor.py", "Pipeline doctor", "doctor"),
+    "audit": PageInfo("app_pages/audit.py", "Dataset audit", "audit"),
+    "config_diff": PageInfo("app_pages/config_diff.py", "Config diff", "config-diff"),
 }
 SECTIONS: dict[str, list[PageInfo]] = {
     "Start": [HOME],
