@@ -1,5 +1,5 @@
 """Dashboard page: training vs deployment config. Both merged onto detectron2's get_cfg() by
-``d2debug.configdiff.diff_configs``; this page picks the two files and shows the differences, inference-relevant
+``d2debug.config_diff.diff_configs``; this page picks the two files and shows the differences, inference-relevant
 first, each with what it changes at inference. It opens on the demo model's training config against a typical
 hand-written deployment config."""
 import json
@@ -7,13 +7,13 @@ import json
 import pandas as pd
 import streamlit as st
 
-from d2debug.configdiff import DEFAULTS_LABEL, GROUPS, diff_configs
+from d2debug.config_diff import DEFAULTS_LABEL, GROUPS, diff_configs
 from d2debug.errors import D2DebugError
 from d2debug.samples import DEPLOY_EXAMPLE
 from d2debug.ui import sidebar
 from d2debug.ui.loaders import save_upload
 
-RESULT_KEY = "d2debug_configdiff"
+RESULT_KEY = "d2debug_config_diff"
 TRAIN_SOURCES = ("The sidebar model's config", "Path on this workstation", "Upload")
 EXAMPLE_DEPLOY = "A typical hand-written deployment config (example)"
 DEPLOY_SOURCES = (EXAMPLE_DEPLOY, "Path on this workstation", "Upload", DEFAULTS_LABEL)
@@ -50,9 +50,9 @@ def pick(label: str, sources, key: str):
 
 left, right = st.columns(2)
 with left:
-    train, train_name = pick("Training config", TRAIN_SOURCES, "cdiff_train")
+    train, train_name = pick("Training config", TRAIN_SOURCES, "config_diff_train")
 with right:
-    deploy, deploy_name = pick("Deployment config", DEPLOY_SOURCES, "cdiff_deploy")
+    deploy, deploy_name = pick("Deployment config", DEPLOY_SOURCES, "config_diff_deploy")
 
 if train == "" or deploy == "":
     st.info("Choose both configs.")
@@ -89,4 +89,4 @@ for group in GROUPS:
     st.markdown("\n".join(f"- **{d.key}**: `{d.train!s}` → `{d.deploy!s}`  \n  {d.effect}" for d in items))
 
 st.download_button("Download as JSON", json.dumps(diff.to_dict(), indent=1, default=str),
-                   file_name="config_diff.json", mime="application/json", key="cdiff_download")
+                   file_name="config_diff.json", mime="application/json", key="config_diff_download")

@@ -8,7 +8,7 @@ the CLI's ``--variants``, ``summary.json``, the reports and the README use them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Optional, Sequence
 
 from .errors import D2DebugError
 from .stages import PipelineSpec, parse_assignment
@@ -20,7 +20,6 @@ __all__ = [
     "STANDARD_PITFALLS",
     "EXTRA_PITFALLS",
     "PITFALLS",
-    "StageId",
     "STAGES",
     "stage_of",
     "pitfall_stage",
@@ -89,8 +88,6 @@ _BY_NAME = {p.name: p for p in STANDARD_PITFALLS}
 
 # ---------------------------------------------------------------------------------------------------------------
 # Stages: the dashboard's pages, each owning the spec fields it toggles
-
-StageId = Literal["channel_order", "resize", "normalization", "decoding", "output", "device"]
 
 # Stage id -> (title, the PipelineSpec fields that stage owns). The order is the dashboard's page order.
 STAGES: dict[str, tuple[str, tuple[str, ...]]] = {

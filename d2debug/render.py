@@ -14,7 +14,6 @@ import numpy as np
 __all__ = [
     "OVERLAY_COLOURS",
     "display_image",
-    "draw_detections",
     "draw_result",
     "draw_overlay",
     "side_by_side",
@@ -126,14 +125,6 @@ def _for_display(a: np.ndarray, image_shape: tuple[int, ...], display_shape: tup
     from .compare import at_coordinates
 
     return _nearest(at_coordinates(a, image_shape, fill), display_shape)
-
-
-def draw_detections(rgb: np.ndarray, boxes, scores, classes, class_names, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
-    """Draw boxes the way detectron2's ``Visualizer.draw_instance_predictions`` does (class names, scores, its
-    colours). ``boxes`` are ``Nx4`` ``XYXY_ABS`` in ``rgb``'s frame. Returns RGB uint8. :func:`draw_result`
-    draws everything a run predicted (masks, keypoints, maps)."""
-    vis, inst = _instances_on(rgb, boxes, scores, classes, class_names, max_side)
-    return vis.draw_instance_predictions(inst).get_image()
 
 
 def _instances_on(rgb, boxes, scores, classes, class_names, max_side, masks=None, keypoints=None, stuff_names=()):

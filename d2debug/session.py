@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from . import render
 from .compare import Agreement, compare
 from .errors import D2DebugError
 from .model import LoadedModel
-from .pitfalls import PITFALLS, REFERENCE, Pitfall, pitfall_stage
+from .pitfalls import REFERENCE, Pitfall, pitfall_stage
 from .run import RunResult, run
 from .stages import PipelineSpec, model_norm_values
 from .stats import TensorStats, histogram_records, shared_histograms
@@ -30,7 +30,6 @@ __all__ = [
     "prepare_reference",
     "run_variant",
     "compare_variant",
-    "sensitivity",
     "sensitivity_row",
     "pipeline_at_a_glance",
 ]
@@ -280,23 +279,6 @@ def sensitivity_row(loaded: LoadedModel, image: Union[str, Path], pitfall: Pitfa
     except D2DebugError as exc:
         return SensitivityRow(pitfall, None, str(exc)), None
     return SensitivityRow(pitfall, compare(ref, var)), var
-
-
-def sensitivity(
-    loaded: LoadedModel,
-    image: Union[str, Path],
-    reference: Union[ReferenceView, RunResult],
-    pitfalls: Iterable[Pitfall] = PITFALLS,
-    progress: Optional[Callable[[int, int, Pitfall], None]] = None,
-) -> list[SensitivityRow]:
-    """Every pitfall alone on ``image``, sorted by damage (lowest agreement F1, then most detections lost)."""
-    pitfalls = list(pitfalls)
-    rows = []
-    for k, p in enumerate(pitfalls):
-        if progress is not None:
-            progress(k, len(pitfalls), p)
-        rows.append(sensitivity_row(loaded, image, p, reference)[0])
-    return sorted(rows, key=SensitivityRow.damage_key)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,43 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT / "sample_data"
-SAMPLE_IMAGES = sorted(p for p in (SAMPLES / "images").iterdir() if p.suffix in (".jpg", ".png"))
-TINY_CONFIG = ROOT / "tests" / "configs" / "tiny_bgr.yaml"
+from helpers import SAMPLES, TINY_CONFIG
 
 warnings.filterwarnings("ignore", message="torch.meshgrid", category=UserWarning)
-
-
-def app_run(at):
-    """Run a Streamlit ``AppTest`` and assert the page raised nothing."""
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def app_errors(at) -> list[str]:
-    """The texts of the ``st.error`` messages an ``AppTest`` page shows."""
-    return [str(e.value) for e in at.error]
-
-
-def page_with_model_files(page: str, config, weights):
-    """A Streamlit ``AppTest`` of ``page`` (a path under the checkout) with the sidebar loading ``config`` +
-    ``weights`` by path, run once the paths are in (errors are left for the caller to check)."""
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(str(ROOT / page), default_timeout=180)
-    app_run(at)
-    at.radio(key="sb_model_source").set_value("Files on this workstation")
-    app_run(at)
-    at.text_input(key="sb_config_path").input(str(config))
-    at.text_input(key="sb_weights_path").input(str(weights))
-    return app_run(at)
-
-
-def sample(name_part: str) -> Path:
-    """The first sample image whose file name contains ``name_part``."""
-    return next(p for p in SAMPLE_IMAGES if name_part in p.name)
 
 
 @pytest.fixture(scope="session")

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import app_errors as errors
-from conftest import app_run as run
+from helpers import app_errors as errors
+from helpers import app_run as run
 
 ROOT = Path(__file__).resolve().parent.parent
 # The pages import d2debug from the checkout, as `streamlit run app.py` does (it puts app.py's folder on the path).

@@ -19,9 +19,9 @@ LAYERS = {
                      "usercode", "model", "run", "compare", "stats", "render", "coco", "findings", "pitfalls", "envinfo",
                      "memory", "__init__"), 0),
     # 1: the tools built on the core.
-    **dict.fromkeys(("doctor", "audit", "session", "lessons", "configdiff", "testing", "demo"), 1),
-    # 2: what drives the tools from outside (benchmark, a real server).
-    "tools": 2,
+    **dict.fromkeys(("doctor", "audit", "session", "lessons", "config_diff", "testing", "demo"), 1),
+    # 2: what drives the tools from outside (benchmark, a real server, the Doctor's accuracy suites).
+    **dict.fromkeys(("tools", "evaluation"), 2),
     # 3: the edges people use.
     **dict.fromkeys(("cli", "ui", "__main__"), 3),
 }
@@ -156,3 +156,4 @@ def test_the_checks_see_a_cycle_and_an_upward_import():
     cli = {t for t, _n, _l in _imports("d2debug.cli")}
     assert {"d2debug.cli.common", "d2debug.cli.audit", "d2debug.errors"} <= cli  # relative imports resolved
     assert LAYERS[_part("d2debug.cli.audit")] > LAYERS[_part("d2debug.audit.runner")]
+    assert LAYERS[_part("d2debug.evaluation.suite")] > LAYERS[_part("d2debug.doctor.diagnose")]

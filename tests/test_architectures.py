@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, SAMPLES, sample
+from helpers import ROOT, SAMPLES, sample
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -261,7 +261,7 @@ def test_a_small_audit_scores_what_the_model_predicts(loaded, tmp_path, name):
     ("faster_rcnn_fpn", "app_pages/resize.py", ("stage_resize_interp", "nearest"), "f1"),
 ])
 def test_a_stage_page_shows_each_architectures_pictures_and_numbers(seeded, name, page, toggle, metric):
-    from conftest import app_errors, app_run, page_with_model_files
+    from helpers import app_errors, app_run, page_with_model_files
 
     at = page_with_model_files(page, *seeded[name])
     assert not app_errors(at), app_errors(at)

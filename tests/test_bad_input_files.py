@@ -14,7 +14,7 @@ from d2debug.cli import main
 from d2debug.doctor import make_fingerprint
 from d2debug.samples import DEMO_CONFIG, DEMO_WEIGHTS
 
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 IMAGE = SAMPLES / "images" / "val_000.jpg"
 
@@ -65,8 +65,8 @@ def test_base_config_cycle_through_two_files(config_dir, capsys):
                     "cycle")
 
 
-def test_diff_config_with_a_list_yaml(config_dir, capsys):
-    _one_line_error(capsys, ["diff-config", DEMO_CONFIG, config_dir / "list.yaml"], "list.yaml", "top level")
+def test_config_diff_with_a_list_yaml(config_dir, capsys):
+    _one_line_error(capsys, ["config-diff", DEMO_CONFIG, config_dir / "list.yaml"], "list.yaml", "top level")
 
 
 # --- checkpoints ----------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 from test_app import PAGES, TIMEOUT, errors, metrics, run, set_radio
 from test_bad_inputs import _broken_corpus
 
-from conftest import ROOT
+from helpers import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -22,7 +22,7 @@ from d2debug.tools.bench_browser import make_large_image
 from d2debug.tools.bench_report import BenchResult, to_markdown, to_text
 from d2debug.tools.serve import CHROMIUM
 
-from conftest import ROOT, SAMPLES, sample
+from helpers import ROOT, SAMPLES, sample
 
 TIMED_ROWS = ["1", "2", "3", "4", "4b"]
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
 from d2debug.tools.serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
+from d2debug.ui.nav import SECTIONS, STAGE_PAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 # Model runs on a shared CPU can take seconds each; expect() waits up to this long (it returns as soon as met).
@@ -128,6 +130,20 @@ def test_menu_reads_like_a_product_and_a_sensitivity_link_opens_its_pitfall(serv
         expect(nav.get_by_text(text, exact=True)).to_be_visible(timeout=WAIT_MS)
     assert "app" not in [t.strip() for t in nav.all_inner_texts()[0].splitlines()]
 
+    # The menu is exactly nav.SECTIONS: its titles in its order, under its section headers, at its addresses.
+    # Streamlit's folder-based menu would list the page files by their stems; none of them may show.
+    pages = [p for section in SECTIONS.values() for p in section]
+    links = nav.get_by_test_id("stSidebarNavLink")
+    expect(links).to_have_count(len(pages), timeout=WAIT_MS)
+    texts = [t.strip() for t in links.all_inner_texts()]
+    assert texts == [p.title for p in pages]
+    assert [t.strip() for t in nav.get_by_test_id("stNavSectionHeader").all_inner_texts()] == list(SECTIONS)
+    assert [urlparse(h).path.strip("/") for h in links.evaluate_all("els => els.map(e => e.href)")] == [
+        p.url_path for p in pages]
+    stems = {f.stem for f in (ROOT / "app_pages").glob("*.py")}
+    assert {"channel_order", "config_diff"} <= stems  # the check below looks at the real file names
+    assert not stems & set(texts), stems & set(texts)
+
     link = page.locator("a[href*='pitfall=channel_swap']")
     expect(link).to_have_count(1, timeout=WAIT_MS)
     link.click()
@@ -137,3 +153,23 @@ def test_menu_reads_like_a_product_and_a_sensitivity_link_opens_its_pitfall(serv
     f1 = page.get_by_test_id("stMetric").filter(has_text="Agreement F1").get_by_test_id("stMetricValue")
     expect(f1).not_to_have_text("1.000", timeout=WAIT_MS)
     expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+@pytest.mark.parametrize("stage", ["channel_order", "resize"])
+def test_a_stage_page_opened_first_on_a_fresh_server_is_that_page_under_the_menu(tmp_path, page, stage):
+    """A bookmarked page address as the very first request a new server gets. A ``pages/`` folder beside app.py
+    makes Streamlit run that first script run through its old folder-based menu (``_mpa_v1``): an address that is
+    not a file stem (``channel-order``) shows "Page not found", one that is (``resize``) runs the file without
+    app.py and its menu. The page files live in ``app_pages/`` so neither happens."""
+    from playwright.sync_api import expect
+
+    info = STAGE_PAGES[stage]
+    with streamlit_server(tmp_path / "server.log") as (url, _proc):
+        page.goto(f"{url}/{info.url_path}")
+        heading = page.get_by_role("heading", name=f"{list(STAGE_PAGES).index(stage) + 1}. {info.title}")
+        expect(heading).to_be_visible(timeout=WAIT_MS)
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=WAIT_MS)
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+        links = page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")
+        expect(links).to_have_count(sum(len(pages) for pages in SECTIONS.values()), timeout=WAIT_MS)
+        assert [t.strip() for t in links.all_inner_texts()] == [p.title for ps in SECTIONS.values() for p in ps]

@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, TINY_CONFIG, sample
+from helpers import ROOT, TINY_CONFIG, sample
 
 
 def cli(*args, cwd=ROOT):

@@ -54,7 +54,7 @@ def test_coco_ap_refuses_class_ids_the_annotations_do_not_have():
     from d2debug.coco import coco_ap, load_coco
     from d2debug.errors import D2DebugError
 
-    from conftest import SAMPLES
+    from helpers import SAMPLES
 
     coco = load_coco(SAMPLES / "annotations.json")
     with pytest.raises(D2DebugError, match="class id 57 but the annotations have 6 categories"):

@@ -9,7 +9,7 @@ from PIL import Image
 
 from d2debug.demo.data import CLASS_NAMES, random_scene, render_scene, write_split
 
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 
 def test_scenes_are_seeded_and_objects_do_not_overlap():

@@ -29,7 +29,7 @@ from d2debug.run import reference_spec, run
 from d2debug.stages import PipelineSpec
 from d2debug.testing import assert_matches_reference
 
-from conftest import ROOT, sample
+from helpers import ROOT, sample
 
 
 def diag(loaded, image, **spec):
@@ -280,7 +280,7 @@ def test_cli_doctor_json_and_exit_codes(demo, tmp_path):
 def test_cli_doctor_on_a_user_model_by_path(tiny_weights, tmp_path):
     from d2debug.config import load_cfg
 
-    from conftest import TINY_CONFIG
+    from helpers import TINY_CONFIG
 
     cfg = load_cfg(TINY_CONFIG)  # BGR, MIN/MAX_SIZE_TEST 256/400
     img = sample("val_014")

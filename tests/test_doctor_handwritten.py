@@ -8,15 +8,15 @@ import textwrap
 
 import pytest
 
-from d2debug.doctor.handwritten import CASES
-from d2debug.doctor.suite import confusion_table, run_handwritten
+from d2debug.evaluation.handwritten import CASES
+from d2debug.evaluation.suite import confusion_table, run_handwritten
 
-from conftest import ROOT, SAMPLES, sample
+from helpers import ROOT, SAMPLES, sample
 
 
 def test_the_cases_are_written_without_the_doctors_code():
     """The suite must not render its cases with d2debug's own stage functions (that is what it guards against)."""
-    tree = ast.parse((ROOT / "d2debug" / "doctor" / "handwritten.py").read_text())
+    tree = ast.parse((ROOT / "d2debug" / "evaluation" / "handwritten.py").read_text())
     imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
         a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     assert not any(m.startswith(("d2debug", ".")) for m in imported), imported

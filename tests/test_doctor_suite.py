@@ -14,19 +14,19 @@ import torch
 from PIL import Image
 
 from d2debug.doctor import diagnose, make_user_input, preprocess
-from d2debug.doctor.suite import SUITE, confusion_table, pick_images, run_case, run_suite
+from d2debug.evaluation.suite import SUITE, confusion_table, pick_images, run_case, run_suite
 from d2debug.stages import PipelineSpec
 
-from conftest import SAMPLE_IMAGES
+from helpers import SAMPLE_IMAGES
 
 pytestmark = pytest.mark.slow
 
 
 def test_suite_has_enough_distinct_pipelines():
-    singles = [c for c in SUITE if len(c.pitfalls) == 1]
-    pairs = [c for c in SUITE if len(c.pitfalls) == 2]
+    singles = [c for c in SUITE if len(c.finding_ids) == 1]
+    pairs = [c for c in SUITE if len(c.finding_ids) == 2]
     assert len(SUITE) >= 30 and len(singles) >= 15 and len(pairs) >= 10
-    covered = {p for c in SUITE for p in c.pitfalls}
+    covered = {p for c in SUITE for p in c.finding_ids}
     assert covered == {"channel_order", "value_range_0_1", "external_normalization", "double_normalization",
                        "pixel_mean_std", "resize_size", "resize_aspect", "resize_interpolation", "exif_orientation",
                        "missing_original_size", "dtype", "batch_contract"}
@@ -62,7 +62,7 @@ def test_suite_scores_a_wrong_answer_as_wrong(demo, tmp_path):
     case = next(c for c in SUITE if c.name == "BGR fed to an RGB model")
     img = pick_images(SAMPLE_IMAGES, "all", demo.cfg, 1, 0)[0]
     good = run_case(demo, case, img, tmp_path)
-    bad = run_case(demo, replace(case, pitfalls=("value_range_0_1",)), img, tmp_path)
+    bad = run_case(demo, replace(case, finding_ids=("value_range_0_1",)), img, tmp_path)
     assert good.top_right and not bad.top_right
     assert "WRONG" in confusion_table([good, bad])
 
@@ -125,7 +125,7 @@ def _jpeg_reencoded(path):
     (_cv2_area_right_size, "val_040_large", {"resize_interpolation"}),
 ])
 def test_hand_written_pipelines(demo, fn, image, expected):
-    from conftest import sample
+    from helpers import sample
 
     img = sample(image)
     d = diagnose(demo, img, fn(img))
@@ -137,7 +137,7 @@ def test_hand_written_pipelines(demo, fn, image, expected):
 def test_a_jpeg_reencoding_is_named_with_its_quality_and_nothing_else(demo):
     # An upload path re-encoding the image (quality 90) before the user's correct code: `recompression`, with
     # the quality estimated, and no other stage invented for its pixel changes.
-    from conftest import sample
+    from helpers import sample
 
     for name in ("val_000", "val_037_large"):
         img = sample(name)
@@ -150,7 +150,7 @@ def test_a_difference_no_stage_explains_is_not_called_a_stage(demo):
     # A blur changes pixels but no preprocessing stage: no invented finding, and not an exact match.
     from PIL import ImageFilter
 
-    from conftest import sample
+    from helpers import sample
 
     img = sample("val_000")
     tensor, (h, w) = preprocess(demo.cfg, img)

@@ -24,7 +24,7 @@ from d2debug.doctor import (
 from d2debug.errors import D2DebugError
 from d2debug.stages import PipelineSpec
 
-from conftest import ROOT, SAMPLE_IMAGES, sample
+from helpers import ROOT, SAMPLE_IMAGES, sample
 
 IMAGES = [p for p in SAMPLE_IMAGES if "exif" not in p.name][::4]
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, SAMPLE_IMAGES, SAMPLES, app_run, sample
+from helpers import ROOT, SAMPLE_IMAGES, SAMPLES, app_run, sample
 
 pytestmark = pytest.mark.gpu
 

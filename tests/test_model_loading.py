@@ -10,7 +10,7 @@ from d2debug.checkpoint import read_state_dict
 from d2debug.errors import D2DebugError
 from d2debug.model import load_model
 
-from conftest import TINY_CONFIG
+from helpers import TINY_CONFIG
 
 
 class _CreatesFile:
@@ -133,7 +133,7 @@ def test_demo_model_loads_with_plain_detectron2():
     import subprocess
     import sys
 
-    from conftest import SAMPLES
+    from helpers import SAMPLES
 
     code = f"""
 import sys

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import app_errors as errors
-from conftest import app_run as run
+from helpers import app_errors as errors
+from helpers import app_run as run
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIT_PAGE = str(ROOT / "app_pages" / "audit.py")
@@ -89,29 +89,29 @@ def test_config_diff_page_default_bad_file_and_recovery(tmp_path):
     at = run(AppTest.from_file(DIFF_PAGE, default_timeout=TIMEOUT))
     # Default: path input empty -> asks for both.
     assert not errors(at)
-    at.radio(key="cdiff_deploy_source").set_value("detectron2 defaults (get_cfg())")
+    at.radio(key="config_diff_deploy_source").set_value("detectron2 defaults (get_cfg())")
     run(at)
-    diff = at.session_state["d2debug_configdiff"]
+    diff = at.session_state["d2debug_config_diff"]
     assert diff["differences"][0]["key"] == "INPUT.FORMAT"
     assert "red and blue swap" in diff["differences"][0]["effect"]
     assert not errors(at)
 
     bad = tmp_path / "broken.yaml"
     bad.write_text("MODEL: [unclosed\n")
-    at.radio(key="cdiff_deploy_source").set_value("Path on this workstation")
+    at.radio(key="config_diff_deploy_source").set_value("Path on this workstation")
     run(at)
-    at.text_input(key="cdiff_deploy_path").set_value(str(bad))
+    at.text_input(key="config_diff_deploy_path").set_value(str(bad))
     run(at)
     assert any("broken.yaml" in e and "YAML" in e for e in errors(at)), errors(at)
-    assert "d2debug_configdiff" not in at.session_state
+    assert "d2debug_config_diff" not in at.session_state
 
     good = tmp_path / "deploy.yaml"
     good.write_text((ROOT / "sample_data" / "demo_config.yaml").read_text()
                     .replace("SCORE_THRESH_TEST: 0.5", "SCORE_THRESH_TEST: 0.9"))
-    at.text_input(key="cdiff_deploy_path").set_value(str(good))
+    at.text_input(key="config_diff_deploy_path").set_value(str(good))
     run(at)
     assert not errors(at)
-    diff = at.session_state["d2debug_configdiff"]
+    diff = at.session_state["d2debug_config_diff"]
     keys = [d["key"] for d in diff["differences"]]
     assert "MODEL.ROI_HEADS.SCORE_THRESH_TEST" in keys
     json.dumps(diff, default=str)

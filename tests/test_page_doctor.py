@@ -8,9 +8,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import ROOT, SAMPLE_IMAGES
-from conftest import app_errors as errors
-from conftest import app_run as run
+from helpers import ROOT, SAMPLE_IMAGES
+from helpers import app_errors as errors
+from helpers import app_run as run
 
 PAGE = str(ROOT / "app_pages" / "doctor.py")
 TIMEOUT = 300

@@ -11,9 +11,9 @@ from streamlit.testing.v1 import AppTest
 from d2debug.pitfalls import STANDARD_PITFALLS
 from d2debug.samples import DEMO_AUDIT, DEMO_METRICS
 
-from conftest import ROOT
-from conftest import app_errors as errors
-from conftest import app_run as run
+from helpers import ROOT
+from helpers import app_errors as errors
+from helpers import app_run as run
 
 TIMEOUT = 300
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -65,7 +65,7 @@ def test_the_shipped_demo_audit_is_of_the_shipped_model():
 def test_config_diff_page_compares_the_demo_with_a_typical_deploy_config_on_open():
     at = run(AppTest.from_file(str(ROOT / "app_pages" / "config_diff.py"), default_timeout=TIMEOUT))
     assert not errors(at)
-    keys = [d["key"] for d in at.session_state["d2debug_configdiff"]["differences"]]
+    keys = [d["key"] for d in at.session_state["d2debug_config_diff"]["differences"]]
     assert keys[:3] == ["INPUT.FORMAT", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD"]
     assert "MODEL.ROI_HEADS.SCORE_THRESH_TEST" in keys
     assert [m.value for m in at.metric if m.label == "Change inference"] != ["0"]

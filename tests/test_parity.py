@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SAMPLE_IMAGES
+from helpers import SAMPLE_IMAGES
 
 
 def _predictor(loaded):

@@ -1,6 +1,8 @@
 """render: the reused Visualizer draws exactly what a new detectron2 Visualizer draws, picture after picture."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 from detectron2.data import Metadata
@@ -11,7 +13,7 @@ from d2debug import render
 from d2debug.compare import compare
 from d2debug.run import reference_spec, run
 
-from conftest import sample
+from helpers import sample
 
 
 def _fresh(rgb, boxes, scores, classes, names):
@@ -22,6 +24,12 @@ def _fresh(rgb, boxes, scores, classes, names):
     return Visualizer(rgb, metadata=Metadata(thing_classes=list(names))).draw_instance_predictions(inst).get_image()
 
 
+def _boxes_only(r, n=None):
+    """``r`` with its first ``n`` detections (all by default) and no masks or keypoints: what ``_fresh`` draws."""
+    n = len(r.boxes) if n is None else n
+    return replace(r, boxes=r.boxes[:n], scores=r.scores[:n], classes=r.classes[:n], masks=None, keypoints=None)
+
+
 def test_reused_visualizer_draws_the_pixels_of_a_new_one(demo):
     spec = reference_spec(demo.cfg, "cpu")
     a = run(demo, sample("val_016"), spec)
@@ -30,15 +38,15 @@ def test_reused_visualizer_draws_the_pixels_of_a_new_one(demo):
     # Visualizer picks random colours: seed numpy alike for both sides.
     for r in (a, b, c, a, b):
         np.random.seed(7)
-        got = render.draw_detections(r.rgb_image(), r.boxes, r.scores, r.classes, r.class_names)
+        got = render.draw_result(r.rgb_image(), _boxes_only(r))
         np.random.seed(7)
         want = _fresh(r.rgb_image(), r.boxes, r.scores, r.classes, r.class_names)
         assert got.shape == want.shape and np.array_equal(got, want)
     # The overlay shares the pool with another key: drawing it in between leaves nothing behind.
     first = render.draw_overlay(a.rgb_image(), a, b, compare(a, b))
-    render.draw_detections(a.rgb_image(), a.boxes, a.scores, a.classes, a.class_names)
+    render.draw_result(a.rgb_image(), _boxes_only(a))
     assert np.array_equal(render.draw_overlay(a.rgb_image(), a, b, compare(a, b)), first)
-    empty = render.draw_detections(a.rgb_image(), a.boxes[:0], a.scores[:0], a.classes[:0], a.class_names)
+    empty = render.draw_result(a.rgb_image(), _boxes_only(a, 0))
     assert np.array_equal(empty, _fresh(a.rgb_image(), a.boxes[:0], a.scores[:0], a.classes[:0], a.class_names))
 
 

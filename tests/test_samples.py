@@ -7,7 +7,7 @@ import json
 import d2debug.samples as samples
 from d2debug.files import list_images
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_every_sample_path_exists_in_the_checkout():

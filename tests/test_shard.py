@@ -19,7 +19,7 @@ from d2debug.audit import assign, load_dataset, read_results, results_files, run
 from d2debug.audit.command import audit_args, audit_commands, torchrun_command
 from d2debug.pitfalls import STANDARD_PITFALLS
 
-from conftest import ROOT, SAMPLES
+from helpers import ROOT, SAMPLES
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 ANNOTATIONS = SAMPLES / "annotations.json"

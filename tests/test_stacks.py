@@ -13,7 +13,7 @@ from d2debug.compat import NEWER_CFG_KEYS, cfg_node, check_newer_keys, get_cfg, 
 from d2debug.config import load_cfg
 from d2debug.errors import D2DebugError
 
-from conftest import ROOT, SAMPLES
+from helpers import ROOT, SAMPLES
 
 
 def _has_key(cfg, key: str) -> bool:

@@ -19,7 +19,7 @@ from d2debug.stages import (
     to_model_order,
 )
 
-from conftest import sample
+from helpers import sample
 
 
 def check_not_modified(fn, arr, *args):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY_CONFIG, page_with_model_files, sample
-from conftest import app_errors as errors
-from conftest import app_run as run
+from helpers import ROOT, TINY_CONFIG, page_with_model_files, sample
+from helpers import app_errors as errors
+from helpers import app_run as run
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))

@@ -14,7 +14,7 @@ from ..pitfalls import REFERENCE, STANDARD_PITFALLS, Pitfall, parse_variants
 from .dataset import AuditDataset, AuditImage, load_dataset
 from .report import build_report, damage_chart_svg, write_outputs
 from .results import RESULTS_NAME, ResultsState, audit_settings, auto_out_dir, read_results, results_files, shard_path
-from .runner import AuditRun, assign, audit_image, run_audit
+from .runner import AuditRun, assign, run_audit
 from .shard import Ranks, SharedError, launched_by_torchrun, start_ranks
 from .summary import SummaryRow, load_summary, pitfalls_markdown, summarize, summary_rows, table_records
 
@@ -33,7 +33,6 @@ __all__ = [
     "audit_settings",
     "auto_out_dir",
     "read_results",
-    "audit_image",
     "run_audit",
     "assign",
     "Ranks",

@@ -23,7 +23,7 @@ from ..stages import Decoded, PipelineSpec, decode
 from .dataset import AuditImage
 from .results import record_detections
 
-__all__ = ["PreparedImage", "prepare_image", "prepared_images", "infer_image", "audit_image", "MAX_BATCH"]
+__all__ = ["PreparedImage", "prepare_image", "prepared_images", "infer_image", "MAX_BATCH"]
 
 MAX_BATCH = 8  # inputs per batched forward pass: bounds the GPU memory one batch takes
 
@@ -179,11 +179,3 @@ def _run_batches(loaded: LoadedModel, prepared: PreparedImage, specs: dict[str, 
             except D2DebugError:
                 continue
             results.update({n: r for (n, _, _), r in zip(chunk, got)})
-
-
-def audit_image(loaded: LoadedModel, item: AuditImage, specs: dict[str, PipelineSpec], batch: bool = False) -> dict:
-    """Run every spec on one image and return its results record (without ``index``). ``specs`` must start
-    with the reference. Each decoder decodes the file once; the decoded array is shared by the variants that
-    use it, and a variant whose model input and model-side settings equal an earlier pipeline's reuses that
-    forward pass."""
-    return infer_image(loaded, prepare_image(loaded.cfg, -1, item, specs), specs, batch)

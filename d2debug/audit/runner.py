@@ -21,13 +21,13 @@ from ..model import LoadedModel
 from ..pitfalls import REFERENCE, STANDARD_PITFALLS, Pitfall
 from ..run import reference_spec
 from .dataset import AuditDataset, AuditImage
-from .images import audit_image, infer_image, prepared_images
+from .images import infer_image, prepared_images
 from .report import write_outputs
 from .results import ResultsWriter, audit_settings, results_files, scan_results, set_aside, shard_path
 from .shard import Ranks
 from .summary import summarize
 
-__all__ = ["AuditRun", "ProgressFn", "audit_image", "run_audit", "assign"]
+__all__ = ["AuditRun", "ProgressFn", "run_audit", "assign"]
 
 
 @dataclass

@@ -87,7 +87,7 @@ def cmd_fingerprint(a: argparse.Namespace) -> int:
 
 
 def cmd_doctor_suite(a: argparse.Namespace) -> int:
-    from ..doctor.suite import confusion_table, run_handwritten, run_suite
+    from ..evaluation.suite import confusion_table, run_handwritten, run_suite
 
     images = list_images(Path(a.images) if a.images else SAMPLE_IMAGES, "directory")
 

@@ -11,8 +11,9 @@ One module per step, each with its thresholds as named constants:
 - :mod:`.normcheck`: which PIXEL_MEAN/STD the weights were trained with;
 - :mod:`.fingerprint`: the reference recorded at training time, and checks against it;
 - :mod:`.statscheck`: a tensor against a fingerprint without the image;
-- :mod:`.diagnose`: the steps in order, and the :class:`Diagnosis`;
-- :mod:`.suite`: the accuracy suite.
+- :mod:`.diagnose`: the steps in order, and the :class:`Diagnosis`.
+
+Its accuracy suites, which drive it from outside, are :mod:`d2debug.evaluation`.
 
 Finding ids and texts are :mod:`d2debug.findings`.
 """

@@ -27,7 +27,6 @@ from .resample import render_at
 __all__ = ["Explanation", "Fed", "measure_recovery"]
 
 
-
 class Fed(NamedTuple):
     """One input as the model gets it: the image (``3xHxW``, in ``dtype``), batched or not, and the
     height/width passed (``None``: not passed)."""
@@ -201,6 +200,10 @@ def _score(loaded, reference, fed: Fed) -> Optional[float]:
 
 
 CONTAINER = ("batch_contract", "dtype")
+# A rebuild is size arithmetic on what the Doctor inferred (a pad, a crop, a turn, a resize to the user's size):
+# where those sizes do not fit this input, torch refuses the shapes (RuntimeError) or the resizer the size
+# (ValueError). Anything else is a bug in the rebuild and propagates.
+REBUILD_ERRORS = (ValueError, RuntimeError)
 
 
 def measure_recovery(loaded, reference_tensor: torch.Tensor, original: tuple[int, int], e: Explanation,
@@ -228,7 +231,7 @@ def measure_recovery(loaded, reference_tensor: torch.Tensor, original: tuple[int
             continue
         try:
             by_itself = _score(loaded, reference, alone[f.id]())
-        except (ValueError, RuntimeError, TypeError, AttributeError):
+        except REBUILD_ERRORS:
             by_itself = None
         scores[f"{f.id} alone"] = None if by_itself is None else round(by_itself, 4)
         if f.id in CONTAINER:
@@ -241,7 +244,7 @@ def measure_recovery(loaded, reference_tensor: torch.Tensor, original: tuple[int
         else:
             try:
                 fixed = _score(loaded, reference, make())
-            except (ValueError, RuntimeError, TypeError, AttributeError):
+            except REBUILD_ERRORS:
                 out.append(f)  # the rebuild does not apply to this input: the finding keeps its confidence rank
                 continue
             gained = (fixed if fixed is not None else 0.0) - base

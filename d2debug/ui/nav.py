@@ -1,5 +1,11 @@
 """The dashboard's pages and its menu: which file each page is, its title and address, and the section it
-sits in. ``app.py`` hands :func:`navigation` to Streamlit, which runs the page chosen."""
+sits in. ``app.py`` hands :func:`navigation` to Streamlit, which runs the page chosen.
+
+The menu is exactly :data:`SECTIONS` (titles, never file names). The page files live in ``app_pages/``, not
+``pages/``: Streamlit (1.65) decides once per server process, before ``app.py`` runs, whether a ``pages/`` folder
+sits beside it, and then serves that process's first request through its old folder-based menu (the file
+names; an address that is no file stem shows "Page not found"). ``tests/test_browser.py`` checks both in a real
+browser."""
 from __future__ import annotations
 
 from dataclasses import dataclass

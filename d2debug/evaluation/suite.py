@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from ..compat import cfg_node
+from ..doctor.diagnose import diagnose
+from ..doctor.inputs import load_user_input, make_user_input, parse_user_input
 from ..run import preprocess
 from ..stages import PipelineSpec
-from .diagnose import diagnose
-from .inputs import load_user_input, make_user_input, parse_user_input
+from .handwritten import CASES
 
 __all__ = ["run_handwritten", "SuiteCase", "SuiteResult", "SUITE", "pick_images", "suite_cases", "run_case", "run_suite",
            "confusion_table"]
@@ -27,7 +28,8 @@ __all__ = ["run_handwritten", "SuiteCase", "SuiteResult", "SUITE", "pick_images"
 
 @dataclass(frozen=True)
 class SuiteCase:
-    """A generated user pipeline. ``pitfalls``: the finding ids it should produce (``()`` = the reference).
+    """A generated user pipeline. ``finding_ids``: the ids (:data:`d2debug.findings.FINDING_IDS`) the Doctor
+    should report for it (``()`` = the reference, which should give ``match``).
 
     ``spec``: stage changes for :class:`PipelineSpec`; ``container``/``dtype``: how the input is handed over;
     ``config``: config changes the user deploys with (``pixel_mean_std``); ``images``: which sample images
@@ -35,7 +37,7 @@ class SuiteCase:
     """
 
     name: str
-    pitfalls: tuple[str, ...]
+    finding_ids: tuple[str, ...]
     spec: dict = field(default_factory=dict)
     container: str = "dict"
     dtype: Optional[str] = None
@@ -180,7 +182,7 @@ def _user_config(cfg, changes: dict):
     return c
 
 
-# The spec fields behind each tensor-level pitfall (container, dtype and config pitfalls always apply).
+# The spec fields behind each tensor-level finding id (container, dtype and config ones always apply).
 _FIELDS = {
     "channel_order": ("channel_order",),
     "value_range_0_1": ("value_range",),
@@ -193,16 +195,16 @@ _FIELDS = {
 }
 
 
-def _has_effect(cfg, image: Path, case: SuiteCase, pitfall: str) -> bool:
-    """Whether the case's stage change behind ``pitfall`` changes the model input on this image at all (a
+def _has_effect(cfg, image: Path, case: SuiteCase, finding_id: str) -> bool:
+    """Whether the case's stage change behind ``finding_id`` changes the model input on this image at all (a
     channel swap on a grey image, or a clamp that does not apply, changes nothing: then it is no pitfall here)."""
-    fields = _FIELDS.get(pitfall)
+    fields = _FIELDS.get(finding_id)
     if fields is None:
         return True
     only = {k: v for k, v in case.spec.items() if k in fields}
     ref, _ = preprocess(cfg, image)
     t, _ = preprocess(cfg, image, PipelineSpec(**only))
-    if pitfall == "resize_interpolation":
+    if finding_id == "resize_interpolation":
         # the resampler's own effect: the same geometry with the reference resampler
         geo = {k: v for k, v in only.items() if k in ("resize", "resize_size")}
         ref, _ = preprocess(cfg, image, PipelineSpec(**geo))
@@ -234,7 +236,7 @@ def run_case(loaded, case: SuiteCase, image: Path, tmpdir: Optional[Path] = None
         ui = load_user_input(path)
     else:
         ui = parse_user_input(obj)
-    truth = tuple(p for p in case.pitfalls if _has_effect(cfg, image, case, p))
+    truth = tuple(f for f in case.finding_ids if _has_effect(cfg, image, case, f))
     deployed = _Deployed(_user_config(cfg, case.config), loaded.model)
     diag = diagnose(deployed, image, ui)
     return SuiteResult(case.name, image.name, truth, diag.top, tuple(diag.ids))
@@ -257,10 +259,6 @@ def run_handwritten(loaded, images_dir: Union[str, Path],
                     progress: Optional[Callable[[int, int, SuiteResult], None]] = None) -> list[SuiteResult]:
     """The hand-written suite (:mod:`.handwritten`: pipelines written like real scripts, not with the Doctor's
     stage functions) on the demo model's sample images in ``images_dir``."""
-    from .diagnose import diagnose
-    from .handwritten import CASES
-    from .inputs import parse_user_input
-
     results = []
     for i, case in enumerate(CASES, 1):
         path = Path(images_dir) / case.image

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from d2debug.cli import main
-from d2debug.configdiff import GROUPS, diff_configs
+from d2debug.config_diff import GROUPS, diff_configs
 from d2debug.errors import D2DebugError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,17 +81,26 @@ def test_identical_configs_have_no_differences():
 
 def test_cli_json_and_exit_status(tmp_path, capsys):
     deploy = write(tmp_path, "deploy.yaml", DEPLOY)
-    assert main(["diff-config", str(DEMO_CONFIG), str(deploy), "--json"]) == 1
+    assert main(["config-diff", str(DEMO_CONFIG), str(deploy), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
     assert out["differences"][0]["key"] == "INPUT.FORMAT"
     assert out["n_inference_differences"] < out["n_differences"]
     # Only training-only keys differ: exit 0, and the text says they do not matter at inference.
     train_only = write(tmp_path, "train_only.yaml", DEMO_CONFIG.read_text().replace("BASE_LR: 0.01", "BASE_LR: 0.5"))
-    assert main(["diff-config", str(DEMO_CONFIG), str(train_only)]) == 0
+    assert main(["config-diff", str(DEMO_CONFIG), str(train_only)]) == 0
     text = capsys.readouterr().out
     assert "SOLVER.BASE_LR: 0.01 -> 0.5" in text and "no effect at inference" in text
-    assert main(["diff-config", str(DEMO_CONFIG), str(DEMO_CONFIG)]) == 0
+    assert main(["config-diff", str(DEMO_CONFIG), str(DEMO_CONFIG)]) == 0
     assert "no differences" in capsys.readouterr().out
+
+
+def test_diff_config_stays_an_alias_of_config_diff(tmp_path, capsys):
+    # `diff-config` is the name the command was published under: scripts calling it get the same answer.
+    deploy = write(tmp_path, "deploy.yaml", DEPLOY)
+    assert main(["config-diff", str(DEMO_CONFIG), str(deploy), "--json"]) == 1
+    new = capsys.readouterr().out
+    assert main(["diff-config", str(DEMO_CONFIG), str(deploy), "--json"]) == 1
+    assert capsys.readouterr().out == new and json.loads(new)["n_differences"] > 0
 
 
 @pytest.mark.parametrize(
@@ -110,7 +119,7 @@ def test_bad_file_is_one_line_naming_it(tmp_path, capsys, name, content, needle)
         bad.mkdir()
     elif content is not None:
         bad.write_text(content)
-    assert main(["diff-config", str(DEMO_CONFIG), str(bad)]) == 2
+    assert main(["config-diff", str(DEMO_CONFIG), str(bad)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and str(bad) in err[0] and needle in err[0]
     with pytest.raises(D2DebugError, match=name):
@@ -141,6 +150,6 @@ def test_format_difference_does_what_the_diff_says(demo):
 
 
 def diff_cfg(a, b):
-    from d2debug.configdiff import diff_cfg_nodes
+    from d2debug.config_diff import diff_cfg_nodes
 
     return diff_cfg_nodes(a, b).differences

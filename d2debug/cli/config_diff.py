@@ -1,16 +1,19 @@
-"""``python -m d2debug diff-config``: training vs deployment config, what changes at inference first."""
+"""``python -m d2debug config-diff``: training vs deployment config, what changes at inference first.
+
+``diff-config``, the name it was published under, stays an alias so existing scripts keep working."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-__all__ = ["register", "cmd_diff_config"]
+__all__ = ["register", "cmd_config_diff"]
 
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "diff-config",
+        "config-diff",
+        aliases=["diff-config"],
         help="keys that differ between the training and the deployment config, inference-relevant first",
         description=(
             "Merges both YAML files onto detectron2's get_cfg() and lists the keys that differ: preprocessing "
@@ -22,11 +25,11 @@ def register(sub) -> None:
     p.add_argument("train_config", type=Path, help="the training run's dumped config.yaml")
     p.add_argument("deploy_config", type=Path, help="the config your deployment builds the model from")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=cmd_diff_config)
+    p.set_defaults(func=cmd_config_diff)
 
 
-def cmd_diff_config(a: argparse.Namespace) -> int:
-    from ..configdiff import diff_configs
+def cmd_config_diff(a: argparse.Namespace) -> int:
+    from ..config_diff import diff_configs
 
     diff = diff_configs(a.train_config, a.deploy_config)
     if a.json:
