@@ -91,6 +91,14 @@ def _geometry(e: Explanation, t: torch.Tensor, skip: str = "") -> torch.Tensor:
     return t
 
 
+def _given(value, what: str):
+    """``value``, which the explanation holds only when the user's input had ``what``; a rebuild asked for
+    without it raises one of :data:`REBUILD_ERRORS`."""
+    if value is None:
+        raise ValueError(f"the explanation has no {what}")
+    return value
+
+
 def _with(e: Explanation, tensor: torch.Tensor) -> Fed:
     """``tensor`` fed with the user's height/width, as one float32 3xHxW image: a batch or dtype that stops the
     model from running at all is its own finding, so the other fixes are measured on an input that runs."""
@@ -131,7 +139,7 @@ def _fixes(e: Explanation) -> dict[str, Callable[[], Fed]]:
         "double_normalization": values,
         "external_normalization": values,
         "transposed_hw": lambda: _with(e, t.transpose(1, 2)),
-        "padding": lambda: _with(e, _geometry(e, e.content, skip="padding")),
+        "padding": lambda: _with(e, _geometry(e, _given(e.content, "padding"), skip="padding")),
         "resize_size": lambda: rerender(e.user_decode, ref_size_for(e.user_decode)),
         "resize_aspect": lambda: rerender(e.user_decode, ref_size_for(e.user_decode)),
         "resize_interpolation": lambda: rerender(e.user_decode, resampler=("pil", "bilinear")),
@@ -168,7 +176,7 @@ def _alone(e: Explanation, reference_tensor: torch.Tensor) -> dict[str, Callable
         "double_normalization": lambda: feed(mapped(ref)),
         "external_normalization": lambda: feed(mapped(ref)),
         "transposed_hw": lambda: feed(ref.transpose(1, 2)),
-        "padding": lambda: feed(_pad(ref, e.padding, fill01)),
+        "padding": lambda: feed(_pad(ref, _given(e.padding, "padding"), fill01)),
         "resize_size": lambda: feed(at(e.reference_decode, e.size)),
         "resize_aspect": lambda: feed(at(e.reference_decode, e.size)),
         "resize_interpolation": lambda: feed(at(e.reference_decode, e.reference_size, e.resampler)),

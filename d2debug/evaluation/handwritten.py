@@ -33,6 +33,21 @@ __all__ = ["Case", "CASES", "MIN_SIZE_TEST", "MAX_SIZE_TEST"]
 MIN_SIZE_TEST = 320
 MAX_SIZE_TEST = 533
 
+
+def _imread(path: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
+    """``cv2.imread(path, flags)``, which returns ``None`` for a file it cannot read, as a script would check."""
+    img = cv2.imread(path, flags)
+    if img is None:
+        raise FileNotFoundError(f"{path}: cv2.imread cannot read it")
+    return img
+
+
+def _exif_transpose(im: Image.Image) -> Image.Image:
+    """``ImageOps.exif_transpose(im)``: a new upright image (older Pillow types it as optional)."""
+    out = ImageOps.exif_transpose(im)
+    assert out is not None
+    return out
+
 _IMAGENET_MEAN = [0.485, 0.456, 0.406]
 _IMAGENET_STD = [0.229, 0.224, 0.225]
 
@@ -74,7 +89,7 @@ def correct_cv2_imread_flip(path: str) -> dict:
     """cv2.imread, [:, :, ::-1] to RGB, detectron2's resize, from_numpy + permute + float."""
     from detectron2.data import transforms as T
 
-    img = cv2.imread(path)[:, :, ::-1]
+    img = _imread(path)[:, :, ::-1]
     h, w = img.shape[:2]
     resized = T.ResizeShortestEdge([MIN_SIZE_TEST, MIN_SIZE_TEST], MAX_SIZE_TEST).get_transform(img).apply_image(img)
     x = torch.from_numpy(resized.copy()).permute(2, 0, 1).float()
@@ -85,7 +100,7 @@ def correct_pil_exif_auginput(path: str) -> dict:
     """PIL + ImageOps.exif_transpose, then detectron2's AugInput / AugmentationList."""
     from detectron2.data import transforms as T
 
-    pil = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    pil = _exif_transpose(Image.open(path)).convert("RGB")
     image = np.asarray(pil)
     aug_input = T.AugInput(image)
     T.AugmentationList([T.ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)])(aug_input)
@@ -119,18 +134,18 @@ def correct_float64_roundtrip(path: str) -> dict:
 
 def correct_manual_pil_resize(path: str) -> dict:
     """The shortest-edge size rule worked out by hand, PIL BILINEAR resize, no detectron2 transforms."""
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    img = _exif_transpose(Image.open(path)).convert("RGB")
     w, h = img.size
     scale = MIN_SIZE_TEST / min(h, w)
     if h < w:
-        newh, neww = MIN_SIZE_TEST, scale * w
+        newh, neww = float(MIN_SIZE_TEST), scale * w
     else:
-        newh, neww = scale * h, MIN_SIZE_TEST
+        newh, neww = scale * h, float(MIN_SIZE_TEST)
     if max(newh, neww) > MAX_SIZE_TEST:
         s = MAX_SIZE_TEST / max(newh, neww)
         newh, neww = newh * s, neww * s
     newh, neww = int(newh + 0.5), int(neww + 0.5)
-    resized = img.resize((neww, newh), Image.BILINEAR)
+    resized = img.resize((neww, newh), Image.Resampling.BILINEAR)
     x = torch.from_numpy(np.array(resized, dtype=np.float32)).permute(2, 0, 1).contiguous()
     return {"image": x, "height": h, "width": w}
 
@@ -141,7 +156,7 @@ def correct_torchvision_functional(path: str) -> dict:
     from detectron2.data import transforms as T
     from torchvision.transforms import InterpolationMode
 
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    img = _exif_transpose(Image.open(path)).convert("RGB")
     newh, neww = T.ResizeShortestEdge.get_output_shape(img.height, img.width, MIN_SIZE_TEST, MAX_SIZE_TEST)
     img_r = TF.resize(img, [newh, neww], interpolation=InterpolationMode.BILINEAR)
     x = TF.pil_to_tensor(img_r).float()  # uint8 0..255 -> float, no scaling
@@ -153,7 +168,7 @@ def correct_v2_pil(path: str) -> dict:
     from detectron2.data import transforms as T
     from torchvision.transforms import v2
 
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")  # convert drops the alpha, as read_image
+    img = _exif_transpose(Image.open(path)).convert("RGB")  # convert drops the alpha, as read_image
     size = T.ResizeShortestEdge.get_output_shape(img.height, img.width, MIN_SIZE_TEST, MAX_SIZE_TEST)
     tf = v2.Compose([v2.Resize(tuple(size), interpolation=v2.InterpolationMode.BILINEAR), v2.PILToTensor(),
                      v2.ToDtype(torch.float32, scale=False)])
@@ -164,7 +179,7 @@ def correct_cv2_cvtcolor_numpy(path: str) -> np.ndarray:
     """cv2.imread + cvtColor(BGR2RGB) + detectron2's resize, saved as a bare 3xHxW float32 numpy array."""
     from detectron2.data import transforms as T
 
-    rgb = cv2.cvtColor(cv2.imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(_imread(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
     aug = T.ResizeShortestEdge(short_edge_length=[MIN_SIZE_TEST], max_size=MAX_SIZE_TEST, sample_style="choice")
     out = aug.get_transform(rgb).apply_image(rgb)
     return np.ascontiguousarray(out.transpose(2, 0, 1)).astype(np.float32)
@@ -195,7 +210,7 @@ def tv1_seed_article(path: str) -> dict:
     """cv2 resize to int(w * scale) x int(h * scale), then ToTensor + Normalize(0.5, 0.5)."""
     from torchvision import transforms
 
-    img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+    img = cv2.cvtColor(_imread(path), cv2.COLOR_BGR2RGB)
     h, w = img.shape[:2]
     scale = MIN_SIZE_TEST / min(h, w)
     img = cv2.resize(img, (int(w * scale), int(h * scale)))
@@ -207,7 +222,7 @@ def tv1_resize_no_clamp(path: str) -> dict:
     """torchvision Resize(320) with no max_size, PILToTensor().float() (values stay 0..255)."""
     from torchvision import transforms
 
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    img = _exif_transpose(Image.open(path)).convert("RGB")
     tf = transforms.Compose([transforms.Resize(MIN_SIZE_TEST), transforms.PILToTensor()])
     return {"image": tf(img).float(), "height": img.height, "width": img.width}
 
@@ -231,7 +246,7 @@ def tv2_uint8_batch(path: str) -> dict:
     from detectron2.data import transforms as T
     from torchvision.transforms import v2
 
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    img = _exif_transpose(Image.open(path)).convert("RGB")
     size = T.ResizeShortestEdge.get_output_shape(img.height, img.width, MIN_SIZE_TEST, MAX_SIZE_TEST)
     tf = v2.Compose([v2.PILToTensor(), v2.Resize(list(size), antialias=True)])
     return {"image": tf(img).unsqueeze(0), "height": img.height, "width": img.width}
@@ -241,7 +256,7 @@ def tv2_half_normalize(path: str) -> dict:
     """v2 Resize(320, max_size=533) (truncates), ToDtype(scale=True) + Normalize(0.5, 0.5)."""
     from torchvision.transforms import v2
 
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    img = _exif_transpose(Image.open(path)).convert("RGB")
     tf = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
                      v2.Resize(MIN_SIZE_TEST, max_size=MAX_SIZE_TEST, antialias=True),
                      v2.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])])
@@ -254,13 +269,13 @@ def tv2_half_normalize(path: str) -> dict:
 # --------------------------------------------------------------------------------------------------------------
 
 def dnn_blob_rgb_square(path: str) -> torch.Tensor:
-    img = cv2.imread(path)
+    img = _imread(path)
     blob = cv2.dnn.blobFromImage(img, scalefactor=1.0, size=(320, 320), mean=(0, 0, 0), swapRB=True, crop=False)
     return torch.from_numpy(blob)
 
 
 def dnn_blob_half_norm(path: str) -> dict:
-    img = cv2.imread(path)
+    img = _imread(path)
     blob = cv2.dnn.blobFromImage(img, 1 / 127.5, (320, 320), (127.5, 127.5, 127.5), swapRB=False, crop=False)
     return {"image": torch.from_numpy(blob[0]), "height": img.shape[0], "width": img.shape[1]}
 
@@ -271,7 +286,7 @@ def dnn_blob_half_norm(path: str) -> dict:
 
 def letterbox_640_cv2(path: str) -> dict:
     """yolov5's letterbox(img, 640, auto=False), BGR->RGB, the /255 dropped."""
-    img0 = cv2.imread(path)
+    img0 = _imread(path)
     h0, w0 = img0.shape[:2]
     new_shape = (640, 640)
     r = min(new_shape[0] / h0, new_shape[1] / w0)
@@ -289,12 +304,12 @@ def letterbox_320_pil(path: str) -> dict:
     """Letterbox into 320x320 with PIL (BILINEAR, grey 114 canvas), then ToTensor (0..1)."""
     from torchvision import transforms
 
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    img = _exif_transpose(Image.open(path)).convert("RGB")
     w, h = img.size
     r = min(320 / w, 320 / h)
     nw, nh = round(w * r), round(h * r)
     canvas = Image.new("RGB", (320, 320), (114, 114, 114))
-    canvas.paste(img.resize((nw, nh), Image.BILINEAR), ((320 - nw) // 2, (320 - nh) // 2))
+    canvas.paste(img.resize((nw, nh), Image.Resampling.BILINEAR), ((320 - nw) // 2, (320 - nh) // 2))
     return {"image": transforms.ToTensor()(canvas), "height": h, "width": w}
 
 
@@ -316,7 +331,7 @@ def pad_if_needed_544(path: str) -> dict:
     bottom = max(0, min_h - h - top)
     left = max(0, (min_w - w) // 2)
     right = max(0, min_w - w - left)
-    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
+    img = cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     return {"image": torch.as_tensor(img.astype("float32").transpose(2, 0, 1)), "height": h0, "width": w0}
 
 
@@ -324,7 +339,7 @@ def pad_divisible_32_bgr(path: str) -> dict:
     """cv2 BGR kept, correct resize, zero padding bottom/right to a multiple of 32."""
     from detectron2.data import transforms as T
 
-    img = cv2.imread(path)
+    img = _imread(path)
     h0, w0 = img.shape[:2]
     img = T.ResizeShortestEdge([MIN_SIZE_TEST, MIN_SIZE_TEST], MAX_SIZE_TEST).get_transform(img).apply_image(img)
     h, w = img.shape[:2]
@@ -357,7 +372,7 @@ def torch_interpolate_0_1(path: str) -> dict:
     """ToTensor-style /255, then F.interpolate(bilinear, align_corners=False) with no antialias."""
     from detectron2.data import transforms as T
 
-    img = np.asarray(ImageOps.exif_transpose(Image.open(path)).convert("RGB"))
+    img = np.asarray(_exif_transpose(Image.open(path)).convert("RGB"))
     h, w = img.shape[:2]
     newh, neww = T.ResizeShortestEdge.get_output_shape(h, w, MIN_SIZE_TEST, MAX_SIZE_TEST)
     x = torch.from_numpy(img.copy()).permute(2, 0, 1).float().div(255)
@@ -375,9 +390,9 @@ def web_upload_jpeg75(path: str) -> dict:
 
     with open(path, "rb") as f:
         upload = f.read()
-    img = ImageOps.exif_transpose(Image.open(io.BytesIO(upload))).convert("RGB")
+    pil = _exif_transpose(Image.open(io.BytesIO(upload))).convert("RGB")
     buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=75)
+    pil.save(buf, format="JPEG", quality=75)
     img = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
     out = T.ResizeShortestEdge([MIN_SIZE_TEST, MIN_SIZE_TEST], MAX_SIZE_TEST).get_transform(img).apply_image(img)
     return {"image": torch.as_tensor(out.astype("float32").transpose(2, 0, 1)), "height": img.shape[0],
@@ -391,7 +406,7 @@ def web_upload_exif_stripped(path: str) -> dict:
 
     buf = io.BytesIO()
     Image.open(path).convert("RGB").save(buf, "JPEG", quality=75)
-    img = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue()))).convert("RGB"))
+    img = np.asarray(_exif_transpose(Image.open(io.BytesIO(buf.getvalue()))).convert("RGB"))
     out = T.ResizeShortestEdge([MIN_SIZE_TEST, MIN_SIZE_TEST], MAX_SIZE_TEST).get_transform(img).apply_image(img)
     return {"image": torch.as_tensor(out.astype("float32").transpose(2, 0, 1)), "height": img.shape[0],
             "width": img.shape[1]}
@@ -415,7 +430,7 @@ def caffe_bgr_mean(path: str) -> dict:
     """cv2 BGR, correct resize, img - [103.53, 116.28, 123.675] (Caffe/MSRA BGR means), no division."""
     from detectron2.data import transforms as T
 
-    img = cv2.imread(path)
+    img = _imread(path)
     h, w = img.shape[:2]
     img = T.ResizeShortestEdge([MIN_SIZE_TEST] * 2, MAX_SIZE_TEST).get_transform(img).apply_image(img)
     img = img.astype(np.float32) - np.array([103.53, 116.28, 123.675], dtype=np.float32)
@@ -448,7 +463,7 @@ def transposed_cv2_bgr(path: str) -> dict:
     """cv2 BGR, cv2.resize INTER_LINEAR to the right size, permute(2, 1, 0)."""
     from detectron2.data import transforms as T
 
-    img = cv2.imread(path)
+    img = _imread(path)
     h, w = img.shape[:2]
     newh, neww = T.ResizeShortestEdge.get_output_shape(h, w, MIN_SIZE_TEST, MAX_SIZE_TEST)
     img = cv2.resize(img, (neww, newh), interpolation=cv2.INTER_LINEAR)
@@ -473,7 +488,7 @@ def tv1_centercrop_imagenet(path: str) -> dict:
     """The classifier recipe: Resize(320), CenterCrop(320), ToTensor, Normalize(ImageNet)."""
     from torchvision import transforms
 
-    img = ImageOps.exif_transpose(Image.open(path)).convert("RGB")
+    img = _exif_transpose(Image.open(path)).convert("RGB")
     tf = transforms.Compose([transforms.Resize(320), transforms.CenterCrop(320), transforms.ToTensor(),
                              transforms.Normalize(_IMAGENET_MEAN, _IMAGENET_STD)])
     return {"image": tf(img), "height": img.height, "width": img.width}
@@ -505,7 +520,7 @@ def rgba_premultiplied_cv2_area(path: str) -> dict:
     """cv2.IMREAD_UNCHANGED, colour multiplied by alpha (composited on black), BGR->RGB, cv2 INTER_AREA."""
     from detectron2.data import transforms as T
 
-    bgra = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    bgra = _imread(path, cv2.IMREAD_UNCHANGED)
     h, w = bgra.shape[:2]
     a = bgra[:, :, 3:4].astype(np.float32) / 255.0
     rgb = cv2.cvtColor(np.round(bgra[:, :, :3] * a).astype(np.uint8), cv2.COLOR_BGR2RGB)
@@ -522,7 +537,7 @@ def cv2_square_imagenet(path: str) -> dict:
     """cv2 RGB, cv2.resize to 320x320, ToTensor + Normalize(ImageNet)."""
     from torchvision import transforms
 
-    img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+    img = cv2.cvtColor(_imread(path), cv2.COLOR_BGR2RGB)
     h, w = img.shape[:2]
     img = cv2.resize(img, (320, 320))
     x = transforms.Normalize(_IMAGENET_MEAN, _IMAGENET_STD)(transforms.ToTensor()(img))
@@ -533,7 +548,7 @@ def resized_size_bgr_uint8(path: str) -> dict:
     """cv2 BGR, correct resize, uint8 tensor, and the RESIZED size as height/width."""
     from detectron2.data import transforms as T
 
-    img = cv2.imread(path)
+    img = _imread(path)
     img = T.ResizeShortestEdge([MIN_SIZE_TEST] * 2, MAX_SIZE_TEST).get_transform(img).apply_image(img)
     x = torch.from_numpy(img.copy()).permute(2, 0, 1)
     return {"image": x, "height": x.shape[1], "width": x.shape[2]}
@@ -583,7 +598,7 @@ def cv2_inter_nearest(path: str) -> dict:
     """cv2 RGB, cv2.resize INTER_NEAREST to the right size."""
     from detectron2.data import transforms as T
 
-    img = cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)
+    img = cv2.cvtColor(_imread(path), cv2.COLOR_BGR2RGB)
     h, w = img.shape[:2]
     newh, neww = T.ResizeShortestEdge.get_output_shape(h, w, MIN_SIZE_TEST, MAX_SIZE_TEST)
     img = cv2.resize(img, (neww, newh), interpolation=cv2.INTER_NEAREST)
@@ -594,7 +609,7 @@ def cv2_linear_no_size(path: str) -> dict:
     """cv2 RGB, cv2.resize INTER_LINEAR to the right size, {"image": x} only."""
     from detectron2.data import transforms as T
 
-    img = cv2.imread(path)[..., ::-1]
+    img = _imread(path)[..., ::-1]
     h, w = img.shape[:2]
     newh, neww = T.ResizeShortestEdge.get_output_shape(h, w, MIN_SIZE_TEST, MAX_SIZE_TEST)
     img = cv2.resize(np.ascontiguousarray(img), (neww, newh), interpolation=cv2.INTER_LINEAR)
