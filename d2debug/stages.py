@@ -31,9 +31,11 @@ __all__ = [
     "D2_DEFAULT_PIXEL_MEAN",
     "D2_DEFAULT_PIXEL_STD",
     "decode",
+    "model_order",
     "to_model_order",
     "resize_shape",
     "resize_image",
+    "resize",
     "to_input_tensor",
     "external_norm_values",
     "model_norm_values",
@@ -376,17 +378,22 @@ def _contiguous(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def to_model_order(image: np.ndarray, order: Order, cfg_format: Order, channel_order: ChannelOrder) -> np.ndarray:
-    """Return the ``HxWx3`` image in the channel order fed to the model.
-
-    ``cfg`` gives ``cfg_format`` (what ``cfg.INPUT.FORMAT`` wants, as ``DefaultPredictor`` does); ``swapped``
-    gives the other order (the classic BGR/RGB mix-up). A swap returns a contiguous copy with the values of
-    ``image[:, :, ::-1]`` (what ``DefaultPredictor`` hands to its resize), so the resize need not copy it again.
-    """
+def model_order(cfg_format: Order, channel_order: ChannelOrder) -> Order:
+    """The channel order fed to the model (``"BGR"``/``"RGB"``): ``cfg_format`` (``cfg.INPUT.FORMAT``, as
+    ``DefaultPredictor`` does) for ``cfg``, the other one for ``swapped`` (the classic BGR/RGB mix-up)."""
     if cfg_format not in ("BGR", "RGB"):
         raise D2DebugError(f"INPUT.FORMAT={cfg_format!r}: only BGR and RGB are supported")
-    want = cfg_format if channel_order == "cfg" else ("RGB" if cfg_format == "BGR" else "BGR")
-    return image if want == order else _contiguous(image[:, :, ::-1])
+    if channel_order == "cfg":
+        return cfg_format
+    return "RGB" if cfg_format == "BGR" else "BGR"
+
+
+def to_model_order(image: np.ndarray, order: Order, cfg_format: Order, channel_order: ChannelOrder) -> np.ndarray:
+    """Return the ``HxWx3`` image (``order`` channels) in the channel order fed to the model
+    (:func:`model_order`). A swap returns a contiguous copy with the values of ``image[:, :, ::-1]`` (what
+    ``DefaultPredictor`` hands to its resize), so the resize need not copy it again.
+    """
+    return image if model_order(cfg_format, channel_order) == order else _contiguous(image[:, :, ::-1])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -464,6 +471,25 @@ def resize_image(image: np.ndarray, new_h: int, new_w: int, interpolation: Inter
         kwargs["antialias"] = True
     out = torch.nn.functional.interpolate(t, size=(new_h, new_w), mode=mode, **kwargs)
     return out[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def resize(image: np.ndarray, spec: PipelineSpec, min_size_test: int, max_size_test: int) -> np.ndarray:
+    """The resize stage of ``spec`` on an ``HxWx3`` uint8 image (any channel order; channels are untouched).
+
+    The reference (``shortest_edge``, PIL ``bilinear``) is detectron2's own ``ResizeShortestEdge`` augmentation
+    exactly as ``DefaultPredictor`` applies it (``MIN_SIZE_TEST``/``MAX_SIZE_TEST`` from the config, or the
+    short side ``spec.resize_size``); any other policy is :func:`resize_shape` then :func:`resize_image`.
+    ``none`` returns ``image`` itself. Returns uint8 (PIL, cv2) or float32 0..255 (torch backends).
+    """
+    if spec.resize == "shortest_edge" and spec.interpolation == "bilinear" and spec.resize_backend == "pil":
+        from detectron2.data import transforms as T
+
+        short = spec.resize_size if isinstance(spec.resize_size, int) else min_size_test
+        return T.ResizeShortestEdge([short, short], max_size_test).get_transform(image).apply_image(image)
+    if spec.resize == "none":
+        return image
+    nh, nw = resize_shape(image.shape[0], image.shape[1], spec, min_size_test, max_size_test)
+    return resize_image(image, nh, nw, spec.interpolation, spec.resize_backend)
 
 
 # ---------------------------------------------------------------------------------------------------------------
