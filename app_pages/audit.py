@@ -23,8 +23,8 @@ from d2debug.audit.command import audit_args, audit_commands, default_host, defa
 from d2debug.errors import D2DebugError
 from d2debug.model import DEMO_AUDIT, DEMO_DIR
 from d2debug.ui import loaders, sidebar
+from d2debug.ui.state import Keys
 
-RESULT_KEY = "d2debug_audit"
 AUDIT_ROOT = Path(tempfile.gettempdir()) / "d2debug-audits"
 SOURCES = ("Sample images (demo set, with annotations)", "Folder or COCO json on this workstation")
 LABELS = {p.name: f"{p.label} ({p.change_text()})" for p in STANDARD_PITFALLS}
@@ -111,7 +111,7 @@ if go:
 
         audit = run_audit(sel.loaded, dataset, out_dir, pitfalls, progress=progress)
         bar.empty()
-        st.session_state[RESULT_KEY] = {
+        st.session_state[Keys.AUDIT] = {
             "summary": audit.summary,
             "figures": audit.figures,
             "outputs": {k: str(v) for k, v in audit.outputs.items()},
@@ -139,7 +139,7 @@ def show_summary(summary: dict) -> list:
     return summary_rows(summary)
 
 
-result = st.session_state.get(RESULT_KEY)
+result = st.session_state.get(Keys.AUDIT)
 if result is None:
     st.subheader("The shipped demo audit: the demo model on its 48 validation images")
     st.caption("Measured with `python -m d2debug audit --images sample_data/annotations.json` and shipped with the "
