@@ -132,10 +132,7 @@ def show_summary(summary: dict) -> list:
         st.warning(f"{failed['key']}: {failed['error']}")
     st.markdown("**Damage per pitfall** (most damaging first)")
     st.markdown(damage_chart_svg(summary), unsafe_allow_html=True)
-    table = pd.DataFrame(table_records(summary))
-    st.dataframe(table.style.format(precision=3, subset=["agreement F1"]).format(
-        precision=1, subset=[c for c in ("AP", "dAP", "AP50", "dAP50") if c in table]),
-        hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(table_records(summary)), hide_index=True, width="stretch")
     return summary_rows(summary)
 
 
