@@ -23,8 +23,8 @@ from d2debug.audit.command import audit_args, audit_commands, default_host, defa
 from d2debug.errors import D2DebugError
 from d2debug.samples import DEMO_AUDIT, SAMPLE_ANNOTATIONS
 from d2debug.ui import loaders, sidebar
+from d2debug.ui.state import Keys
 
-RESULT_KEY = "d2debug_audit"
 AUDIT_ROOT = Path(tempfile.gettempdir()) / "d2debug-audits"
 SOURCES = ("Sample images (demo set, with annotations)", "Folder or COCO json on this workstation")
 LABELS = {p.name: f"{p.label} ({p.change_text()})" for p in STANDARD_PITFALLS}
@@ -111,7 +111,7 @@ if go:
 
         audit = run_audit(sel.loaded, dataset, out_dir, pitfalls, progress=progress)
         bar.empty()
-        st.session_state[RESULT_KEY] = {
+        st.session_state[Keys.AUDIT] = {
             "summary": audit.summary,
             "figures": audit.figures,
             "outputs": {k: str(v) for k, v in audit.outputs.items()},
@@ -132,14 +132,11 @@ def show_summary(summary: dict) -> list:
         st.warning(f"{failed['key']}: {failed['error']}")
     st.markdown("**Damage per pitfall** (most damaging first)")
     st.markdown(damage_chart_svg(summary), unsafe_allow_html=True)
-    table = pd.DataFrame(table_records(summary))
-    st.dataframe(table.style.format(precision=3, subset=["agreement F1"]).format(
-        precision=1, subset=[c for c in ("AP", "dAP", "AP50", "dAP50") if c in table]),
-        hide_index=True, width="stretch")
+    st.dataframe(pd.DataFrame(table_records(summary)), hide_index=True, width="stretch")
     return summary_rows(summary)
 
 
-result = st.session_state.get(RESULT_KEY)
+result = st.session_state.get(Keys.AUDIT)
 if result is None:
     st.subheader("The shipped demo audit: the demo model on its 48 validation images")
     st.caption("Measured with `python -m d2debug audit --images sample_data/annotations.json` and shipped with the "

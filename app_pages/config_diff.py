@@ -12,8 +12,8 @@ from d2debug.errors import D2DebugError
 from d2debug.samples import DEPLOY_EXAMPLE
 from d2debug.ui import sidebar
 from d2debug.ui.loaders import save_upload
+from d2debug.ui.state import Keys
 
-RESULT_KEY = "d2debug_config_diff"
 TRAIN_SOURCES = ("The sidebar model's config", "Path on this workstation", "Upload")
 EXAMPLE_DEPLOY = "A typical hand-written deployment config (example)"
 DEPLOY_SOURCES = (EXAMPLE_DEPLOY, "Path on this workstation", "Upload", DEFAULTS_LABEL)
@@ -61,11 +61,11 @@ if train == "" or deploy == "":
 try:
     diff = diff_configs(train, deploy)
 except D2DebugError as exc:
-    st.session_state.pop(RESULT_KEY, None)
+    st.session_state.pop(Keys.CONFIG_DIFF, None)
     st.error(str(exc))
     st.stop()
 
-st.session_state[RESULT_KEY] = diff.to_dict()
+st.session_state[Keys.CONFIG_DIFF] = diff.to_dict()
 c1, c2, c3 = st.columns(3)
 c1.metric("Keys compared", diff.n_keys)
 c2.metric("Keys that differ", len(diff.differences))

@@ -12,8 +12,8 @@ from d2debug.doctor.examples import EXAMPLES, example_input
 from d2debug.errors import D2DebugError
 from d2debug.ui import charts, sidebar
 from d2debug.ui.loaders import file_key
+from d2debug.ui.state import Keys
 
-RESULT_KEY = "d2debug_doctor"
 EXAMPLE = "Example made like a real script"
 FUNCTION = "Your preprocessing function"
 SOURCES = ("Upload", "Path on this workstation")
@@ -75,7 +75,7 @@ if sel.image is None and not is_example:
     st.info("Choose an image in the sidebar: the one your input was made from.")
     st.stop()
 if source is None:
-    for k in (RESULT_KEY, f"_{RESULT_KEY}_diag", f"_{RESULT_KEY}_key"):
+    for k in (Keys.DOCTOR, f"_{Keys.DOCTOR}_diag", f"_{Keys.DOCTOR}_key"):
         st.session_state.pop(k, None)  # what is shown is always the diagnosis of the input chosen now
     st.info("Give your saved model input to diagnose it.")
     st.stop()
@@ -85,9 +85,9 @@ if is_example:
     st.caption(f"The example runs on the sample image **{image.name}** with the sidebar's model; choose Upload or "
                "Path above to diagnose your own saved input for the sidebar's image.")
 run_key = f"{sel.model_key}|{file_key(image)}|{source_key}|{fp_key}"
-if st.session_state.get(f"_{RESULT_KEY}_key") != run_key:
-    st.session_state.pop(RESULT_KEY, None)
-    st.session_state.pop(f"_{RESULT_KEY}_diag", None)
+if st.session_state.get(f"_{Keys.DOCTOR}_key") != run_key:
+    st.session_state.pop(Keys.DOCTOR, None)
+    st.session_state.pop(f"_{Keys.DOCTOR}_diag", None)
     try:
         fingerprint = None
         if fp_source is not None:
@@ -107,11 +107,11 @@ if st.session_state.get(f"_{RESULT_KEY}_key") != run_key:
     except D2DebugError as exc:
         st.error(str(exc))
         st.stop()
-    st.session_state[f"_{RESULT_KEY}_key"] = run_key
-    st.session_state[f"_{RESULT_KEY}_diag"] = diag
-    st.session_state[RESULT_KEY] = diag.to_dict()
-diag = st.session_state[f"_{RESULT_KEY}_diag"]
-result = st.session_state[RESULT_KEY]
+    st.session_state[f"_{Keys.DOCTOR}_key"] = run_key
+    st.session_state[f"_{Keys.DOCTOR}_diag"] = diag
+    st.session_state[Keys.DOCTOR] = diag.to_dict()
+diag = st.session_state[f"_{Keys.DOCTOR}_diag"]
+result = st.session_state[Keys.DOCTOR]
 
 c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Reference input", "x".join(map(str, result["reference"]["shape"])))

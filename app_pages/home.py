@@ -8,9 +8,7 @@ from d2debug.pitfalls import PITFALLS, STAGES, pitfall_stage
 from d2debug.session import outputs_text, pipeline_at_a_glance
 from d2debug.ui import loaders, sidebar
 from d2debug.ui.nav import STAGE_PAGES
-from d2debug.ui.stage_page import PITFALL_PARAM
-
-SENSITIVITY_KEY = "d2debug_sensitivity"
+from d2debug.ui.state import Keys
 
 sel = sidebar()
 st.title("d2debug: what your preprocessing does to your Detectron2 model")
@@ -56,7 +54,7 @@ if ref is not None:
         rows.append(loaders.pitfall_row(sel.loaded, sel.model_key, sel.image, pitfall, ref))
     bar.empty()
     rows.sort(key=lambda r: r.damage_key())
-    st.session_state[SENSITIVITY_KEY] = [r.to_dict() for r in rows]
+    st.session_state[Keys.SENSITIVITY] = [r.to_dict() for r in rows]
 
     head = st.columns([4, 1, 1, 1, 1, 2])
     for c, h in zip(head, ["Pitfall", score_name, "Lost", "Extra", "Class flips", "Page"]):
@@ -76,4 +74,4 @@ if ref is not None:
         with c[5]:
             stage = pitfall_stage(r.pitfall)
             # Opens the stage page with this pitfall already set.
-            st.page_link(STAGE_PAGES[stage].file, label=STAGES[stage][0], query_params={PITFALL_PARAM: r.pitfall.name})
+            st.page_link(STAGE_PAGES[stage].file, label=STAGES[stage][0], query_params={Keys.PITFALL_PARAM: r.pitfall.name})

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from .errors import D2DebugError
-from .stages import PipelineSpec, parse_assignment
+from .stages import PipelineSpec, StageValueError, parse_assignment
 
 __all__ = [
     "REFERENCE",
@@ -156,7 +156,9 @@ def _custom_variant(text: str) -> Pitfall:
         try:
             key, value = parse_assignment(part)
             probe = probe.replace(**{key: value})  # validates the value now, not in the middle of a run
+        except StageValueError as exc:
+            raise D2DebugError(f"--variants {text!r}: {exc.field} {exc.reason}") from None
         except D2DebugError as exc:
-            raise D2DebugError(f"--variants {text!r}: {str(exc).split(': ', 1)[-1]}") from None
+            raise D2DebugError(f"--variants {text!r}: {exc}") from None
         changes.append((key, value))
     return Pitfall(name, name, tuple(changes), "custom variant")

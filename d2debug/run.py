@@ -28,8 +28,8 @@ from .stages import (
     PipelineSpec,
     decode,
     model_norm_values,
-    resize_image,
-    resize_shape,
+    model_order,
+    resize,
     to_input_tensor,
     to_model_order,
 )
@@ -60,14 +60,18 @@ def reference_spec(cfg=None, device: Optional[str] = None) -> PipelineSpec:
 class RunResult:
     """What one pipeline produced for one image.
 
-    - ``input_tensor``: ``3xHxW`` float32 on CPU, what was fed as ``"image"`` (channel order ``fed_order``).
+    - ``image``: the decoded ``HxWx3`` uint8 image in channel order ``image_order`` (``0x0x3`` for a tensor run,
+      whose ``image_order`` is then ``fed_order``).
+    - ``input_tensor``: ``3xHxW`` float32 on CPU, what was fed as ``"image"`` (channel order ``fed_order``,
+      ``cfg.INPUT.FORMAT`` or the other one for ``channel_order="swapped"``).
     - ``backbone_input``: ``3xHxW`` float32 on CPU, ``(x - PIXEL_MEAN) / PIXEL_STD`` as the backbone sees it,
       cropped to the image (no padding).
     - ``boxes``: ``Nx4`` float32 ``XYXY_ABS`` in ``frame`` (``original``: the decoded image's frame;
       ``resized``: the model input's frame, what you get when height/width are omitted); ``scores`` ``N``
       float32; ``classes`` ``N`` int64 (0-based).
     - ``original_size`` / ``input_size``: ``(h, w)`` of the decoded image and of the model input.
-    - ``timings``: seconds per step (decode, preprocess, forward).
+    - ``timings``: seconds per step (decode and preprocess when :func:`run` did them, forward).
+    - ``notes``: what the decode converted (see :class:`~d2debug.stages.Decoded`).
     - ``decoded``: the :class:`~d2debug.stages.Decoded` image the run started from (``None`` for a tensor run).
     - What else the model predicts, in ``frame`` like the boxes (``None`` when it does not): ``masks`` ``NxHxW``
       bool (pasted by detectron2's ``detector_postprocess``, one per detection); ``keypoints`` ``NxKx3``
@@ -90,9 +94,9 @@ class RunResult:
     original_size: tuple[int, int]
     input_size: tuple[int, int]
     scale: tuple[float, float]
-    timings: dict[str, float] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-    decoded: Optional[Decoded] = field(default=None, repr=False)  # the decode this run used (None: a tensor run)
+    timings: dict[str, float]
+    notes: tuple[str, ...]
+    decoded: Optional[Decoded] = field(repr=False)  # the decode this run used (None: a tensor run)
     raw: Optional["RawOutput"] = field(default=None, repr=False)  # the forward pass before post-processing
     masks: Optional[np.ndarray] = field(default=None, repr=False)
     keypoints: Optional[np.ndarray] = field(default=None, repr=False)
@@ -169,27 +173,17 @@ def _model_settings(model: torch.nn.Module, mean, std, score: Optional[float], n
         model.pixel_mean, model.pixel_std = saved
 
 
-def prepare(cfg, dec: Decoded, spec: PipelineSpec) -> tuple[torch.Tensor, tuple[int, int], Order]:
-    """The host-side stages after decoding: channel order, resize, value range / external normalization.
+def prepare(cfg, dec: Decoded, spec: PipelineSpec) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The host-side stages after decoding, chained: channel order, resize, value range / external
+    normalization (one function of :mod:`~d2debug.stages` each).
 
-    ``dec``: the decoded image (from ``spec.decoder``). Returns the ``3xHxW`` float32 model input, the original
-    ``(h, w)`` and the channel order fed to the model (``"BGR"``/``"RGB"``).
+    ``dec``: the decoded image (from ``spec.decoder``). Returns the ``3xHxW`` float32 model input (channel order
+    :func:`~d2debug.stages.model_order` of ``cfg.INPUT.FORMAT`` and ``spec.channel_order``) and the original
+    ``(h, w)``.
     """
     img = to_model_order(dec.image, dec.order, cfg.INPUT.FORMAT, spec.channel_order)
-    fed_order: Order = cfg.INPUT.FORMAT if spec.channel_order == "cfg" else ("RGB" if cfg.INPUT.FORMAT == "BGR" else "BGR")
-    h, w = img.shape[:2]
-    if spec.resize == "shortest_edge" and spec.interpolation == "bilinear" and spec.resize_backend == "pil":
-        # The reference resize: detectron2's own augmentation, exactly as DefaultPredictor applies it.
-        from detectron2.data import transforms as T
-
-        short = spec.resize_size if isinstance(spec.resize_size, int) else cfg.INPUT.MIN_SIZE_TEST
-        resized = T.ResizeShortestEdge([short, short], cfg.INPUT.MAX_SIZE_TEST).get_transform(img).apply_image(img)
-    else:
-        nh, nw = resize_shape(h, w, spec, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-        resized = img if (nh, nw) == (h, w) and spec.resize == "none" else resize_image(
-            img, nh, nw, spec.interpolation, spec.resize_backend
-        )
-    return to_input_tensor(resized, spec.value_range, spec.external_norm), (h, w), fed_order
+    resized = resize(img, spec, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    return to_input_tensor(resized, spec.value_range, spec.external_norm), img.shape[:2]
 
 
 def preprocess(cfg, image: str | Path | Decoded, spec: Optional[PipelineSpec] = None) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -197,8 +191,7 @@ def preprocess(cfg, image: str | Path | Decoded, spec: Optional[PipelineSpec] = 
     ``(3xHxW float32 tensor, original (h, w))``."""
     spec = spec or PipelineSpec()
     dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
-    tensor, size, _ = prepare(cfg, dec, spec)
-    return tensor, size
+    return prepare(cfg, dec, spec)
 
 
 class ForwardCache:
@@ -236,31 +229,27 @@ def run(loaded: LoadedModel, image: str | Path | Decoded, spec: PipelineSpec,
     t0 = time.perf_counter()
     dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
     t1 = time.perf_counter()
-    tensor, size, fed_order = prepare(loaded.cfg, dec, spec)
-    t2 = time.perf_counter()
-    result = run_prepared(loaded, tensor, size, spec, cache)
-    result.timings = {"decode": t1 - t0, "preprocess": t2 - t1, **result.timings}
-    result.image = dec.image
-    result.image_order = dec.order
-    result.fed_order = fed_order
-    result.notes = dec.notes + result.notes
-    result.decoded = dec
-    return result
+    tensor, size = prepare(loaded.cfg, dec, spec)
+    host = {"decode": t1 - t0, "preprocess": time.perf_counter() - t1}
+    return run_prepared(loaded, tensor, size, spec, cache, decoded=dec, host_timings=host)
 
 
 def run_prepared(loaded: LoadedModel, tensor: torch.Tensor, original: tuple[int, int], spec: PipelineSpec,
-                 cache: Optional[ForwardCache] = None) -> RunResult:
+                 cache: Optional[ForwardCache] = None, decoded: Optional[Decoded] = None,
+                 host_timings: Optional[dict[str, float]] = None) -> RunResult:
     """The model part of :func:`run`: feed ``tensor`` (``3xHxW`` float32, what :func:`prepare` made of an
     image whose original size is ``original`` ``(h, w)``), reusing a forward pass ``cache`` already holds for
-    an equal input. The result has no decoded image (``image`` is empty); :func:`run` adds it."""
+    an equal input. ``decoded``: the image ``tensor`` was prepared from (the result's ``image``; without it the
+    image is empty); ``host_timings``: the seconds the host-side steps took, put before ``forward``."""
     key = ForwardCache.key(spec)
     known = cache.get(tensor, key) if cache is not None else None
     if known is not None and known.spec.original_size == spec.original_size and known.original_size == original:
-        return dataclasses.replace(known, spec=spec, timings={"forward": 0.0}, notes=())
-    if known is not None and known.raw is not None:
-        return run_tensor(loaded, tensor, spec, original_size=original, raw=known.raw)
-    result = run_tensor(loaded, tensor, spec, original_size=original)
-    if cache is not None:
+        # The same forward pass and frame: only what this pipeline did on the host differs.
+        return dataclasses.replace(known, spec=spec, **_host_fields(loaded, spec, decoded, host_timings, 0.0))
+    raw = known.raw if known is not None else None
+    result = run_tensor(loaded, tensor, spec, original_size=original, raw=raw, decoded=decoded,
+                        host_timings=host_timings)
+    if cache is not None and raw is None:
         cache.put(tensor, key, result)
     return result
 
@@ -278,8 +267,8 @@ def run_batch(loaded: LoadedModel, items: list[tuple[torch.Tensor, tuple[int, in
     forwards = _forward(loaded, [(t, s, o) for t, o, s in items])
     seconds = (time.perf_counter() - t0) / len(items)
     results = []
-    for (tensor, original, spec), (outputs, backbone, raw) in zip(items, forwards):
-        result = _result(loaded, tensor, spec, original, outputs, backbone, raw, seconds)
+    for (tensor, original, spec), forward in zip(items, forwards):
+        result = _result(loaded, tensor, spec, original, forward, _host_fields(loaded, spec, None, None, seconds))
         if cache is not None:
             cache.put(tensor, ForwardCache.key(spec), result)
         results.append(result)
@@ -310,12 +299,14 @@ def run_tensor(
     spec: PipelineSpec,
     original_size: Optional[tuple[int, int]] = None,
     raw: Optional[RawOutput] = None,
+    decoded: Optional[Decoded] = None,
+    host_timings: Optional[dict[str, float]] = None,
 ) -> RunResult:
     """Feed a ``3xHxW`` float32 tensor to the model with the model-side settings of ``spec`` (model_norm,
     thresholds, precision, device, original_size). ``original_size`` is ``(h, w)`` passed as height/width
     when ``spec.original_size == "pass"``; when ``None`` the tensor's own size is used. ``raw``: the
     :class:`RawOutput` of a forward pass of this same tensor with the same model-side settings (the frame
-    aside): only the post-processing runs."""
+    aside): only the post-processing runs. ``decoded`` / ``host_timings``: as for :func:`run_prepared`."""
     from detectron2.modeling.postprocessing import detector_postprocess
 
     if not isinstance(tensor, torch.Tensor) or tensor.dim() != 3 or tensor.shape[0] != 3:
@@ -331,20 +322,34 @@ def run_tensor(
         backbone = raw.backbone_input
     else:
         ((outputs, backbone, raw),) = _forward(loaded, [(tensor, spec, orig)])
-    return _result(loaded, tensor, spec, orig, outputs, backbone, raw, time.perf_counter() - t0)
+    host = _host_fields(loaded, spec, decoded, host_timings, time.perf_counter() - t0)
+    return _result(loaded, tensor, spec, orig, (outputs, backbone, raw), host)
 
 
-def _result(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig: tuple[int, int], outputs: dict,
-            backbone: torch.Tensor, raw: Optional[RawOutput], seconds: float) -> RunResult:
-    """The :class:`RunResult` of one forward pass's ``outputs`` for the input ``tensor``."""
+def _host_fields(loaded: LoadedModel, spec: PipelineSpec, decoded: Optional[Decoded],
+                 host_timings: Optional[dict[str, float]], forward_seconds: float) -> dict:
+    """The :class:`RunResult` fields that say what happened before the forward pass: the decoded image (empty
+    without one), its order, the order fed to the model, the decode's notes and the timings."""
+    fed = model_order(loaded.cfg.INPUT.FORMAT, spec.channel_order)
+    return {
+        "image": decoded.image if decoded is not None else np.zeros((0, 0, 3), np.uint8),
+        "image_order": decoded.order if decoded is not None else fed,
+        "fed_order": fed,
+        "notes": decoded.notes if decoded is not None else (),
+        "decoded": decoded,
+        "timings": {**(host_timings or {}), "forward": forward_seconds},
+    }
+
+
+def _result(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig: tuple[int, int],
+            forward: tuple[dict, torch.Tensor, Optional[RawOutput]], host: dict) -> RunResult:
+    """The :class:`RunResult` of one forward pass (``(outputs, backbone input, raw)``) for the input ``tensor``;
+    ``host``: :func:`_host_fields`."""
+    outputs, backbone, raw = forward
     in_h, in_w = int(tensor.shape[1]), int(tensor.shape[2])
-    pred = _predictions(outputs)
     return RunResult(
         spec=spec,
         device=_device_name(spec.device),
-        image=np.zeros((0, 0, 3), np.uint8),
-        image_order=loaded.cfg.INPUT.FORMAT,
-        fed_order=loaded.cfg.INPUT.FORMAT,
         input_tensor=tensor.detach().cpu(),
         backbone_input=backbone,
         class_names=list(loaded.class_names),
@@ -353,10 +358,9 @@ def _result(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig:
         original_size=(int(orig[0]), int(orig[1])),
         input_size=(in_h, in_w),
         scale=(in_w / orig[1], in_h / orig[0]),
-        timings={"forward": seconds},
-        notes=(),
         raw=raw,
-        **pred,
+        **host,
+        **_predictions(outputs),
     )
 
 

@@ -6,6 +6,7 @@ and the speed benchmark can time exactly what a page toggle costs. All pictures 
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from .stats import TensorStats, histogram_records, shared_histograms
 __all__ = [
     "ReferenceView",
     "ComparisonView",
+    "comparison_record",
     "SensitivityRow",
     "GlanceRow",
     "prepare_reference",
@@ -135,20 +137,9 @@ class ComparisonView:
         }
 
     def to_dict(self) -> dict:
-        names = ("reference", "variant")
-        return {
-            "image": self.image_name,
-            "model": self.model_summary,
-            "differences": {k: {"reference": a, "variant": b} for k, (a, b) in self.differences.items()},
-            "reference_spec": self.reference.spec.to_dict(),
-            "variant_spec": self.variant.spec.to_dict(),
-            "agreement": self.agreement.to_dict(),
-            "reference": self.reference.summary(),
-            "variant": self.variant.summary(),
-            "model_input_stats": {n: s.to_dict() for n, s in zip(names, self.input_stats)},
-            "backbone_input_stats": {n: s.to_dict() for n, s in zip(names, self.backbone_stats)},
-            "channels": self.channel_labels,
-        }
+        """The numbers as :func:`comparison_record` (the shape of ``python -m d2debug compare --json``)."""
+        return comparison_record(self.image_name, self.model_summary, self.reference, self.variant, self.agreement,
+                                 self.input_stats, self.backbone_stats)
 
     def to_json(self) -> str:
         """The numbers, for a bug report or a teammate."""
@@ -192,6 +183,41 @@ def run_variant(loaded: LoadedModel, image: Union[str, Path], variant_spec: Pipe
     return run(loaded, reference.decoded if same else image, variant_spec)
 
 
+def comparison_record(image: str, model: dict, reference: RunResult, variant: RunResult, agreement: Agreement,
+                      input_stats: tuple[TensorStats, TensorStats],
+                      backbone_stats: tuple[TensorStats, TensorStats]) -> dict:
+    """THE JSON form of reference vs variant on one image: ``python -m d2debug compare --json`` prints it and
+    the stage pages download it (its keys are a public contract: scripts read them).
+
+    ``image``: the image's name or path; ``model``: ``LoadedModel.describe()``; ``input_stats`` /
+    ``backbone_stats``: (reference, variant) :class:`TensorStats` of the model input and of what the backbone
+    sees. Keys: ``image``, ``model``, ``reference_spec``, ``variant_spec`` (every field as the CLI writes it),
+    ``changed`` (``{field: {reference, variant}}``), ``reference`` / ``variant`` (``RunResult.summary()``),
+    ``agreement``, ``stats`` (``{model_input|backbone_input: {reference|variant: {channel: {mean, std, min,
+    max}}}}``, each tensor channel named by the colour the REFERENCE fed there, e.g. ``R``/``G``/``B`` of an
+    RGB model) and ``channels`` (what each pipeline put in channel 0, 1, 2, e.g. ``ch0 ref R / variant B``).
+    """
+    names = tuple(reference.fed_order)
+
+    def stats(pair: tuple[TensorStats, TensorStats]) -> dict:
+        return {side: dataclasses.replace(st, channel_names=names).to_dict()
+                for side, st in zip((REFERENCE, "variant"), pair)}
+
+    changed = reference.spec.differences(variant.spec)
+    return {
+        "image": image,
+        "model": model,
+        "reference_spec": reference.spec.to_dict(),
+        "variant_spec": variant.spec.to_dict(),
+        "changed": {k: {REFERENCE: r, "variant": v} for k, (r, v) in changed.items()},
+        REFERENCE: reference.summary(),
+        "variant": variant.summary(),
+        "agreement": agreement.to_dict(),
+        "stats": {"model_input": stats(input_stats), "backbone_input": stats(backbone_stats)},
+        "channels": _channel_labels(reference, variant),
+    }
+
+
 def compare_variant(
     loaded: LoadedModel,
     image: Union[str, Path],
@@ -219,7 +245,6 @@ def compare_variant(
     labels = _channel_labels(ref_result, var)
     in_stats = shared_histograms([ref_result.input_tensor, var.input_tensor], labels, bins)
     bb_stats = shared_histograms([ref_result.backbone_input, var.backbone_input], labels, bins)
-    desc = loaded.describe()
     return ComparisonView(
         reference=ref_result,
         variant=var,
@@ -235,8 +260,7 @@ def compare_variant(
         backbone_hist=histogram_records(bb_stats, (REFERENCE, "variant")),
         image_name=Path(image).name,
         reference_view=ref_view,
-        model_summary={k: desc[k] for k in ("config", "weights", "architecture", "input_format", "pixel_mean",
-                                             "pixel_std", "min_size_test", "max_size_test", "device")},
+        model_summary=loaded.describe(),
     )
 
 

@@ -15,7 +15,7 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
@@ -26,14 +26,18 @@ __all__ = [
     "PipelineSpec",
     "Decoded",
     "FIELD_CHOICES",
+    "StageValueError",
+    "check_value",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "D2_DEFAULT_PIXEL_MEAN",
     "D2_DEFAULT_PIXEL_STD",
     "decode",
+    "model_order",
     "to_model_order",
     "resize_shape",
     "resize_image",
+    "resize",
     "to_input_tensor",
     "external_norm_values",
     "model_norm_values",
@@ -60,22 +64,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 D2_DEFAULT_PIXEL_MEAN = (103.53, 116.28, 123.675)
 D2_DEFAULT_PIXEL_STD = (1.0, 1.0, 1.0)
 
-FIELD_CHOICES: dict[str, tuple[str, ...]] = {
-    "decoder": ("detectron2", "cv2", "pil", "pil_exif"),
-    "channel_order": ("cfg", "swapped"),
-    "resize": ("shortest_edge", "shortest_edge_noclamp", "fixed", "none"),
-    "interpolation": ("nearest", "bilinear", "bicubic", "area", "lanczos"),
-    "resize_backend": ("pil", "cv2", "torch", "torch_antialias"),
-    "value_range": ("0_255", "0_1"),
-    "external_norm": ("none", "imagenet", "half", "custom:m1,m2,m3/s1,s2,s3"),
-    "model_norm": ("cfg", "d2_default", "custom:m1,m2,m3/s1,s2,s3"),
-    "original_size": ("pass", "omit"),
-    "precision": ("fp32", "fp16"),
-    "device": ("cpu", "cuda"),
-    "score_thresh": ("cfg", "<float in [0, 1]>"),
-    "nms_thresh": ("cfg", "<float in [0, 1]>"),
-    "resize_size": ("cfg", "<short side, e.g. 320>", "<WxH for fixed, e.g. 320x320>"),
-}
+MAX_SIZE = 8192  # the largest resize_size side accepted, in pixels
+
+
+class StageValueError(D2DebugError):
+    """A bad value for one :class:`PipelineSpec` field, as data: ``field``, ``value`` (as given: the typed value,
+    or the text that did not parse) and ``reason``. ``str``: the one line ``field=value: reason``."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field, self.value, self.reason = field, value, reason
+        shown = f"{value[0]}x{value[1]}" if isinstance(value, tuple) and len(value) == 2 else repr(value)
+        super().__init__(f"{field}={shown}: {reason}")
+
+    def __reduce__(self):
+        # Crosses process boundaries (DataLoader workers, torch.distributed): rebuilt from its fields.
+        return type(self), (self.field, self.value, self.reason)
 
 
 @dataclass(frozen=True)
@@ -103,34 +106,16 @@ class PipelineSpec:
     nms_thresh: Optional[float] = None
 
     def __post_init__(self) -> None:
-        for name in ("decoder", "channel_order", "resize", "interpolation", "resize_backend", "value_range",
-                     "original_size", "precision", "device"):
-            value = getattr(self, name)
-            if value not in FIELD_CHOICES[name]:
-                raise D2DebugError(f"{name}={value!r} is not one of {', '.join(FIELD_CHOICES[name])}")
-        external_norm_values(self.external_norm)
-        if self.model_norm.startswith(CUSTOM):
-            _parse_mean_std(self.model_norm, "model_norm")
-        elif self.model_norm not in ("cfg", "d2_default"):
-            raise D2DebugError(f"model_norm={self.model_norm!r} is not one of cfg, d2_default, custom:m1,m2,m3/s1,s2,s3")
+        for f in dataclasses.fields(self):
+            check_value(f.name, getattr(self, f.name))
         rs = self.resize_size
-        if isinstance(rs, tuple):
-            if self.resize != "fixed":
-                raise D2DebugError(f"resize_size={rs[0]}x{rs[1]} (WxH) only applies to resize=fixed")
-            if not all(isinstance(v, int) and 1 <= v <= 8192 for v in rs):
-                raise D2DebugError(f"resize_size={rs!r} must be two sizes between 1 and 8192")
-        elif rs is not None and not (isinstance(rs, int) and 1 <= rs <= 8192):
-            raise D2DebugError(f"resize_size={rs!r} must be a size between 1 and 8192 pixels")
-        for name in ("score_thresh", "nms_thresh"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, float) and 0.0 <= v <= 1.0):
-                raise D2DebugError(f"{name}={v!r} must be a float between 0 and 1, or cfg")
+        if isinstance(rs, tuple) and self.resize != "fixed":
+            raise StageValueError("resize_size", rs, "a WxH size only applies to resize=fixed")
         if self.resize_backend in ("torch", "torch_antialias") and self.interpolation == "lanczos":
-            raise D2DebugError("interpolation=lanczos is not available with resize_backend=torch")
+            raise StageValueError("interpolation", "lanczos", "not available with resize_backend=torch")
         if self.resize_backend == "torch_antialias" and self.interpolation not in ("bilinear", "bicubic"):
-            raise D2DebugError(
-                f"resize_backend=torch_antialias supports bilinear and bicubic only, not {self.interpolation}"
-            )
+            raise StageValueError("interpolation", self.interpolation,
+                                  "resize_backend=torch_antialias supports bilinear and bicubic only")
 
     def replace(self, **changes) -> "PipelineSpec":
         """A copy with some fields changed (validated)."""
@@ -160,41 +145,72 @@ class PipelineSpec:
         return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
 
+# The values of each field: a Literal field's are its type's; the free-form ones are described.
+_FREE_FORM: dict[str, tuple[str, ...]] = {
+    "external_norm": ("none", "imagenet", "half", "custom:m1,m2,m3/s1,s2,s3"),
+    "model_norm": ("cfg", "d2_default", "custom:m1,m2,m3/s1,s2,s3"),
+    "score_thresh": ("cfg", "<float in [0, 1]>"),
+    "nms_thresh": ("cfg", "<float in [0, 1]>"),
+    "resize_size": ("cfg", "<short side, e.g. 320>", "<WxH for fixed, e.g. 320x320>"),
+}
+_HINTS = get_type_hints(PipelineSpec)
+FIELD_CHOICES: dict[str, tuple[str, ...]] = {
+    f.name: get_args(_HINTS[f.name]) if get_origin(_HINTS[f.name]) is Literal else _FREE_FORM[f.name]
+    for f in dataclasses.fields(PipelineSpec)
+}
+
+
+def check_value(name: str, value: object) -> None:
+    """THE check of one :class:`PipelineSpec` field's typed value (``None`` is the config's value where a field
+    allows it); the CLI's ``--set`` and the spec itself both go through it. Raises :class:`StageValueError`."""
+    if name in ("external_norm", "model_norm"):
+        if not isinstance(value, str):
+            raise StageValueError(name, value, f"is not one of {', '.join(FIELD_CHOICES[name])}")
+        if name == "external_norm":
+            external_norm_values(value)
+        elif value.startswith(CUSTOM):
+            _parse_mean_std(value, name)
+        elif value not in ("cfg", "d2_default"):
+            raise StageValueError(name, value, f"is not one of {', '.join(FIELD_CHOICES[name])}")
+    elif name in ("score_thresh", "nms_thresh"):
+        if value is not None and not (isinstance(value, float) and 0.0 <= value <= 1.0):
+            raise StageValueError(name, value, "must be a float between 0 and 1, or cfg")
+    elif name == "resize_size":
+        sides = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+        if value is not None and not all(isinstance(v, int) for v in sides):
+            raise StageValueError(name, value, "must be a short side (e.g. 320) or WxH")
+        if value is not None and not all(1 <= v <= MAX_SIZE for v in sides):
+            raise StageValueError(name, value, f"out of range (1..{MAX_SIZE} pixels)")
+    elif name not in FIELD_CHOICES:
+        raise StageValueError(name, value, f"unknown key (known: {', '.join(FIELD_CHOICES)})")
+    elif value not in FIELD_CHOICES[name]:
+        raise StageValueError(name, value, f"is not one of {', '.join(FIELD_CHOICES[name])}")
+
+
 def parse_assignment(text: str) -> tuple[str, object]:
-    """Parse ``KEY=VALUE`` into a field name and a typed value. Raises :class:`D2DebugError` naming the problem."""
+    """Parse ``KEY=VALUE`` (the CLI's ``--set``) into a field name and its typed value, checked by
+    :func:`check_value`. Raises :class:`StageValueError` for a bad value, :class:`D2DebugError` for text that
+    is not ``KEY=VALUE`` of a known key."""
     if "=" not in text:
-        raise D2DebugError(f"--set {text!r}: expected KEY=VALUE")
+        raise D2DebugError(f"{text!r}: expected KEY=VALUE")
     key, value = (s.strip() for s in text.split("=", 1))
-    names = [f.name for f in dataclasses.fields(PipelineSpec)]
-    if key not in names:
-        raise D2DebugError(f"--set {text!r}: unknown key {key!r} (known: {', '.join(names)})")
-    if key in ("score_thresh", "nms_thresh"):
-        if value == "cfg":
-            return key, None
+    if key not in FIELD_CHOICES:
+        raise D2DebugError(f"{text!r}: unknown key {key!r} (known: {', '.join(FIELD_CHOICES)})")
+    typed: object = value
+    if key in ("score_thresh", "nms_thresh", "resize_size") and value == "cfg":
+        typed = None
+    elif key in ("score_thresh", "nms_thresh"):
         try:
-            v = float(value)
+            typed = float(value)
         except ValueError:
-            raise D2DebugError(f"--set {text!r}: {key} must be a float between 0 and 1, or cfg") from None
-        if not 0.0 <= v <= 1.0:
-            raise D2DebugError(f"--set {text!r}: {key} must be between 0 and 1")
-        return key, v
-    if key == "resize_size":
-        if value == "cfg":
-            return key, None
+            raise StageValueError(key, value, "must be a float between 0 and 1, or cfg") from None
+    elif key == "resize_size":
         try:
-            if "x" in value.lower():
-                w, h = (int(p) for p in value.lower().split("x"))
-                parsed: object = (w, h)
-                ok = 1 <= w <= 8192 and 1 <= h <= 8192
-            else:
-                parsed = int(value)
-                ok = 1 <= parsed <= 8192
+            typed = tuple(int(p) for p in value.lower().split("x")) if "x" in value.lower() else int(value)
         except ValueError:
-            raise D2DebugError(f"--set {text!r}: resize_size must be a short side (e.g. 320) or WxH") from None
-        if not ok:
-            raise D2DebugError(f"--set {text!r}: resize_size out of range (1..8192 pixels)")
-        return key, parsed
-    return key, value
+            raise StageValueError(key, value, "must be a short side (e.g. 320) or WxH") from None
+    check_value(key, typed)
+    return key, typed
 
 
 CUSTOM = "custom:"  # the prefix of a custom mean/std value: custom:m1,m2,m3/s1,s2,s3
@@ -218,11 +234,11 @@ def _parse_mean_std(text: str, name: str) -> tuple[tuple[float, ...], tuple[floa
         mean = tuple(float(v) for v in m.split(","))
         std = tuple(float(v) for v in s.split(","))
     except ValueError:
-        raise D2DebugError(f"{name}={text!r}: expected custom:m1,m2,m3/s1,s2,s3") from None
+        raise StageValueError(name, text, "expected custom:m1,m2,m3/s1,s2,s3") from None
     if len(mean) != 3 or len(std) != 3:
-        raise D2DebugError(f"{name}={text!r}: needs three means and three stds")
+        raise StageValueError(name, text, "needs three means and three stds")
     if any(v <= 0 for v in std):
-        raise D2DebugError(f"{name}={text!r}: every std must be positive")
+        raise StageValueError(name, text, "every std must be positive")
     return mean, std
 
 
@@ -236,9 +252,8 @@ def external_norm_values(external_norm: str) -> Optional[tuple[tuple[float, ...]
         return (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
     if external_norm.startswith(CUSTOM):
         return _parse_mean_std(external_norm, "external_norm")
-    raise D2DebugError(
-        f"external_norm={external_norm!r} is not one of none, imagenet, half, custom:m1,m2,m3/s1,s2,s3"
-    )
+    raise StageValueError("external_norm", external_norm,
+                          f"is not one of {', '.join(FIELD_CHOICES['external_norm'])}")
 
 
 def model_norm_values(model_norm: str, cfg) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -339,8 +354,7 @@ def decode(path: str | Path, decoder: Decoder) -> Decoded:
     from PIL import ImageOps
 
     path = Path(path)
-    if decoder not in FIELD_CHOICES["decoder"]:
-        raise D2DebugError(f"decoder={decoder!r} is not one of {', '.join(FIELD_CHOICES['decoder'])}")
+    check_value("decoder", decoder)
     # The PIL-based decoders decode the image _inspect opened (one decode per call, not two): `detectron2` is
     # read_image's own body (open, _apply_exif_orientation, convert_PIL_to_numpy), so the result is identical.
     use = {
@@ -376,17 +390,22 @@ def _contiguous(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def to_model_order(image: np.ndarray, order: Order, cfg_format: Order, channel_order: ChannelOrder) -> np.ndarray:
-    """Return the ``HxWx3`` image in the channel order fed to the model.
-
-    ``cfg`` gives ``cfg_format`` (what ``cfg.INPUT.FORMAT`` wants, as ``DefaultPredictor`` does); ``swapped``
-    gives the other order (the classic BGR/RGB mix-up). A swap returns a contiguous copy with the values of
-    ``image[:, :, ::-1]`` (what ``DefaultPredictor`` hands to its resize), so the resize need not copy it again.
-    """
+def model_order(cfg_format: Order, channel_order: ChannelOrder) -> Order:
+    """The channel order fed to the model (``"BGR"``/``"RGB"``): ``cfg_format`` (``cfg.INPUT.FORMAT``, as
+    ``DefaultPredictor`` does) for ``cfg``, the other one for ``swapped`` (the classic BGR/RGB mix-up)."""
     if cfg_format not in ("BGR", "RGB"):
         raise D2DebugError(f"INPUT.FORMAT={cfg_format!r}: only BGR and RGB are supported")
-    want = cfg_format if channel_order == "cfg" else ("RGB" if cfg_format == "BGR" else "BGR")
-    return image if want == order else _contiguous(image[:, :, ::-1])
+    if channel_order == "cfg":
+        return cfg_format
+    return "RGB" if cfg_format == "BGR" else "BGR"
+
+
+def to_model_order(image: np.ndarray, order: Order, cfg_format: Order, channel_order: ChannelOrder) -> np.ndarray:
+    """Return the ``HxWx3`` image (``order`` channels) in the channel order fed to the model
+    (:func:`model_order`). A swap returns a contiguous copy with the values of ``image[:, :, ::-1]`` (what
+    ``DefaultPredictor`` hands to its resize), so the resize need not copy it again.
+    """
+    return image if model_order(cfg_format, channel_order) == order else _contiguous(image[:, :, ::-1])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -464,6 +483,25 @@ def resize_image(image: np.ndarray, new_h: int, new_w: int, interpolation: Inter
         kwargs["antialias"] = True
     out = torch.nn.functional.interpolate(t, size=(new_h, new_w), mode=mode, **kwargs)
     return out[0].permute(1, 2, 0).contiguous().numpy()
+
+
+def resize(image: np.ndarray, spec: PipelineSpec, min_size_test: int, max_size_test: int) -> np.ndarray:
+    """The resize stage of ``spec`` on an ``HxWx3`` uint8 image (any channel order; channels are untouched).
+
+    The reference (``shortest_edge``, PIL ``bilinear``) is detectron2's own ``ResizeShortestEdge`` augmentation
+    exactly as ``DefaultPredictor`` applies it (``MIN_SIZE_TEST``/``MAX_SIZE_TEST`` from the config, or the
+    short side ``spec.resize_size``); any other policy is :func:`resize_shape` then :func:`resize_image`.
+    ``none`` returns ``image`` itself. Returns uint8 (PIL, cv2) or float32 0..255 (torch backends).
+    """
+    if spec.resize == "shortest_edge" and spec.interpolation == "bilinear" and spec.resize_backend == "pil":
+        from detectron2.data import transforms as T
+
+        short = spec.resize_size if isinstance(spec.resize_size, int) else min_size_test
+        return T.ResizeShortestEdge([short, short], max_size_test).get_transform(image).apply_image(image)
+    if spec.resize == "none":
+        return image
+    nh, nw = resize_shape(image.shape[0], image.shape[1], spec, min_size_test, max_size_test)
+    return resize_image(image, nh, nw, spec.interpolation, spec.resize_backend)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ if str(ROOT) not in sys.path:
 
 from d2debug.pitfalls import PITFALLS  # noqa: E402
 from d2debug.ui.nav import STAGE_PAGES  # noqa: E402
+from d2debug.ui.state import Keys  # noqa: E402
 
 PAGES = {stage: page.file for stage, page in STAGE_PAGES.items()}
 
@@ -41,8 +42,8 @@ def open_page(page: str, image: str | None = None) -> AppTest:
 
 
 def metrics(at: AppTest) -> dict:
-    assert "d2debug_metrics" in at.session_state, [e.value for e in at.error]
-    return at.session_state["d2debug_metrics"]
+    assert Keys.METRICS in at.session_state, [e.value for e in at.error]
+    return at.session_state[Keys.METRICS]
 
 
 def assert_reference(at: AppTest) -> dict:
@@ -75,7 +76,7 @@ def test_every_stage_page_renders_the_reference_by_default():
 def test_channel_swap_lowers_agreement_on_red_and_blue_discs():
     at = open_page(PAGES["channel_order"], "val_000.jpg")
     ref = assert_reference(at)
-    set_radio(at, "stage_channel_order", "swapped")
+    set_radio(at, Keys.CHANNEL_ORDER, "swapped")
     m = metrics(at)
     assert m["differences"] == {"channel_order": "swapped"}
     assert m["f1"] < 1.0
@@ -83,40 +84,40 @@ def test_channel_swap_lowers_agreement_on_red_and_blue_discs():
     assert m["n_reference"] == ref["n_reference"]
     f1_metric = next(x for x in at.metric if x.label == "Agreement F1")
     assert float(f1_metric.value) == pytest.approx(m["f1"], abs=1e-3) and f1_metric.delta.startswith("-")
-    set_radio(at, "stage_channel_order", "cfg")
+    set_radio(at, Keys.CHANNEL_ORDER, "cfg")
     assert_reference(at)
 
 
 def test_resize_toggles():
     at = open_page(PAGES["resize"], "val_014.jpg")  # tall image with green squares
     assert_reference(at)
-    at.selectbox(key="stage_resize_policy").set_value("fixed")
+    at.selectbox(key=Keys.RESIZE_POLICY).set_value("fixed")
     run(at)
     m = metrics(at)
     assert m["differences"] == {"resize": "fixed", "resize_size": "320x320"}
     assert m["f1"] < 1.0, "stretching to a square turns squares into wide rectangles"
     for policy in ("none", "shortest_edge_noclamp"):
-        at.selectbox(key="stage_resize_policy").set_value(policy)
+        at.selectbox(key=Keys.RESIZE_POLICY).set_value(policy)
         run(at)
         assert metrics(at)["differences"]["resize"] == policy
-    at.selectbox(key="stage_resize_policy").set_value("shortest_edge")
+    at.selectbox(key=Keys.RESIZE_POLICY).set_value("shortest_edge")
     run(at)
-    at.number_input(key="stage_resize_short").set_value(160)
+    at.number_input(key=Keys.RESIZE_SHORT).set_value(160)
     run(at)
     assert metrics(at)["differences"] == {"resize_size": "160"}
-    at.number_input(key="stage_resize_short").set_value(320)
+    at.number_input(key=Keys.RESIZE_SHORT).set_value(320)
     run(at)
     assert_reference(at)
     for backend in ("cv2", "torch", "torch_antialias"):
-        at.selectbox(key="stage_resize_backend").set_value(backend)
+        at.selectbox(key=Keys.RESIZE_BACKEND).set_value(backend)
         run(at)
         assert metrics(at)["differences"] == {"resize_backend": backend}
     # An impossible combination is one clear error, and the page keeps working.
-    at.selectbox(key="stage_resize_interp").set_value("lanczos")
+    at.selectbox(key=Keys.RESIZE_INTERP).set_value("lanczos")
     run(at)
     assert any("lanczos" in e for e in errors(at))
-    at.selectbox(key="stage_resize_backend").set_value("pil")
-    at.selectbox(key="stage_resize_interp").set_value("bilinear")
+    at.selectbox(key=Keys.RESIZE_BACKEND).set_value("pil")
+    at.selectbox(key=Keys.RESIZE_INTERP).set_value("bilinear")
     run(at)
     assert not errors(at)
     assert_reference(at)
@@ -125,7 +126,7 @@ def test_resize_toggles():
 def test_nearest_downscaling_of_a_halftone_image_changes_detections():
     at = open_page(PAGES["resize"], "val_036_large.png")
     assert_reference(at)
-    at.selectbox(key="stage_resize_interp").set_value("nearest")
+    at.selectbox(key=Keys.RESIZE_INTERP).set_value("nearest")
     run(at)
     m = metrics(at)
     assert m["differences"] == {"interpolation": "nearest"}
@@ -135,42 +136,42 @@ def test_nearest_downscaling_of_a_halftone_image_changes_detections():
 def test_normalization_toggles():
     at = open_page(PAGES["normalization"], "val_000.jpg")
     ref = assert_reference(at)
-    set_radio(at, "stage_norm", "0_1")
+    set_radio(at, Keys.NORM, "0_1")
     m = metrics(at)
     assert m["differences"] == {"value_range": "0_1"}
     assert m["f1"] < 1.0 and m["missed"] + m["class_flips"] >= 1
-    set_radio(at, "stage_norm", "imagenet")
+    set_radio(at, Keys.NORM, "imagenet")
     m = metrics(at)
     assert m["differences"] == {"external_norm": "imagenet"}
     assert m["f1"] < 1.0
-    set_radio(at, "stage_norm", "d2_default")
+    set_radio(at, Keys.NORM, "d2_default")
     assert metrics(at)["differences"] == {"model_norm": "d2_default"}
     # Custom values equal to the config's are the reference in other words: exactly the same detections.
-    set_radio(at, "stage_norm", "custom")
+    set_radio(at, Keys.NORM, "custom")
     m = metrics(at)
     assert m["differences"] == {"model_norm": "custom:127.5,127.5,127.5/127.5,127.5,127.5"}
     assert m["f1"] == 1.0 and m["detections"] == ref["n_reference"]
-    at.text_input(key="stage_norm_custom_std").input("1,2")
+    at.text_input(key=Keys.NORM_CUSTOM_STD).input("1,2")
     run(at)
     assert any("three" in e for e in errors(at))
-    set_radio(at, "stage_norm_custom_where", "external")
+    set_radio(at, Keys.NORM_CUSTOM_WHERE, "external")
     assert metrics(at)["differences"] == {"external_norm": "custom:0.5,0.5,0.5/0.5,0.5,0.5"}
-    set_radio(at, "stage_norm", "cfg")
+    set_radio(at, Keys.NORM, "cfg")
     assert_reference(at)
 
 
 def test_decoding_toggles_on_an_exif_rotated_photo():
     at = open_page(PAGES["decoding"], "val_044_exif6.jpg")
     assert_reference(at)
-    set_radio(at, "stage_decoder", "pil")
+    set_radio(at, Keys.DECODER, "pil")
     m = metrics(at)
     assert m["differences"] == {"decoder": "pil"}
     assert m["f1"] < 1.0, "the model sees the photo sideways"
     assert any("EXIF orientation 6 IGNORED" in w.value for w in at.warning)
-    set_radio(at, "stage_decoder", "pil_exif")
+    set_radio(at, Keys.DECODER, "pil_exif")
     m = metrics(at)
     assert m["f1"] == 1.0 and m["missed"] == 0, "PIL + exif_transpose decodes exactly like read_image"
-    set_radio(at, "stage_decoder", "cv2")
+    set_radio(at, Keys.DECODER, "cv2")
     assert metrics(at)["differences"] == {"decoder": "cv2"}
     for image in ("val_046_gray.jpg", "val_047_rgba.png"):
         at.selectbox(key="sb_sample").set_value(image)
@@ -182,24 +183,24 @@ def test_decoding_toggles_on_an_exif_rotated_photo():
 def test_output_frame_and_thresholds():
     at = open_page(PAGES["output"], "val_001.jpg")  # 841x473 -> 569x320: a frame mismatch moves boxes
     ref = assert_reference(at)
-    set_radio(at, "stage_out_size", "omit")
+    set_radio(at, Keys.OUT_SIZE, "omit")
     m = metrics(at)
     assert m["differences"] == {"original_size": "omit"}
     assert m["f1"] < 1.0 and m["missed"] >= 1
     assert any("height/width not passed" in w.value for w in at.warning)
-    set_radio(at, "stage_out_size", "pass")
+    set_radio(at, Keys.OUT_SIZE, "pass")
     assert_reference(at)
-    at.slider(key="stage_out_score").set_value(0.05)
+    at.slider(key=Keys.OUT_SCORE).set_value(0.05)
     run(at)
     m = metrics(at)
     assert m["differences"] == {"score_thresh": "0.05"}
     assert m["detections"] >= ref["n_reference"] and m["missed"] == 0, "a lower threshold only adds boxes"
-    at.slider(key="stage_out_score").set_value(1.0)
+    at.slider(key=Keys.OUT_SCORE).set_value(1.0)
     run(at)
     m = metrics(at)
     assert m["detections"] == 0 and m["missed"] == ref["n_reference"]
-    at.slider(key="stage_out_score").set_value(0.5)
-    at.slider(key="stage_out_nms").set_value(0.95)
+    at.slider(key=Keys.OUT_SCORE).set_value(0.5)
+    at.slider(key=Keys.OUT_NMS).set_value(0.95)
     run(at)
     m = metrics(at)
     assert m["differences"] == {"nms_thresh": "0.95"}
@@ -209,15 +210,15 @@ def test_output_frame_and_thresholds():
 def test_device_and_precision_page():
     at = open_page(PAGES["device"], "val_000.jpg")
     assert_reference(at)
-    assert any("No CUDA GPU" in i.value for i in at.info) or at.radio(key="stage_device") is not None
-    set_radio(at, "stage_precision", "fp16")
+    assert any("No CUDA GPU" in i.value for i in at.info) or at.radio(key=Keys.DEVICE) is not None
+    set_radio(at, Keys.PRECISION, "fp16")
     if errors(at):  # fp16 unsupported by this model on this CPU: said clearly, page keeps working
         assert any("fp16" in e for e in errors(at))
     else:
         m = metrics(at)
         assert m["differences"] == {"precision": "fp16"}
         assert 0.0 <= m["f1"] <= 1.0
-    set_radio(at, "stage_precision", "fp32")
+    set_radio(at, Keys.PRECISION, "fp32")
     assert_reference(at)
 
 
@@ -228,7 +229,7 @@ def test_home_glance_and_sensitivity_table():
     glance = at.table[0].value
     assert "393x524 -> 320x427" in glance.loc["Resize", "on this image"]
     assert glance.loc["Channel order", "reference setting"] == "cfg.INPUT.FORMAT = RGB"
-    rows = at.session_state["d2debug_sensitivity"]
+    rows = at.session_state[Keys.SENSITIVITY]
     assert sorted(r["id"] for r in rows) == sorted(p.name for p in PITFALLS)
     f1s = [r["agreement"]["f1"] for r in rows if r["agreement"] is not None]
     assert f1s == sorted(f1s), "sorted by damage"
@@ -250,7 +251,7 @@ def test_user_model_by_path(tiny_weights):
     assert not errors(at), errors(at)
     assert any("3 classes, FORMAT BGR" in c.value for c in at.sidebar.caption)
     assert_reference(at)
-    set_radio(at, "stage_channel_order", "swapped")
+    set_radio(at, Keys.CHANNEL_ORDER, "swapped")
     assert metrics(at)["differences"] == {"channel_order": "swapped"}
 
 
@@ -301,7 +302,7 @@ def test_choices_persist_across_pages():
     run(at)
     at.selectbox(key="sb_sample").set_value("val_003.jpg")
     run(at)
-    set_radio(at, "stage_channel_order", "swapped")
+    set_radio(at, Keys.CHANNEL_ORDER, "swapped")
     at.switch_page(PAGES["resize"])
     run(run(at))
     assert at.selectbox(key="sb_sample").value == "val_003.jpg"
@@ -309,7 +310,7 @@ def test_choices_persist_across_pages():
     assert_reference(at)  # other pages keep every other stage at the reference
     at.switch_page(PAGES["channel_order"])
     run(run(at))
-    assert at.radio(key="stage_channel_order").value == "swapped"
+    assert at.radio(key=Keys.CHANNEL_ORDER).value == "swapped"
     assert metrics(at)["differences"] == {"channel_order": "swapped"}
 
 
@@ -319,7 +320,7 @@ def test_measure_toggle_rerender_time():
     timings = {}
     for value in ("swapped", "cfg", "swapped"):
         t0 = time.perf_counter()
-        set_radio(at, "stage_channel_order", value)
+        set_radio(at, Keys.CHANNEL_ORDER, value)
         timings.setdefault(value, []).append(time.perf_counter() - t0)
     at2 = AppTest.from_file(str(ROOT / PAGES["channel_order"]), default_timeout=TIMEOUT)
     run(at2)  # a cached reference: the page without any new model run
@@ -353,21 +354,20 @@ def test_a_broken_image_is_one_error_and_the_next_image_works(tmp_path):
 def test_a_sensitivity_link_opens_its_stage_page_with_the_pitfall_set(pitfall):
     from d2debug.pitfalls import pitfall_stage
     from d2debug.stages import PipelineSpec
-    from d2debug.ui.stage_page import PITFALL_PARAM
 
     p = next(q for q in PITFALLS if q.name == pitfall)
     at = AppTest.from_file(str(ROOT / PAGES[pitfall_stage(p)]), default_timeout=TIMEOUT)
-    at.query_params[PITFALL_PARAM] = pitfall
+    at.query_params[Keys.PITFALL_PARAM] = pitfall
     run(at)
     assert any("Opened with the pitfall" in i.value for i in at.info)
     want = {k: b for k, (_a, b) in PipelineSpec().differences(p.spec(PipelineSpec())).items()}
     if want.get("resize") == "fixed" and "resize_size" not in want:
         want["resize_size"] = "320x320"  # the page states the square it stretches to: MIN_SIZE_TEST of the demo
-    if "d2debug_metrics" in at.session_state:
+    if Keys.METRICS in at.session_state:
         assert metrics(at)["differences"] == want
     else:  # a variant this machine cannot run (fp16 on a CPU): its error, and the page still works
         assert errors(at) and pitfall == "fp16"
-    assert PITFALL_PARAM not in at.query_params, "applied once, so the user's own toggles are not overridden"
+    assert Keys.PITFALL_PARAM not in at.query_params, "applied once, so the user's own toggles are not overridden"
 
 
 def test_home_links_each_pitfall_to_its_stage_page():

@@ -157,3 +157,20 @@ def test_the_checks_see_a_cycle_and_an_upward_import():
     assert {"d2debug.cli.common", "d2debug.cli.audit", "d2debug.errors"} <= cli  # relative imports resolved
     assert LAYERS[_part("d2debug.cli.audit")] > LAYERS[_part("d2debug.audit.runner")]
     assert LAYERS[_part("d2debug.evaluation.suite")] > LAYERS[_part("d2debug.doctor.diagnose")]
+
+
+def test_session_state_keys_are_spelled_in_one_table():
+    """Every dashboard widget/result key is a ``ui.state.Keys`` constant: a key typed as a literal anywhere else
+    (a widget, a page, a test) would drift from the one the widget uses."""
+    import re
+
+    from d2debug.ui.state import Keys
+
+    keys = {v for k, v in vars(Keys).items() if k.isupper()}
+    assert len(keys) == len([k for k in vars(Keys) if k.isupper()]), "two names for one key"
+    literal = re.compile(r"""["']((?:stage|d2debug)_[a-z_]+)["']""")
+    files = [*(PKG / "ui").glob("*.py"), *(ROOT / "app_pages").glob("*.py"), ROOT / "app.py",
+             *(ROOT / "tests").glob("*.py")]
+    found = {(p.relative_to(ROOT).as_posix(), m) for p in files if p != PKG / "ui" / "state.py"
+             for m in literal.findall(p.read_text()) if m in keys}
+    assert not found, sorted(found)

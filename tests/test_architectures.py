@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from d2debug.ui.state import Keys
+
 from helpers import ROOT, SAMPLES, sample
 
 if str(ROOT) not in sys.path:
@@ -251,31 +253,31 @@ def test_a_small_audit_scores_what_the_model_predicts(loaded, tmp_path, name):
 
 
 @pytest.mark.parametrize("name,page,toggle,metric", [
-    ("mask_rcnn_fpn", "app_pages/output.py", ("stage_out_size", "omit"), "mask_iou"),
-    ("keypoint_rcnn", "app_pages/channel_order.py", ("stage_channel_order", "swapped"), "keypoint_distance"),
-    ("panoptic_fpn", "app_pages/normalization.py", ("stage_norm", "0_1"), "sem_seg_miou"),
-    ("semantic_fpn", "app_pages/resize.py", ("stage_resize_interp", "nearest"), "sem_seg_miou"),
-    ("retinanet", "app_pages/output.py", ("stage_out_size", "omit"), "f1"),
-    ("cascade_mask_rcnn", "app_pages/channel_order.py", ("stage_channel_order", "swapped"), "mask_iou"),
-    ("mask_rcnn_c4", "app_pages/normalization.py", ("stage_norm", "0_1"), "mask_iou"),
-    ("faster_rcnn_fpn", "app_pages/resize.py", ("stage_resize_interp", "nearest"), "f1"),
+    ("mask_rcnn_fpn", "app_pages/output.py", (Keys.OUT_SIZE, "omit"), "mask_iou"),
+    ("keypoint_rcnn", "app_pages/channel_order.py", (Keys.CHANNEL_ORDER, "swapped"), "keypoint_distance"),
+    ("panoptic_fpn", "app_pages/normalization.py", (Keys.NORM, "0_1"), "sem_seg_miou"),
+    ("semantic_fpn", "app_pages/resize.py", (Keys.RESIZE_INTERP, "nearest"), "sem_seg_miou"),
+    ("retinanet", "app_pages/output.py", (Keys.OUT_SIZE, "omit"), "f1"),
+    ("cascade_mask_rcnn", "app_pages/channel_order.py", (Keys.CHANNEL_ORDER, "swapped"), "mask_iou"),
+    ("mask_rcnn_c4", "app_pages/normalization.py", (Keys.NORM, "0_1"), "mask_iou"),
+    ("faster_rcnn_fpn", "app_pages/resize.py", (Keys.RESIZE_INTERP, "nearest"), "f1"),
 ])
 def test_a_stage_page_shows_each_architectures_pictures_and_numbers(seeded, name, page, toggle, metric):
     from helpers import app_errors, app_run, page_with_model_files
 
     at = page_with_model_files(page, *seeded[name])
     assert not app_errors(at), app_errors(at)
-    m = at.session_state["d2debug_metrics"]
+    m = at.session_state[Keys.METRICS]
     assert m["differences"] == {} and m[metric] == (1.0 if metric != "keypoint_distance" else 0.0)
     assert len(at.image) >= 3  # reference, variant, overlay
     labels = {"mask_iou": "Mask IoU of pairs", "keypoint_distance": "Keypoint distance (px)",
               "sem_seg_miou": "Semantic mIoU", "f1": "Agreement F1"}
     assert labels[metric] in {mt.label for mt in at.metric}
     key, value = toggle
-    (at.selectbox(key=key) if key == "stage_resize_interp" else at.radio(key=key)).set_value(value)
+    (at.selectbox(key=key) if key == Keys.RESIZE_INTERP else at.radio(key=key)).set_value(value)
     app_run(at)
     assert not app_errors(at), app_errors(at)
-    moved = at.session_state["d2debug_metrics"]
+    moved = at.session_state[Keys.METRICS]
     assert moved["differences"] and moved[metric] != m[metric]
     if name == "semantic_fpn":
         assert "f1" not in moved  # a class map has no detections to count

@@ -19,9 +19,12 @@ from d2debug.audit import (
     RESULTS_NAME,
     STANDARD_PITFALLS,
     load_dataset,
+    load_summary,
     parse_variants,
+    pitfalls_markdown,
     read_results,
     run_audit,
+    table_records,
 )
 from d2debug.errors import D2DebugError
 
@@ -381,3 +384,25 @@ def test_omitting_height_width_reuses_the_forward_pass_and_equals_a_plain_run(de
     assert not np.array_equal(var.boxes, ref.boxes), "another frame: the boxes move"
     again = run(demo, dec, ref_spec, cache)  # the cached instances were not changed by post-processing
     assert np.array_equal(again.boxes, ref.boxes)
+
+
+def test_every_table_prints_ap_like_numbers_alike():
+    """The dashboard's pitfall table, the Markdown table and the HTML report print each number the same way:
+    every AP-like column (box, mask, keypoint) in percent with one decimal, next to each other."""
+    import re
+
+    from d2debug.audit.summary import table_cells
+    from d2debug.model import DEMO_AUDIT
+
+    summary = load_summary(DEMO_AUDIT)
+    head, rows = table_cells(summary)
+    records = table_records(summary)
+    assert [list(r.values()) for r in records] == rows and all(list(r) == head for r in records)
+    ap_like = [c for c in head if c.endswith("AP") or c.endswith("AP50")]
+    assert {"AP", "mask AP"} <= set(ap_like)
+    for r in records:
+        for c in ap_like:
+            assert re.fullmatch(r"[+-]?\d+\.\d", r[c]), (c, r[c])
+    ref = records[0]
+    assert (ref["AP"], ref["mask AP"]) == ("96.9", "97.1")
+    assert ref["AP"] in pitfalls_markdown(summary) and ref["mask AP"] in pitfalls_markdown(summary)

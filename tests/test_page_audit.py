@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from d2debug.ui.state import Keys
+
 from helpers import app_errors as errors
 from helpers import app_run as run
 
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_audit_page_runs_resumes_and_survives_bad_input(tmp_path):
     at = run(AppTest.from_file(AUDIT_PAGE, default_timeout=TIMEOUT))
     assert not errors(at)
-    assert "d2debug_audit" not in at.session_state
+    assert Keys.AUDIT not in at.session_state
 
     # A folder that does not exist: one error naming it, nothing else breaks.
     at.radio(key="audit_source").set_value("Folder or COCO json on this workstation")
@@ -33,7 +35,7 @@ def test_audit_page_runs_resumes_and_survives_bad_input(tmp_path):
     at.button(key="audit_run").click()
     run(at)
     assert any("nope" in e for e in errors(at)), errors(at)
-    assert "d2debug_audit" not in at.session_state
+    assert Keys.AUDIT not in at.session_state
 
     # Two sample images, two pitfalls, into a known folder.
     at.text_input(key="audit_images").set_value(str(ROOT / "sample_data" / "annotations.json"))
@@ -44,7 +46,7 @@ def test_audit_page_runs_resumes_and_survives_bad_input(tmp_path):
     at.button(key="audit_run").click()
     run(at)
     assert not errors(at), errors(at)
-    res = at.session_state["d2debug_audit"]
+    res = at.session_state[Keys.AUDIT]
     assert res["computed"] == 2 and res["resumed"] == 0
     rows = {r["name"]: r for r in res["summary"]["rows"]}
     assert set(rows) == {"reference", "channel_swap", "range_0_1"}
@@ -73,7 +75,7 @@ def test_audit_page_runs_resumes_and_survives_bad_input(tmp_path):
     # Run again: everything is resumed from the results file, nothing recomputed.
     at.button(key="audit_run").click()
     run(at)
-    res2 = at.session_state["d2debug_audit"]
+    res2 = at.session_state[Keys.AUDIT]
     assert res2["computed"] == 0 and res2["resumed"] == 2
     assert res2["summary"]["rows"] == res["summary"]["rows"]
 
@@ -82,7 +84,7 @@ def test_audit_page_runs_resumes_and_survives_bad_input(tmp_path):
     at.button(key="audit_run").click()
     run(at)
     assert any("other settings" in e for e in errors(at)), errors(at)
-    assert at.session_state["d2debug_audit"]["summary"]["rows"] == res["summary"]["rows"]
+    assert at.session_state[Keys.AUDIT]["summary"]["rows"] == res["summary"]["rows"]
 
 
 def test_config_diff_page_default_bad_file_and_recovery(tmp_path):
@@ -91,7 +93,7 @@ def test_config_diff_page_default_bad_file_and_recovery(tmp_path):
     assert not errors(at)
     at.radio(key="config_diff_deploy_source").set_value("detectron2 defaults (get_cfg())")
     run(at)
-    diff = at.session_state["d2debug_config_diff"]
+    diff = at.session_state[Keys.CONFIG_DIFF]
     assert diff["differences"][0]["key"] == "INPUT.FORMAT"
     assert "red and blue swap" in diff["differences"][0]["effect"]
     assert not errors(at)
@@ -103,7 +105,7 @@ def test_config_diff_page_default_bad_file_and_recovery(tmp_path):
     at.text_input(key="config_diff_deploy_path").set_value(str(bad))
     run(at)
     assert any("broken.yaml" in e and "YAML" in e for e in errors(at)), errors(at)
-    assert "d2debug_config_diff" not in at.session_state
+    assert Keys.CONFIG_DIFF not in at.session_state
 
     good = tmp_path / "deploy.yaml"
     good.write_text((ROOT / "sample_data" / "demo_config.yaml").read_text()
@@ -111,7 +113,7 @@ def test_config_diff_page_default_bad_file_and_recovery(tmp_path):
     at.text_input(key="config_diff_deploy_path").set_value(str(good))
     run(at)
     assert not errors(at)
-    diff = at.session_state["d2debug_config_diff"]
+    diff = at.session_state[Keys.CONFIG_DIFF]
     keys = [d["key"] for d in diff["differences"]]
     assert "MODEL.ROI_HEADS.SCORE_THRESH_TEST" in keys
     json.dumps(diff, default=str)

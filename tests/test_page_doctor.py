@@ -8,6 +8,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from d2debug.ui.state import Keys
+
 from helpers import ROOT, SAMPLE_IMAGES
 from helpers import app_errors as errors
 from helpers import app_run as run
@@ -43,26 +45,26 @@ def test_doctor_page_diagnoses_refuses_pickles_and_recovers(tmp_path):
     assert not errors(at)  # it opens on a diagnosed example (tests/test_page_tools.py)
     at.radio(key="doctor_input_source").set_value("Path on this workstation")
     run(at)
-    assert "d2debug_doctor" not in at.session_state, "no path typed yet: nothing diagnosed"
+    assert Keys.DOCTOR not in at.session_state, "no path typed yet: nothing diagnosed"
 
     # A pickle disguised as .pt: one error naming the file, never unpickled.
     at.text_input(key="doctor_input_path").set_value(str(tmp_path / "evil.pt"))
     run(at)
     assert len(errors(at)) == 1 and "evil.pt" in errors(at)[0] and "refused" in errors(at)[0]
-    assert not (tmp_path / "ran").exists() and "d2debug_doctor" not in at.session_state
+    assert not (tmp_path / "ran").exists() and Keys.DOCTOR not in at.session_state
 
     # The page keeps working: a BGR, square-resized input gets both findings with their fixes.
     at.text_input(key="doctor_input_path").set_value(str(tmp_path / "bad.pt"))
     run(at)
     assert not errors(at)
-    res = at.session_state["d2debug_doctor"]
+    res = at.session_state[Keys.DOCTOR]
     assert [f["id"] for f in res["findings"]] == ["channel_order", "resize_aspect"]
     assert any("ResizeShortestEdge" in c.value for c in at.code)
 
     # The exact reference input is a match.
     at.text_input(key="doctor_input_path").set_value(str(tmp_path / "ok.pt"))
     run(at)
-    assert [f["id"] for f in at.session_state["d2debug_doctor"]["findings"]] == ["match"]
+    assert [f["id"] for f in at.session_state[Keys.DOCTOR]["findings"]] == ["match"]
     assert at.success and "match" in at.success[0].value
 
     # A broken fingerprint: one error; a good one: still a match.
@@ -76,7 +78,7 @@ def test_doctor_page_diagnoses_refuses_pickles_and_recovers(tmp_path):
     at.text_input(key="doctor_fp_path").set_value(str(tmp_path / "fp.json"))
     run(at)
     assert not errors(at)
-    assert [f["id"] for f in at.session_state["d2debug_doctor"]["findings"]] == ["match"]
+    assert [f["id"] for f in at.session_state[Keys.DOCTOR]["findings"]] == ["match"]
 
 
 def test_doctor_page_runs_your_function_only_when_ticked(tmp_path):
@@ -103,7 +105,7 @@ def test_doctor_page_runs_your_function_only_when_ticked(tmp_path):
     run(at)
     assert not errors(at), errors(at)
     assert marker.exists()
-    findings = at.session_state["d2debug_doctor"]["findings"]
+    findings = at.session_state[Keys.DOCTOR]["findings"]
     ids = [f["id"] for f in findings]
     assert "value_range_0_1" in ids and "resize_aspect" in ids and all(f["recovers"] is not None for f in findings)
     gains = [round(f["recovers"], 2) for f in findings]

@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from d2debug.pitfalls import STANDARD_PITFALLS
 from d2debug.samples import DEMO_AUDIT, DEMO_METRICS
+from d2debug.ui.state import Keys
 
 from helpers import ROOT
 from helpers import app_errors as errors
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_doctor_page_diagnoses_an_example_on_open():
     at = run(AppTest.from_file(str(ROOT / "app_pages" / "doctor.py"), default_timeout=TIMEOUT))
     assert not errors(at)
-    res = at.session_state["d2debug_doctor"]
+    res = at.session_state[Keys.DOCTOR]
     ids = [f["id"] for f in res["findings"]]
     # The seed article's own "correct" example: it still double-normalizes and resizes unlike detectron2.
     assert "double_normalization" in ids and "resize_interpolation" in ids and "batch_contract" in ids
@@ -37,7 +38,7 @@ def test_doctor_page_examples(example, finding):
     at.selectbox(key="doctor_example").set_value(example)
     run(at)
     assert not errors(at)
-    assert finding in [f["id"] for f in at.session_state["d2debug_doctor"]["findings"]]
+    assert finding in [f["id"] for f in at.session_state[Keys.DOCTOR]["findings"]]
 
 
 def test_audit_page_shows_the_shipped_demo_audit_on_open():
@@ -65,7 +66,7 @@ def test_the_shipped_demo_audit_is_of_the_shipped_model():
 def test_config_diff_page_compares_the_demo_with_a_typical_deploy_config_on_open():
     at = run(AppTest.from_file(str(ROOT / "app_pages" / "config_diff.py"), default_timeout=TIMEOUT))
     assert not errors(at)
-    keys = [d["key"] for d in at.session_state["d2debug_config_diff"]["differences"]]
+    keys = [d["key"] for d in at.session_state[Keys.CONFIG_DIFF]["differences"]]
     assert keys[:3] == ["INPUT.FORMAT", "MODEL.PIXEL_MEAN", "MODEL.PIXEL_STD"]
     assert "MODEL.ROI_HEADS.SCORE_THRESH_TEST" in keys
     assert [m.value for m in at.metric if m.label == "Change inference"] != ["0"]

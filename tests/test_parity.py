@@ -112,3 +112,22 @@ def test_omitted_original_size_returns_resized_frame(demo):
     sx, sy = ref.scale
     np.testing.assert_allclose(var.boxes[:, 0], ref.boxes[:, 0] * sx, rtol=1e-3, atol=0.5)
     np.testing.assert_allclose(var.boxes[:, 3], ref.boxes[:, 3] * sy, rtol=1e-3, atol=0.5)
+
+
+def test_prepared_and_batched_results_carry_the_order_actually_fed(demo):
+    """A channel-swap variant fed through run_prepared / run_batch (the audit's path) says it fed the swapped
+    order, as run() does; the reference says cfg.INPUT.FORMAT."""
+    from d2debug.run import prepare, reference_spec, run, run_batch, run_prepared
+    from d2debug.stages import decode
+
+    fmt = demo.cfg.INPUT.FORMAT
+    other = "BGR" if fmt == "RGB" else "RGB"
+    ref_spec = reference_spec(demo.cfg, "cpu")
+    swap = ref_spec.replace(channel_order="swapped")
+    dec = decode(SAMPLE_IMAGES[0], ref_spec.decoder)
+    tensor, size = prepare(demo.cfg, dec, swap)
+    assert run_prepared(demo, tensor, size, swap).fed_order == other
+    assert run_prepared(demo, *prepare(demo.cfg, dec, ref_spec), ref_spec).fed_order == fmt
+    (batched,) = run_batch(demo, [(tensor, size, swap)])
+    assert batched.fed_order == other
+    assert run(demo, dec, swap).fed_order == other

@@ -64,9 +64,9 @@ def test_channel_swap_view_has_pictures_numbers_and_downloads(demo, ref_view):
     assert view.side_by_side.shape[1] > 3 * w
     assert view.png()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(view.to_json())
-    assert data["differences"] == {"channel_order": {"reference": "cfg", "variant": "swapped"}}
+    assert data["changed"] == {"channel_order": {"reference": "cfg", "variant": "swapped"}}
     assert data["agreement"]["f1"] == round(view.agreement.f1, 4)
-    assert set(data["model_input_stats"]) == {"reference", "variant"}
+    assert set(data["stats"]["model_input"]) == {"reference", "variant"}
     rows = view.input_hist
     assert {r["pipeline"] for r in rows} == {"reference", "variant"} and len(rows) == 2 * 3 * 64
 
@@ -137,3 +137,31 @@ def test_lessons_quote_where_masks_suffer_more_than_boxes(demo):
     assert fixed["dmask_AP"] > fixed["dAP"] - MASKS_MORE  # masks lose less here
     assert "Masks suffer more" not in lesson("resize", demo.cfg, audit=audit).why
     assert "Masks suffer more" not in lesson("channel_order", demo.cfg).why  # no audit, no claim
+
+
+def _shape(value):
+    """The keys of a JSON value, recursively (lists by their first item), without the values."""
+    if isinstance(value, dict):
+        return {k: _shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shape(value[0])] if value else []
+    return type(value).__name__
+
+
+def test_the_page_download_and_compare_json_are_one_shape(demo, ref_view, capsys):
+    """The stage pages' JSON download and ``compare --json`` are the same record, key for key and number for
+    number (the page adds nothing the CLI lacks, and the CLI's keys are kept)."""
+    from d2debug.cli import main
+
+    image = sample("val_000")
+    view = compare_variant(demo, image, ref_view.result.spec.replace(channel_order="swapped"), ref_view)
+    assert main(["compare", "--image", str(image), "--set", "channel_order=swapped", "--json", "--device", "cpu"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    page = json.loads(view.to_json())
+    assert _shape(page) == _shape(cli)
+    assert {"image", "model", "variant_spec", "changed", "reference", "variant", "agreement", "stats",
+            "reference_spec", "channels"} == set(cli)
+    for key in ("changed", "agreement", "stats", "channels", "reference_spec", "variant_spec", "model"):
+        assert page[key] == cli[key], key
+    assert page["variant"]["detections"] == cli["variant"]["detections"]
+    assert set(cli["stats"]["model_input"]["reference"]) == set(demo.cfg.INPUT.FORMAT)

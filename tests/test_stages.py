@@ -7,10 +7,13 @@ import torch
 from PIL import Image
 
 from d2debug.errors import D2DebugError
+from d2debug.pitfalls import parse_variants
 from d2debug.stages import (
+    FIELD_CHOICES,
     IMAGENET_MEAN,
     IMAGENET_STD,
     PipelineSpec,
+    StageValueError,
     decode,
     parse_assignment,
     resize_image,
@@ -168,6 +171,35 @@ class TestSpec:
     def test_bad_values_name_the_value(self, text, needle):
         with pytest.raises(D2DebugError, match=needle.replace("(", r"\(")):
             PipelineSpec().with_assignment(text)
+
+    @pytest.mark.parametrize("field,text,value", [
+        ("score_thresh", "1.5", 1.5), ("nms_thresh", "-0.1", -0.1), ("resize_size", "0", 0),
+        ("resize_size", "9000", 9000), ("channel_order", "bgr", "bgr"), ("model_norm", "imagenet", "imagenet"),
+    ])
+    def test_one_check_for_the_cli_and_the_spec(self, field, text, value):
+        """``--set`` and the constructor reject a value with the same error, carrying field/value as data."""
+        with pytest.raises(StageValueError) as from_text:
+            parse_assignment(f"{field}={text}")
+        with pytest.raises(StageValueError) as from_spec:
+            PipelineSpec(**{field: value})
+        assert (from_text.value.field, from_text.value.value) == (field, value)
+        assert str(from_text.value) == str(from_spec.value) == f"{field}={value!r}: {from_spec.value.reason}"
+        # --variants words its message from the fields, not by cutting the text apart.
+        with pytest.raises(D2DebugError) as from_variants:
+            parse_variants([f"x:{field}={text}"])
+        assert str(from_variants.value) == f"--variants 'x:{field}={text}': {field} {from_text.value.reason}"
+
+    def test_field_choices_are_the_values_the_spec_accepts(self):
+        free = {"external_norm", "model_norm", "score_thresh", "nms_thresh", "resize_size"}
+        for field, values in FIELD_CHOICES.items():
+            if field in free:
+                continue
+            for v in values:
+                assert getattr(PipelineSpec(**{field: v}), field) == v
+            with pytest.raises(StageValueError, match=f"is not one of {', '.join(values)}"):
+                PipelineSpec(**{field: "nonsense"})
+        assert FIELD_CHOICES["interpolation"] == ("nearest", "bilinear", "bicubic", "area", "lanczos")
+        assert set(FIELD_CHOICES) == set(PipelineSpec().to_dict())
 
     def test_round_trip(self):
         s = PipelineSpec(resize="fixed", resize_size=(640, 480), score_thresh=0.25, external_norm="imagenet")

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from d2debug.ui.state import Keys
+
 from helpers import ROOT, TINY_CONFIG, page_with_model_files, sample
 from helpers import app_errors as errors
 from helpers import app_run as run
@@ -225,5 +227,5 @@ def test_the_dashboard_runs_code_only_when_ticked(lazy_files, tmp_path):
     run(at)
     assert not errors(at), errors(at)
     assert any("a GeneralizedRCNN" in c.value or "GeneralizedRCNN (boxes, masks)" in c.value for c in at.sidebar.caption)
-    m = at.session_state["d2debug_metrics"]
+    m = at.session_state[Keys.METRICS]
     assert m["f1"] == 1.0 and m["mask_iou"] == 1.0

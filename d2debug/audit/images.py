@@ -56,7 +56,7 @@ def prepare_image(cfg, index: int, item: AuditImage, specs: dict[str, PipelineSp
             try:
                 if spec.decoder not in decoded:
                     decoded[spec.decoder] = decode(item.path, spec.decoder)
-                tensor, size, _order = prepare(cfg, decoded[spec.decoder], spec)
+                tensor, size = prepare(cfg, decoded[spec.decoder], spec)
             except D2DebugError as exc:
                 if name == REFERENCE:
                     out.error = str(exc)

@@ -259,30 +259,12 @@ def _columns(rows: Sequence[SummaryRow]) -> dict[str, bool]:
             "sem_seg": any(r.sem_seg_miou is not None for r in rows)}
 
 
-def _pct(v: Optional[float]) -> Optional[float]:
-    return None if v is None else v * 100
-
-
-def table_records(summary: dict) -> list[dict]:
-    """The pitfall table as rows for a data frame: AP columns (box, mask, keypoint) in percent when the audit
-    had annotations for them."""
-    rows = summary_rows(summary)
-    cols = _columns(rows)
-    return [{
-        "pitfall": r.label,
-        "stage change": r.change,
-        **({"AP": _pct(r.AP), "dAP": _pct(r.dAP), "AP50": _pct(r.AP50), "dAP50": _pct(r.dAP50)}
-           if cols["box"] else {}),
-        **({"mask AP": _pct(r.mask_AP), "dmask AP": _pct(r.dmask_AP)} if cols["mask"] else {}),
-        **({"keypoint AP": _pct(r.keypoint_AP), "dkeypoint AP": _pct(r.dkeypoint_AP)} if cols["keypoint"] else {}),
-        "agreement F1": r.f1,
-        "matched": r.matched,
-        "missed": r.missed,
-        "extra": r.extra,
-        "class flips": r.class_flips,
-        **({"mask IoU": r.mask_iou} if cols["mask_iou"] else {}),
-        **({"semantic mIoU": r.sem_seg_miou} if cols["sem_seg"] else {}),
-    } for r in rows]
+def table_records(summary: dict) -> list[dict[str, str]]:
+    """The pitfall table as rows for a data frame (column -> cell): the very cells of :func:`table_cells`, so the
+    dashboard prints every number as the Markdown table and the HTML report do (AP-like columns in percent with
+    one decimal, agreement F1 / mask IoU / semantic mIoU with three)."""
+    head, rows = table_cells(summary)
+    return [dict(zip(head, cells)) for cells in rows]
 
 
 def load_summary(path: Path) -> dict:

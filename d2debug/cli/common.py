@@ -56,5 +56,8 @@ def variant_from_sets(reference, sets: list[str]):
     """``reference`` with each ``--set KEY=VALUE`` applied in turn (validated)."""
     spec = reference
     for s in sets or []:
-        spec = spec.with_assignment(s)
+        try:
+            spec = spec.with_assignment(s)
+        except D2DebugError as exc:
+            raise D2DebugError(f"--set {exc}") from None
     return spec

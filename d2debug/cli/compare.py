@@ -28,7 +28,7 @@ def cmd_env(a: argparse.Namespace) -> int:
 def cmd_compare(a: argparse.Namespace) -> int:
     from ..compare import compare
     from ..run import reference_spec, run
-    from ..session import outputs_text
+    from ..session import comparison_record, outputs_text
     from ..stats import tensor_stats
 
     image = a.image or DEFAULT_IMAGE
@@ -42,19 +42,7 @@ def cmd_compare(a: argparse.Namespace) -> int:
     s_in = tensor_stats(ref.input_tensor, var.input_tensor, order)
     s_bb = tensor_stats(ref.backbone_input, var.backbone_input, order)
     if a.json:
-        out = {
-            "image": str(image),
-            "model": loaded.describe(),
-            "variant_spec": var_spec.to_dict(),
-            "changed": {k: {"reference": r, "variant": v} for k, (r, v) in ref_spec.differences(var_spec).items()},
-            "reference": ref.summary(),
-            "variant": var.summary(),
-            "agreement": agr.to_dict(),
-            "stats": {
-                "model_input": {"reference": s_in[0].to_dict(), "variant": s_in[1].to_dict()},
-                "backbone_input": {"reference": s_bb[0].to_dict(), "variant": s_bb[1].to_dict()},
-            },
-        }
+        out = comparison_record(str(image), loaded.describe(), ref, var, agr, s_in, s_bb)
         print(json.dumps(out, indent=1))
         return 0
     changed = ", ".join(f"{k}: {r} -> {v}" for k, (r, v) in ref_spec.differences(var_spec).items()) or "nothing"

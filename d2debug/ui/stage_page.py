@@ -15,14 +15,10 @@ from ..session import ComparisonView, outputs_text
 from . import charts, loaders
 from .nav import STAGE_PAGES
 from .sidebar import Selection, sidebar
+from .state import Keys
 from .widgets import WIDGETS, preset
 
-__all__ = ["stage_page", "METRICS_KEY", "PITFALL_PARAM", "show_comparison"]
-
-# The last comparison's numbers, for tests and for anything else that reads session state.
-METRICS_KEY = "d2debug_metrics"
-# ?pitfall=NAME opens a stage page with that pitfall set (the home page's sensitivity table links so).
-PITFALL_PARAM = "pitfall"
+__all__ = ["stage_page", "show_comparison"]
 
 # st.metric delta colours: for these counts an increase is bad.
 _INVERSE = {"missed", "extra", "class_flips", "keypoint_distance"}
@@ -41,7 +37,7 @@ def _metrics(view: ComparisonView, stage: str, image_label: str) -> None:
         delta = None if not d["delta"] else (
             f"{d['delta']:+.3f}" if isinstance(d["delta"], float) else f"{d['delta']:+d}")
         col.metric(d["label"], value, delta, delta_color=colour)
-    st.session_state[METRICS_KEY] = {
+    st.session_state[Keys.METRICS] = {
         "stage": stage,
         "image": image_label,
         "differences": {k: b for k, (_a, b) in view.differences.items()},
@@ -112,13 +108,13 @@ def _preset_from_link(stage: str) -> Optional[str]:
     """Apply ``?pitfall=NAME`` once: the stage's widgets show that pitfall (every other widget of the stage at
     the reference), and the parameter is dropped so the user's own toggles are not overridden. Returns the
     pitfall's label when one was set."""
-    name = st.query_params.get(PITFALL_PARAM)
+    name = st.query_params.get(Keys.PITFALL_PARAM)
     if name is None:
         return None
-    del st.query_params[PITFALL_PARAM]
+    del st.query_params[Keys.PITFALL_PARAM]
     pitfall = next((p for p in PITFALLS if p.name == name), None)
     if pitfall is None or pitfall_stage(pitfall) != stage:
-        st.warning(f"?{PITFALL_PARAM}={name}: not a pitfall of this page; showing the page as it was.")
+        st.warning(f"?{Keys.PITFALL_PARAM}={name}: not a pitfall of this page; showing the page as it was.")
         return None
     preset(stage, pitfall.changes)
     return pitfall.label
@@ -153,10 +149,10 @@ def _panel(stage: str, sel: Selection) -> None:
                 view = loaders.comparison(sel.loaded, sel.model_key, sel.image, variant, ref)
         except D2DebugError as exc:
             st.error(str(exc))
-            st.session_state.pop(METRICS_KEY, None)
+            st.session_state.pop(Keys.METRICS, None)
         except Exception as exc:  # noqa: BLE001 - a bug; show it and keep the rest of the page working
             st.error(f"Unexpected error running this comparison ({type(exc).__name__}: {exc})")
-            st.session_state.pop(METRICS_KEY, None)
+            st.session_state.pop(Keys.METRICS, None)
     if view is not None:
         show_comparison(view, stage, sel.image_label)
     _teaching(stage, sel, view)

@@ -10,12 +10,58 @@ from typing import Any, Final
 
 import streamlit as st
 
-__all__ = ["PERSIST", "default", "reset_model_dependent"]
+__all__ = ["PERSIST", "Keys", "STAGE_KEYS", "MODEL_DEPENDENT", "default", "reset_model_dependent"]
 
 PERSIST: Final = "session"  # st.* widgets' persist_state: keep the value across page switches
+
+
+class Keys:
+    """Every stage widget's and every page result's session-state key, spelled once: the widgets, the pitfall
+    presets (the Home page's links), the pages and the tests all name a key through this table."""
+
+    CHANNEL_ORDER = "stage_channel_order"
+    RESIZE_POLICY = "stage_resize_policy"
+    RESIZE_SHORT = "stage_resize_short"
+    RESIZE_W = "stage_resize_w"
+    RESIZE_H = "stage_resize_h"
+    RESIZE_INTERP = "stage_resize_interp"
+    RESIZE_BACKEND = "stage_resize_backend"
+    NORM = "stage_norm"
+    NORM_CUSTOM_WHERE = "stage_norm_custom_where"
+    NORM_CUSTOM_MEAN = "stage_norm_custom_mean"
+    NORM_CUSTOM_STD = "stage_norm_custom_std"
+    NORM_EXT_MEAN = "stage_norm_ext_mean"
+    NORM_EXT_STD = "stage_norm_ext_std"
+    DECODER = "stage_decoder"
+    OUT_SIZE = "stage_out_size"
+    OUT_SCORE = "stage_out_score"
+    OUT_NMS = "stage_out_nms"
+    DEVICE = "stage_device"
+    PRECISION = "stage_precision"
+    # What a page computed, for the tests and the next rerun.
+    METRICS = "d2debug_metrics"
+    SENSITIVITY = "d2debug_sensitivity"
+    CONFIG_DIFF = "d2debug_config_diff"
+    DOCTOR = "d2debug_doctor"
+    AUDIT = "d2debug_audit"
+    # The query parameter of a link that opens a stage page with a pitfall preset (``?pitfall=channel_swap``).
+    PITFALL_PARAM = "pitfall"
+
+
+# Stage id -> the keys of its widgets (what a preset resets before setting a pitfall).
+STAGE_KEYS: dict[str, tuple[str, ...]] = {
+    "channel_order": (Keys.CHANNEL_ORDER,),
+    "resize": (Keys.RESIZE_POLICY, Keys.RESIZE_SHORT, Keys.RESIZE_W, Keys.RESIZE_H, Keys.RESIZE_INTERP,
+               Keys.RESIZE_BACKEND),
+    "normalization": (Keys.NORM, Keys.NORM_CUSTOM_WHERE, Keys.NORM_CUSTOM_MEAN, Keys.NORM_CUSTOM_STD,
+                      Keys.NORM_EXT_MEAN, Keys.NORM_EXT_STD),
+    "decoding": (Keys.DECODER,),
+    "output": (Keys.OUT_SIZE, Keys.OUT_SCORE, Keys.OUT_NMS),
+    "device": (Keys.DEVICE, Keys.PRECISION),
+}
 # Stage widgets whose defaults come from the loaded config; reset when another model is loaded.
-MODEL_DEPENDENT = ("stage_resize_short", "stage_resize_w", "stage_resize_h", "stage_out_score", "stage_out_nms",
-                   "stage_norm_custom_mean", "stage_norm_custom_std")
+MODEL_DEPENDENT = (Keys.RESIZE_SHORT, Keys.RESIZE_W, Keys.RESIZE_H, Keys.OUT_SCORE, Keys.OUT_NMS,
+                   Keys.NORM_CUSTOM_MEAN, Keys.NORM_CUSTOM_STD)
 
 
 def default(key: str, value: Any) -> None:

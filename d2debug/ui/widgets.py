@@ -1,4 +1,4 @@
-"""One widget group per stage. Each draws only its widgets (explicit ``stage_*`` keys) and returns the
+"""One widget group per stage. Each draws only its widgets (the keys of :class:`~d2debug.ui.state.Keys`) and returns the
 :class:`~d2debug.stages.PipelineSpec` field changes; the reference setting of every widget returns ``{}``."""
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 
 from ..stages import FIELD_CHOICES, custom_norm
 from . import state
+from .state import STAGE_KEYS, Keys
 
-__all__ = ["WIDGETS", "STAGE_KEYS", "preset", "channel_order_ui", "resize_ui", "normalization_ui", "decoding_ui",
+__all__ = ["WIDGETS", "preset", "channel_order_ui", "resize_ui", "normalization_ui", "decoding_ui",
            "output_ui", "device_ui"]
 
 
@@ -25,7 +26,7 @@ def _radio(label: str, key: str, options: dict[str, str], help: str | None = Non
 def channel_order_ui(cfg) -> dict:
     fmt = cfg.INPUT.FORMAT
     other = "BGR" if fmt == "RGB" else "RGB"
-    v = _radio("Channel order fed to the model", "stage_channel_order",
+    v = _radio("Channel order fed to the model", Keys.CHANNEL_ORDER,
                {"cfg": f"{fmt}, as cfg.INPUT.FORMAT (reference)", "swapped": f"{other} (swapped)"})
     return {} if v == "cfg" else {"channel_order": v}
 
@@ -46,31 +47,31 @@ def resize_ui(cfg) -> dict:
     changes: dict = {}
     c1, c2, c3 = st.columns(3)
     with c1:
-        state.default("stage_resize_policy", "shortest_edge")
-        policy = st.selectbox("Policy", list(_POLICIES), key="stage_resize_policy", persist_state=state.PERSIST,
+        state.default(Keys.RESIZE_POLICY, "shortest_edge")
+        policy = st.selectbox("Policy", list(_POLICIES), key=Keys.RESIZE_POLICY, persist_state=state.PERSIST,
                               format_func=_POLICIES.__getitem__)
         if policy != "shortest_edge":
             changes["resize"] = policy
         if policy in ("shortest_edge", "shortest_edge_noclamp"):
-            state.default("stage_resize_short", lo)
+            state.default(Keys.RESIZE_SHORT, lo)
             short = int(st.number_input(f"Short side (cfg MIN_SIZE_TEST = {lo})", 16, 4096, step=16,
-                                        key="stage_resize_short", persist_state=state.PERSIST))
+                                        key=Keys.RESIZE_SHORT, persist_state=state.PERSIST))
             if short != lo:
                 changes["resize_size"] = short
         elif policy == "fixed":
-            state.default("stage_resize_w", lo)
-            state.default("stage_resize_h", lo)
-            w = int(st.number_input("Width", 16, 4096, step=16, key="stage_resize_w", persist_state=state.PERSIST))
-            h = int(st.number_input("Height", 16, 4096, step=16, key="stage_resize_h", persist_state=state.PERSIST))
+            state.default(Keys.RESIZE_W, lo)
+            state.default(Keys.RESIZE_H, lo)
+            w = int(st.number_input("Width", 16, 4096, step=16, key=Keys.RESIZE_W, persist_state=state.PERSIST))
+            h = int(st.number_input("Height", 16, 4096, step=16, key=Keys.RESIZE_H, persist_state=state.PERSIST))
             changes["resize_size"] = (w, h)
     with c2:
-        state.default("stage_resize_interp", "bilinear")
-        interp = st.selectbox("Interpolation", list(_INTERPS), key="stage_resize_interp", persist_state=state.PERSIST)
+        state.default(Keys.RESIZE_INTERP, "bilinear")
+        interp = st.selectbox("Interpolation", list(_INTERPS), key=Keys.RESIZE_INTERP, persist_state=state.PERSIST)
         if interp != "bilinear":
             changes["interpolation"] = interp
     with c3:
-        state.default("stage_resize_backend", "pil")
-        backend = st.selectbox("Backend", list(_BACKENDS), key="stage_resize_backend", persist_state=state.PERSIST,
+        state.default(Keys.RESIZE_BACKEND, "pil")
+        backend = st.selectbox("Backend", list(_BACKENDS), key=Keys.RESIZE_BACKEND, persist_state=state.PERSIST,
                                format_func=_BACKENDS.__getitem__,
                                help="PIL filters antialias when downscaling; cv2 (except area) and torch do not, "
                                     "unless torch's antialias=True.")
@@ -89,7 +90,7 @@ _NORMS = {
 
 
 def normalization_ui(cfg) -> dict:
-    choice = _radio("Value range and normalization", "stage_norm", _NORMS)
+    choice = _radio("Value range and normalization", Keys.NORM, _NORMS)
     if choice == "cfg":
         return {}
     if choice == "d2_default":
@@ -98,25 +99,25 @@ def normalization_ui(cfg) -> dict:
         return {"external_norm": "imagenet"}
     if choice == "0_1":
         return {"value_range": "0_1"}
-    where = _radio("Custom mean/std applied", "stage_norm_custom_where",
+    where = _radio("Custom mean/std applied", Keys.NORM_CUSTOM_WHERE,
                    {"model": "inside the model (PIXEL_MEAN/STD, 0..255 units)",
                     "external": "outside, as T.Normalize (0..1 units)"})
     c1, c2 = st.columns(2)
     if where == "model":
-        state.default("stage_norm_custom_mean", ",".join(f"{float(v):g}" for v in cfg.MODEL.PIXEL_MEAN))
-        state.default("stage_norm_custom_std", ",".join(f"{float(v):g}" for v in cfg.MODEL.PIXEL_STD))
-        mean = c1.text_input("Mean (3 values)", key="stage_norm_custom_mean", persist_state=state.PERSIST)
-        std = c2.text_input("Std (3 values)", key="stage_norm_custom_std", persist_state=state.PERSIST)
+        state.default(Keys.NORM_CUSTOM_MEAN, ",".join(f"{float(v):g}" for v in cfg.MODEL.PIXEL_MEAN))
+        state.default(Keys.NORM_CUSTOM_STD, ",".join(f"{float(v):g}" for v in cfg.MODEL.PIXEL_STD))
+        mean = c1.text_input("Mean (3 values)", key=Keys.NORM_CUSTOM_MEAN, persist_state=state.PERSIST)
+        std = c2.text_input("Std (3 values)", key=Keys.NORM_CUSTOM_STD, persist_state=state.PERSIST)
         return {"model_norm": custom_norm(mean, std)}
-    state.default("stage_norm_ext_mean", "0.5,0.5,0.5")
-    state.default("stage_norm_ext_std", "0.5,0.5,0.5")
-    mean = c1.text_input("Mean (3 values, 0..1 units)", key="stage_norm_ext_mean", persist_state=state.PERSIST)
-    std = c2.text_input("Std (3 values, 0..1 units)", key="stage_norm_ext_std", persist_state=state.PERSIST)
+    state.default(Keys.NORM_EXT_MEAN, "0.5,0.5,0.5")
+    state.default(Keys.NORM_EXT_STD, "0.5,0.5,0.5")
+    mean = c1.text_input("Mean (3 values, 0..1 units)", key=Keys.NORM_EXT_MEAN, persist_state=state.PERSIST)
+    std = c2.text_input("Std (3 values, 0..1 units)", key=Keys.NORM_EXT_STD, persist_state=state.PERSIST)
     return {"external_norm": custom_norm(mean, std)}
 
 
 def decoding_ui(cfg) -> dict:
-    v = _radio("Decoder", "stage_decoder", {
+    v = _radio("Decoder", Keys.DECODER, {
         "detectron2": "detectron2 read_image (reference)",
         "cv2": "cv2.imread",
         "pil": "PIL Image.open (no EXIF)",
@@ -128,7 +129,7 @@ def decoding_ui(cfg) -> dict:
 def output_ui(cfg, arch) -> dict:
     """Height/width passed or not, and the test thresholds where ``arch`` (:class:`~d2debug.arch.Arch`) has them."""
     changes: dict = {}
-    v = _radio("Original height/width", "stage_out_size",
+    v = _radio("Original height/width", Keys.OUT_SIZE,
                {"pass": "passed (reference)", "omit": "omitted (outputs in the resized frame)"})
     if v != "pass":
         changes["original_size"] = v
@@ -137,11 +138,11 @@ def output_ui(cfg, arch) -> dict:
         return changes
     c1, c2 = st.columns(2)
     cfg_score, cfg_nms = round(arch.score_thresh, 2), round(arch.nms_thresh, 2)
-    state.default("stage_out_score", cfg_score)
-    state.default("stage_out_nms", cfg_nms)
-    score = c1.slider(f"Score threshold (cfg {cfg_score:g})", 0.0, 1.0, step=0.05, key="stage_out_score",
+    state.default(Keys.OUT_SCORE, cfg_score)
+    state.default(Keys.OUT_NMS, cfg_nms)
+    score = c1.slider(f"Score threshold (cfg {cfg_score:g})", 0.0, 1.0, step=0.05, key=Keys.OUT_SCORE,
                       persist_state=state.PERSIST, help=arch.score_key)
-    nms = c2.slider(f"NMS IoU threshold (cfg {cfg_nms:g})", 0.0, 1.0, step=0.05, key="stage_out_nms",
+    nms = c2.slider(f"NMS IoU threshold (cfg {cfg_nms:g})", 0.0, 1.0, step=0.05, key=Keys.OUT_NMS,
                     persist_state=state.PERSIST, help=arch.nms_key)
     # The cfg's own value is the reference; only a different value is a change.
     if round(score, 4) != round(arch.score_thresh, 4):
@@ -156,13 +157,13 @@ def device_ui(cfg, reference_device: str = "cpu") -> dict:
     has_gpu = torch.cuda.is_available()
     if has_gpu:
         options = {"cuda": "cuda:0", "cpu": "cpu"} if reference_device == "cuda" else {"cpu": "cpu", "cuda": "cuda:0"}
-        dev = _radio("Device", "stage_device", options)
+        dev = _radio("Device", Keys.DEVICE, options)
         if dev != reference_device:
             changes["device"] = dev
     else:
         st.info("No CUDA GPU on this machine. With a GPU the reference runs on cuda:0 and this page compares it "
                 "with the CPU (kernel and TF32 differences) and with fp16. Here it compares CPU fp32 with CPU fp16.")
-    prec = _radio("Precision", "stage_precision", {"fp32": "fp32 (reference)", "fp16": "fp16 (torch.autocast)"})
+    prec = _radio("Precision", Keys.PRECISION, {"fp32": "fp32 (reference)", "fp16": "fp16 (torch.autocast)"})
     if prec != "fp32":
         changes["precision"] = prec
     return changes
@@ -178,23 +179,12 @@ WIDGETS: dict[str, Callable] = {
 }
 
 
-# Stage id -> the session-state keys of its widgets (what a preset resets before setting a pitfall).
-STAGE_KEYS: dict[str, tuple[str, ...]] = {
-    "channel_order": ("stage_channel_order",),
-    "resize": ("stage_resize_policy", "stage_resize_short", "stage_resize_w", "stage_resize_h", "stage_resize_interp",
-               "stage_resize_backend"),
-    "normalization": ("stage_norm", "stage_norm_custom_where", "stage_norm_custom_mean", "stage_norm_custom_std",
-                      "stage_norm_ext_mean", "stage_norm_ext_std"),
-    "decoding": ("stage_decoder",),
-    "output": ("stage_out_size", "stage_out_score", "stage_out_nms"),
-    "device": ("stage_device", "stage_precision"),
-}
 # PipelineSpec field -> the widget key that shows it, where the widget holds the field's value itself.
 _FIELD_KEYS = {
-    "channel_order": "stage_channel_order", "resize": "stage_resize_policy", "interpolation": "stage_resize_interp",
-    "resize_backend": "stage_resize_backend", "decoder": "stage_decoder", "original_size": "stage_out_size",
-    "score_thresh": "stage_out_score", "nms_thresh": "stage_out_nms", "precision": "stage_precision",
-    "device": "stage_device",
+    "channel_order": Keys.CHANNEL_ORDER, "resize": Keys.RESIZE_POLICY, "interpolation": Keys.RESIZE_INTERP,
+    "resize_backend": Keys.RESIZE_BACKEND, "decoder": Keys.DECODER, "original_size": Keys.OUT_SIZE,
+    "score_thresh": Keys.OUT_SCORE, "nms_thresh": Keys.OUT_NMS, "precision": Keys.PRECISION,
+    "device": Keys.DEVICE,
 }
 # Normalization fields share one radio: (field, value) -> its choice.
 _NORM_CHOICES = {("value_range", "0_1"): "0_1", ("external_norm", "imagenet"): "imagenet",
@@ -210,10 +200,10 @@ def preset(stage: str, changes) -> None:
         if field in _FIELD_KEYS:
             st.session_state[_FIELD_KEYS[field]] = value
         elif (field, value) in _NORM_CHOICES:
-            st.session_state["stage_norm"] = _NORM_CHOICES[(field, value)]
+            st.session_state[Keys.NORM] = _NORM_CHOICES[(field, value)]
         elif field == "resize_size" and isinstance(value, int):
-            st.session_state["stage_resize_short"] = value
+            st.session_state[Keys.RESIZE_SHORT] = value
         elif field == "resize_size" and isinstance(value, tuple):
-            st.session_state["stage_resize_w"], st.session_state["stage_resize_h"] = value
+            st.session_state[Keys.RESIZE_W], st.session_state[Keys.RESIZE_H] = value
         else:
             raise ValueError(f"no widget shows {field}={value!r}")
