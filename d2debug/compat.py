@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import D2DebugError
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["NEWER_CFG_KEYS", "cfg_node", "get_cfg", "check_newer_keys", "portable_dump", "compiled_ops", "detectron2_version",
            "OPS_LESS_BUILD", "LIBRARY_NOISE", "silence_library_noise"]
@@ -43,7 +46,7 @@ def detectron2_version() -> str:
     return str(getattr(detectron2, "__version__", "unknown"))
 
 
-def cfg_node(cfg, key: str):
+def cfg_node(cfg: CfgNode, key: str):
     """``(node, leaf)`` for a dotted config key: ``cfg_node(cfg, "MODEL.ROI_HEADS.NMS_THRESH_TEST")`` is
     ``(cfg.MODEL.ROI_HEADS, "NMS_THRESH_TEST")``; ``leaf in node`` says whether the key exists."""
     *path, leaf = key.split(".")
@@ -79,7 +82,7 @@ def get_cfg():
     return cfg
 
 
-def check_newer_keys(cfg, source: str) -> None:
+def check_newer_keys(cfg: CfgNode, source: str) -> None:
     """Refuse, in one line naming ``source``, a config that sets a key this detectron2 does not know to anything
     but its default: this detectron2 would ignore it and the model would not be the one that was trained."""
     for key in _missing_keys():
@@ -89,7 +92,7 @@ def check_newer_keys(cfg, source: str) -> None:
                                f"{detectron2_version()} (it has no such key and would ignore it)")
 
 
-def portable_dump(cfg) -> str:
+def portable_dump(cfg: CfgNode) -> str:
     """``cfg.dump()`` without the :data:`NEWER_CFG_KEYS` that hold their defaults: YAML that detectron2 0.6 and
     the newer releases both merge onto their ``get_cfg()``."""
     cfg = cfg.clone()

@@ -8,7 +8,10 @@ contract. :func:`merge` and :func:`rank` turn the findings of several checks int
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Literal, Optional, get_args
+from typing import TYPE_CHECKING, Iterable, Literal, Optional, get_args
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = [
     "FindingId",
@@ -100,14 +103,14 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
 # The fixes shared by several findings
 
 
-def reference_resize_code(cfg) -> str:
+def reference_resize_code(cfg: CfgNode) -> str:
     """The reference resize for ``cfg`` as code (detectron2's own transform on the ``HxWx3`` uint8 image)."""
     return (f"aug = T.ResizeShortestEdge([{cfg.INPUT.MIN_SIZE_TEST}, {cfg.INPUT.MIN_SIZE_TEST}], "
             f"{cfg.INPUT.MAX_SIZE_TEST}); image = aug.get_transform(image).apply_image(image)  "
             "# detectron2.data.transforms as T, on the HxWx3 uint8 image: what DefaultPredictor does")
 
 
-def feed_code(cfg) -> str:
+def feed_code(cfg: CfgNode) -> str:
     """How to hand the image to the model by the Detectron2 contract (0..255 float32, ``INPUT.FORMAT``)."""
     return ("inputs = [{'image': torch.as_tensor(image.astype('float32').transpose(2, 0, 1)), "
             "'height': orig_h, 'width': orig_w}]; model(inputs)  "

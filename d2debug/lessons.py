@@ -31,7 +31,7 @@ class Lesson:
     code: str  # Python: the correct code
 
 
-def correct_code(cfg) -> str:
+def correct_code(cfg: CfgNode) -> str:
     """Both correct ways to run the loaded config on one image file, with its values filled in."""
     order = cfg.INPUT.FORMAT
     lo, hi = int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)
@@ -234,7 +234,7 @@ def masks_note(stage: str, audit: Optional[dict]) -> str:
               "loses its mask too.")
 
 
-def lesson(stage: str, cfg, view=None, class_names: Optional[list[str]] = None, arch=None,
+def lesson(stage: str, cfg: CfgNode, view=None, class_names: Optional[list[str]] = None, arch=None,
            audit: Optional[dict] = None) -> Lesson:
     """The lesson for ``stage`` (a :data:`d2debug.pitfalls.STAGES` id) on ``cfg``; ``view`` (a
     :class:`~d2debug.session.ComparisonView`) adds the measured numbers; ``arch`` (an

@@ -200,7 +200,7 @@ def load_model(
     )
 
 
-def _build(cfg, config) -> torch.nn.Module:
+def _build(cfg: CfgNode, config) -> torch.nn.Module:
     """``build_model(cfg)`` in eval mode; a component the registries do not know is one line naming it."""
     from detectron2.modeling import build_model
 
@@ -213,7 +213,7 @@ def _build(cfg, config) -> torch.nn.Module:
     return model.eval()
 
 
-def _class_names(cfg, class_names, arch: Arch) -> tuple[list[str], str, list[str]]:
+def _class_names(cfg: CfgNode, class_names, arch: Arch) -> tuple[list[str], str, list[str]]:
     """``(names, where they came from, stuff names)``: the names of the model's detections (of its ``sem_seg``
     classes for a semantic segmentor) given, from a COCO file's categories, the test set's registered metadata,
     or generic ``class i``; raises when their number is not the model's. Stuff names (PanopticFPN,

@@ -13,7 +13,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import numpy as np
 import torch
@@ -34,13 +34,16 @@ from .stages import (
     to_model_order,
 )
 
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
+
 __all__ = ["RunResult", "RawOutput", "ForwardCache", "run", "run_prepared", "run_batch", "run_tensor", "prepare",
            "preprocess", "reference_spec", "Frame"]
 
 Frame = Literal["original", "resized"]
 
 
-def reference_spec(cfg=None, device: Optional[str] = None) -> PipelineSpec:
+def reference_spec(cfg: Optional[CfgNode] = None, device: Optional[str] = None) -> PipelineSpec:
     """The pipeline ``DefaultPredictor`` runs for ``cfg``: decode with ``read_image(path, "BGR")``, flip to
     ``cfg.INPUT.FORMAT``, ``ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST)`` with PIL bilinear, float32 0..255,
     the model's own PIXEL_MEAN/STD, original size passed, cfg thresholds, fp32, on ``cfg.MODEL.DEVICE``.
@@ -158,7 +161,7 @@ class RunResult:
 
 
 @contextlib.contextmanager
-def _model_settings(model: torch.nn.Module, mean, std, score: Optional[float], nms: Optional[float]):
+def _model_settings(model: Any, mean, std, score: Optional[float], nms: Optional[float]):
     """Temporarily set PIXEL_MEAN/STD and the test thresholds on the model (restored afterwards, even on
     error); the thresholds live where the architecture keeps them (:func:`~d2debug.arch.model_thresholds`)."""
     saved = (model.pixel_mean, model.pixel_std)
@@ -173,7 +176,7 @@ def _model_settings(model: torch.nn.Module, mean, std, score: Optional[float], n
         model.pixel_mean, model.pixel_std = saved
 
 
-def prepare(cfg, dec: Decoded, spec: PipelineSpec) -> tuple[torch.Tensor, tuple[int, int]]:
+def prepare(cfg: CfgNode, dec: Decoded, spec: PipelineSpec) -> tuple[torch.Tensor, tuple[int, int]]:
     """The host-side stages after decoding, chained: channel order, resize, value range / external
     normalization (one function of :mod:`~d2debug.stages` each).
 
@@ -183,10 +186,11 @@ def prepare(cfg, dec: Decoded, spec: PipelineSpec) -> tuple[torch.Tensor, tuple[
     """
     img = to_model_order(dec.image, dec.order, cfg.INPUT.FORMAT, spec.channel_order)
     resized = resize(img, spec, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-    return to_input_tensor(resized, spec.value_range, spec.external_norm), img.shape[:2]
+    return to_input_tensor(resized, spec.value_range, spec.external_norm), (int(img.shape[0]), int(img.shape[1]))
 
 
-def preprocess(cfg, image: str | Path | Decoded, spec: Optional[PipelineSpec] = None) -> tuple[torch.Tensor, tuple[int, int]]:
+def preprocess(cfg: CfgNode, image: str | Path | Decoded,
+               spec: Optional[PipelineSpec] = None) -> tuple[torch.Tensor, tuple[int, int]]:
     """The model input ``spec`` (default: the reference) produces for one image, without the forward pass:
     ``(3xHxW float32 tensor, original (h, w))``."""
     spec = spec or PipelineSpec()
@@ -401,14 +405,15 @@ def _forward(loaded: LoadedModel, items: list[tuple[torch.Tensor, PipelineSpec, 
     from detectron2.modeling.meta_arch import PanopticFPN
 
     spec = items[0][1]
-    inputs = []
+    inputs: list[dict[str, Any]] = []
     for tensor, item_spec, orig in items:
         inputs.append({"image": tensor})
         if item_spec.original_size == "pass":
             inputs[-1].update(height=int(orig[0]), width=int(orig[1]))
     mean, std = model_norm_values(spec.model_norm, loaded.cfg)
-    model = loaded.model_on(spec.device)
-    captured: dict[str, object] = {}
+    # A detectron2 meta-architecture: untyped (torch types its submodules as Tensor | Module).
+    model: Any = loaded.model_on(spec.device)
+    captured: dict[str, Any] = {}
 
     def grab(_module, args):
         captured["x"] = args[0]

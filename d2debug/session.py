@@ -179,8 +179,9 @@ def run_variant(loaded: LoadedModel, image: Union[str, Path], variant_spec: Pipe
                 reference: RunResult) -> RunResult:
     """The variant's run as a stage page makes it: on the ``reference`` run's decoded image when both use the
     same decoder (the same decoder decodes the same file to the same pixels), else from ``image``."""
-    same = variant_spec.decoder == reference.spec.decoder and reference.decoded is not None
-    return run(loaded, reference.decoded if same else image, variant_spec)
+    if variant_spec.decoder == reference.spec.decoder and reference.decoded is not None:
+        return run(loaded, reference.decoded, variant_spec)
+    return run(loaded, image, variant_spec)
 
 
 def comparison_record(image: str, model: dict, reference: RunResult, variant: RunResult, agreement: Agreement,

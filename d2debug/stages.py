@@ -15,12 +15,15 @@ import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional, Union, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Literal, Optional, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
 
 from .errors import D2DebugError
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = [
     "PipelineSpec",
@@ -176,7 +179,7 @@ def check_value(name: str, value: object) -> None:
         if value is not None and not (isinstance(value, float) and 0.0 <= value <= 1.0):
             raise StageValueError(name, value, "must be a float between 0 and 1, or cfg")
     elif name == "resize_size":
-        sides = value if isinstance(value, tuple) and len(value) == 2 else (value,)
+        sides: tuple = value if isinstance(value, tuple) and len(value) == 2 else (value,)
         if value is not None and not all(isinstance(v, int) for v in sides):
             raise StageValueError(name, value, "must be a short side (e.g. 320) or WxH")
         if value is not None and not all(1 <= v <= MAX_SIZE for v in sides):
@@ -256,7 +259,7 @@ def external_norm_values(external_norm: str) -> Optional[tuple[tuple[float, ...]
                           f"is not one of {', '.join(FIELD_CHOICES['external_norm'])}")
 
 
-def model_norm_values(model_norm: str, cfg) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def model_norm_values(model_norm: str, cfg: CfgNode) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The model's own PIXEL_MEAN / PIXEL_STD (0..255 units, cfg.INPUT.FORMAT order) for a ``model_norm``."""
     if model_norm == "cfg":
         return tuple(float(v) for v in cfg.MODEL.PIXEL_MEAN), tuple(float(v) for v in cfg.MODEL.PIXEL_STD)
@@ -360,7 +363,7 @@ def decode(path: str | Path, decoder: Decoder) -> Decoded:
     use = {
         "detectron2": lambda im: (convert_PIL_to_numpy(_apply_exif_orientation(im), "BGR"), "BGR"),
         "pil": lambda im: (np.asarray(im.convert("RGB")), "RGB"),
-        "pil_exif": lambda im: (np.asarray(ImageOps.exif_transpose(im).convert("RGB")), "RGB"),
+        "pil_exif": lambda im: (np.asarray((ImageOps.exif_transpose(im) or im).convert("RGB")), "RGB"),
     }.get(decoder)
     mode, _size, orientation, n_frames, used = _inspect(path, use)
     notes = _conversion_notes(mode, orientation, n_frames, applies_exif=decoder != "pil")
@@ -444,11 +447,11 @@ def _pil_filter(interpolation: str):
     from PIL import Image
 
     return {
-        "nearest": Image.NEAREST,
-        "bilinear": Image.BILINEAR,
-        "bicubic": Image.BICUBIC,
-        "area": Image.BOX,
-        "lanczos": Image.LANCZOS,
+        "nearest": Image.Resampling.NEAREST,
+        "bilinear": Image.Resampling.BILINEAR,
+        "bicubic": Image.Resampling.BICUBIC,
+        "area": Image.Resampling.BOX,
+        "lanczos": Image.Resampling.LANCZOS,
     }[interpolation]
 
 

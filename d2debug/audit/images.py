@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
 import torch
 
@@ -22,6 +22,9 @@ from ..run import ForwardCache, RunResult, prepare, run_batch, run_prepared
 from ..stages import Decoded, PipelineSpec, decode
 from .dataset import AuditImage
 from .results import record_detections
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["PreparedImage", "prepare_image", "prepared_images", "infer_image", "MAX_BATCH"]
 
@@ -44,8 +47,14 @@ class PreparedImage:
     error: Optional[str] = None
     seconds: float = 0.0
 
+    def fed(self, name: str) -> Input:
+        """The model input prepared for pipeline ``name``, which did not fail (see ``inputs``)."""
+        value = self.inputs[name]
+        assert not isinstance(value, str), f"{name} failed to prepare ({value})"
+        return value
 
-def prepare_image(cfg, index: int, item: AuditImage, specs: dict[str, PipelineSpec]) -> PreparedImage:
+
+def prepare_image(cfg: CfgNode, index: int, item: AuditImage, specs: dict[str, PipelineSpec]) -> PreparedImage:
     """Decode ``item`` once per decoder and prepare every spec's input. ``specs`` must start with the
     reference; ``cfg`` is the model's config (``LoadedModel.cfg``)."""
     t0 = time.perf_counter()
@@ -76,7 +85,8 @@ def prepare_image(cfg, index: int, item: AuditImage, specs: dict[str, PipelineSp
 class _Images(torch.utils.data.Dataset):
     """The images of ``indices`` prepared one per item, for the DataLoader's workers."""
 
-    def __init__(self, cfg, items: Sequence[AuditImage], indices: Sequence[int], specs: dict[str, PipelineSpec]):
+    def __init__(self, cfg: CfgNode, items: Sequence[AuditImage], indices: Sequence[int],
+                 specs: dict[str, PipelineSpec]):
         self.cfg, self.items, self.indices, self.specs = cfg, items, list(indices), specs
 
     def __len__(self) -> int:
@@ -94,7 +104,7 @@ def _as_is(item):
     return item
 
 
-def prepared_images(cfg, items: Sequence[AuditImage], indices: Sequence[int], specs: dict[str, PipelineSpec],
+def prepared_images(cfg: CfgNode, items: Sequence[AuditImage], indices: Sequence[int], specs: dict[str, PipelineSpec],
                     workers: int = 0) -> Iterator[PreparedImage]:
     """The images ``items[i]`` for ``i`` in ``indices``, in that order, prepared. ``workers`` > 0: in that many
     DataLoader worker processes, which run ahead of the model by up to two images each."""
@@ -128,7 +138,7 @@ def infer_image(loaded: LoadedModel, prepared: PreparedImage, specs: dict[str, P
     for name, spec in specs.items():
         if name in errors or name in results:
             continue
-        tensor, size = prepared.inputs[name]
+        tensor, size = prepared.fed(name)
         try:
             results[name] = run_prepared(loaded, tensor, size, spec, forwards)
         except D2DebugError as exc:
@@ -153,7 +163,7 @@ def _run_batches(loaded: LoadedModel, prepared: PreparedImage, specs: dict[str, 
     """The reference alone, then the pipelines that need a forward pass of their own grouped by input shape
     and model-side settings, each group in batched forward passes of up to :data:`MAX_BATCH` inputs. A
     batch that fails is left to the one-by-one path, which names the pipeline that failed."""
-    tensor, size = prepared.inputs[REFERENCE]
+    tensor, size = prepared.fed(REFERENCE)
     try:
         results[REFERENCE] = run_prepared(loaded, tensor, size, specs[REFERENCE], forwards)
     except D2DebugError:
@@ -162,7 +172,7 @@ def _run_batches(loaded: LoadedModel, prepared: PreparedImage, specs: dict[str, 
     for name, spec in specs.items():
         if name in errors or name == REFERENCE:
             continue
-        tensor, size = prepared.inputs[name]
+        tensor, size = prepared.fed(name)
         key = ForwardCache.key(spec)
         if forwards.get(tensor, key) is not None:
             continue  # the reference's own input: reused one by one

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -44,6 +44,9 @@ from .register import CropMatch, Geometry, find_crop, unpad, untranspose
 from .resample import Resampling, choose_resampler, render_at, weak_resampler_finding
 from .source import alpha_source, recompressed_source
 from .values import channel_finding, value_findings
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["Diagnosis", "diagnose"]
 
@@ -166,7 +169,7 @@ class _Reference(NamedTuple):
     notes: tuple[str, ...]
 
 
-def _reference(cfg, path: Path) -> _Reference:
+def _reference(cfg: CfgNode, path: Path) -> _Reference:
     dec = decode(path, "detectron2")
     img = np.ascontiguousarray(to_model_order(dec.image, dec.order, cfg.INPUT.FORMAT, "cfg"))
     tensor, size = preprocess(cfg, dec)
@@ -252,7 +255,7 @@ class _Pixels(NamedTuple):
     crop: Optional[CropMatch]
 
 
-def _explain_pixels(ui: UserInput, ref: _Reference, path: Path, cfg, analysis: dict) -> _Pixels:
+def _explain_pixels(ui: UserInput, ref: _Reference, path: Path, cfg: CfgNode, analysis: dict) -> _Pixels:
     """Geometry first (H/W exchanged, constant borders), then the decode (orientation), the crop or the size
     rule and the resampler, then a source other than the file as read (alpha composite, JPEG re-encoding)."""
     findings = []
@@ -309,7 +312,7 @@ def _render_like(rs, size: tuple[int, int]):
     return lambda img: render_at(img, size, rs.key)
 
 
-def _source(U, size, path: Path, decode: np.ndarray, rs, cfg, analysis: dict):
+def _source(U, size, path: Path, decode: np.ndarray, rs, cfg: CfgNode, analysis: dict):
     """An alpha composite or a JPEG re-encoding that explains the pixels better than the file as read."""
     render = _render_like(rs, size)
     src = alpha_source(U, path, cfg.INPUT.FORMAT, render, rs.fit.residual, cfg)
@@ -320,7 +323,7 @@ def _source(U, size, path: Path, decode: np.ndarray, rs, cfg, analysis: dict):
     return src
 
 
-def _model_side(model, cfg, fingerprint: Optional[dict], reference: torch.Tensor, findings: list[Finding],
+def _model_side(model, cfg: CfgNode, fingerprint: Optional[dict], reference: torch.Tensor, findings: list[Finding],
                 analysis: dict) -> list[Finding]:
     """The deployment config's PIXEL_MEAN/STD against the fingerprint's recorded values and the weights."""
     out = check_config(fingerprint, cfg) if fingerprint is not None and cfg is not None else []

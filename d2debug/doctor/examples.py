@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 from ..errors import D2DebugError
 from ..samples import SAMPLE_IMAGES
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["Example", "EXAMPLES", "example_input"]
 
@@ -42,7 +45,7 @@ def _imread(path: Path) -> np.ndarray:
     return img
 
 
-def _seed_article_resize(path: Path, cfg) -> torch.Tensor:
+def _seed_article_resize(path: Path, cfg: CfgNode) -> torch.Tensor:
     import cv2
     from torchvision import transforms as T
 
@@ -55,7 +58,7 @@ def _seed_article_resize(path: Path, cfg) -> torch.Tensor:
     return t.unsqueeze(0)
 
 
-def _imagenet_normalize(path: Path, cfg) -> dict:
+def _imagenet_normalize(path: Path, cfg: CfgNode) -> dict:
     from PIL import Image
     from torchvision import transforms as T
 
@@ -65,7 +68,7 @@ def _imagenet_normalize(path: Path, cfg) -> dict:
     return {"image": x, "height": img.height, "width": img.width}
 
 
-def _cv2_bgr(path: Path, cfg) -> dict:
+def _cv2_bgr(path: Path, cfg: CfgNode) -> dict:
     from detectron2.data import transforms as T
 
     img = _imread(path)  # BGR
@@ -75,7 +78,7 @@ def _cv2_bgr(path: Path, cfg) -> dict:
             "height": img.shape[0], "width": img.shape[1]}
 
 
-def _pil_no_exif(path: Path, cfg) -> dict:
+def _pil_no_exif(path: Path, cfg: CfgNode) -> dict:
     from detectron2.data import transforms as T
     from PIL import Image
 
@@ -129,7 +132,7 @@ EXAMPLES: dict[str, Example] = {e.id: e for e in (
 )}
 
 
-def example_input(example_id: str, cfg) -> tuple[Path, Any]:
+def example_input(example_id: str, cfg: CfgNode) -> tuple[Path, Any]:
     """``(image path, what the example script feeds the model)`` for ``cfg``. Raises ``KeyError`` for an
     unknown id."""
     ex = EXAMPLES[example_id]

@@ -16,7 +16,7 @@ import datetime
 import json
 import math
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from ..run import preprocess
 from ..stages import IMAGENET_MEAN, IMAGENET_STD
 from ..version import __version__
 from .geometry import explain_size
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = [
     "FINGERPRINT_VERSION",
@@ -110,7 +113,7 @@ def make_fingerprint(model_or_cfg, images=None, max_images: int = 200) -> dict:
     return fp
 
 
-def _input_stats(cfg, files: list[Path]) -> dict:
+def _input_stats(cfg: CfgNode, files: list[Path]) -> dict:
     means, stds, rows, samples = [], [], [], []
     input_sizes: list[tuple[int, int]] = []
     rng = np.random.default_rng(0)
@@ -251,7 +254,7 @@ def cfg_from_fingerprint(fp: dict):
     return cfg
 
 
-def check_config(fp: dict, cfg) -> list[Finding]:
+def check_config(fp: dict, cfg: CfgNode) -> list[Finding]:
     """Findings for where a deployment config's preprocessing differs from the recorded training values."""
     st = fp["stages"]
     out = []

@@ -7,7 +7,7 @@ Sizes are ``(h, w)`` (rows, columns). The reference size rule is detectron2's ow
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from ..findings import Finding, reference_resize_code
 from ..stages import Order, decode, resize_image, to_model_order
 from .fit import fit
 from .inputs import UserInput
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["Orientation", "orientation_tag", "choose_orientation", "explain_size", "original_size_finding"]
 
@@ -75,7 +78,7 @@ def choose_orientation(U: np.ndarray, size: tuple[int, int], path: Path, referen
     return Orientation("as_stored", stored, residuals, finding)
 
 
-def explain_size(h: int, w: int, H: int, W: int, cfg) -> Optional[Finding]:
+def explain_size(h: int, w: int, H: int, W: int, cfg: CfgNode) -> Optional[Finding]:
     """Compare the user's size ``h x w`` with detectron2's rule for an ``H x W`` decoded image."""
     from detectron2.data import transforms as T
 

@@ -12,7 +12,7 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from ..errors import D2DebugError, first_line
 from ..findings import Finding
 from ..run import preprocess
 from ..stages import PipelineSpec
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["UserInput", "parse_user_input", "load_user_input", "make_user_input", "container_findings",
            "preprocess_function", "call_preprocess"]
@@ -284,7 +287,7 @@ def _load_torch(data: bytes, label: str):
         ) from None
 
 
-def make_user_input(cfg, image, spec: Optional[PipelineSpec] = None, container: str = "dict",
+def make_user_input(cfg: CfgNode, image, spec: Optional[PipelineSpec] = None, container: str = "dict",
                     dtype: Optional[torch.dtype] = None):
     """Build what a user pipeline described by ``spec`` feeds the model (for tests and the accuracy suite).
 

@@ -7,13 +7,16 @@ those statistics says which normalization the weights were trained with, from on
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
 
 from ..findings import Finding
 from ..stages import D2_DEFAULT_PIXEL_MEAN, D2_DEFAULT_PIXEL_STD, IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["norm_check", "norm_candidates", "first_normed_conv", "pixel_mean_std_finding"]
 
@@ -34,7 +37,7 @@ def first_normed_conv(model: torch.nn.Module):
     return None
 
 
-def norm_candidates(cfg) -> list[tuple[str, tuple, tuple]]:
+def norm_candidates(cfg: CfgNode) -> list[tuple[str, tuple, tuple]]:
     fmt = cfg.INPUT.FORMAT
     inet_mean = tuple(v * 255 for v in IMAGENET_MEAN)
     inet_std = tuple(v * 255 for v in IMAGENET_STD)
@@ -55,7 +58,7 @@ def norm_candidates(cfg) -> list[tuple[str, tuple, tuple]]:
     ]
 
 
-def norm_check(model: torch.nn.Module, cfg, reference: torch.Tensor) -> Optional[dict]:
+def norm_check(model: torch.nn.Module, cfg: CfgNode, reference: torch.Tensor) -> Optional[dict]:
     """Which PIXEL_MEAN/STD the weights were trained with, read from the first layer's BatchNorm statistics.
 
     ``reference``: the reference model input, ``3xHxW`` float32 0..255 in ``cfg.INPUT.FORMAT`` order. For each
@@ -97,7 +100,7 @@ def norm_check(model: torch.nn.Module, cfg, reference: torch.Tensor) -> Optional
     return {"layer_channels": int(rm.numel()), "candidates": results}
 
 
-def pixel_mean_std_finding(nc: Optional[dict], cfg) -> Optional[Finding]:
+def pixel_mean_std_finding(nc: Optional[dict], cfg: CfgNode) -> Optional[Finding]:
     """``pixel_mean_std`` when the weights' statistics (:func:`norm_check`'s result ``nc``) fit another
     candidate clearly better than the config's own PIXEL_MEAN/STD; ``None`` otherwise."""
     if nc is None:

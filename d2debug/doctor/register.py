@@ -10,7 +10,7 @@ Tensors are the user's image as ``3xHxW`` float32 (any value range); images ``Hx
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ import torch
 from ..findings import Finding, reference_resize_code
 from ..stages import resize_image
 from .fit import fit
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["Geometry", "untranspose", "unpad", "CropMatch", "find_crop"]
 
@@ -78,7 +81,7 @@ def _flat_run(lines: np.ndarray, tol: float) -> tuple[int, np.ndarray]:
     return n, fill
 
 
-def unpad(t: torch.Tensor, decoded: np.ndarray, cfg) -> Geometry:
+def unpad(t: torch.Tensor, decoded: np.ndarray, cfg: CfgNode) -> Geometry:
     """``padding`` when the tensor has constant borders (a letterbox, pad-to-size or pad-to-divisible) that the
     image itself does not have: the sides, amounts and fill colour, and the tensor without them."""
     a = t.numpy()
@@ -140,7 +143,7 @@ def _centre_crops(base: np.ndarray, h: int, w: int, scale: float):
             yield (rh, rw, top, left), big[top:top + h, left:left + w]
 
 
-def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg) -> Optional[CropMatch]:
+def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg: CfgNode) -> Optional[CropMatch]:
     """``crop`` when the user's ``size`` has another shape than the image and a centre crop of the image,
     resized (aspect kept) by some scale, explains ``U`` (``3xN``) far better than stretching the whole image."""
     from detectron2.data import transforms as T

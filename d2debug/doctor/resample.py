@@ -2,13 +2,16 @@
 one reproduces the user's pixels (up to the value map), so the smallest residual names it."""
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, cast
+from typing import TYPE_CHECKING, NamedTuple, Optional, cast
 
 import numpy as np
 
 from ..findings import Finding, reference_resize_code
 from ..stages import Backend, Interpolation, resize_image
 from .fit import EXACT, Fit, fit
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["RESAMPLERS", "NO_RESIZE", "Resampling", "render_at", "resampler_code", "choose_resampler", "weak_resampler_finding"]
 
@@ -63,7 +66,7 @@ def resampler_code(backend: str, interpolation: str) -> str:
     return _CODE[backend].format(names[interpolation])
 
 
-def choose_resampler(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg) -> Resampling:
+def choose_resampler(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg: CfgNode) -> Resampling:
     """Fit ``U`` (``3xN``) against ``base`` (the decode the user used, ``HxWx3``) rendered at ``size`` by the
     reference resampler, and by every other one when the reference does not reproduce it exactly."""
     h, w = size
@@ -106,7 +109,8 @@ WEAK_RATIO = 0.9
 WEAK_MIN_RESIDUAL = 0.5
 
 
-def weak_resampler_finding(rs: Resampling, size: tuple[int, int], decoded: tuple[int, ...], cfg) -> Optional[Finding]:
+def weak_resampler_finding(rs: Resampling, size: tuple[int, int], decoded: tuple[int, ...],
+                           cfg: CfgNode) -> Optional[Finding]:
     """``resize_interpolation`` (low confidence) when the image was resized, no kernel of the table reproduces
     it, but some kernel fits better than the reference's PIL bilinear: another resampler (a blur then a float
     resize, a library's own kernel) made the pixels."""

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Callable, NamedTuple, Optional, Sequence, TypeVar
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Sequence, TypeVar
 
 import numpy as np
 
 from ..findings import Finding, feed_code
 from .fit import Fit, fit
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["Source", "alpha_source", "recompressed_source"]
 
@@ -62,7 +65,7 @@ def _rgba(path: Path) -> Optional[np.ndarray]:
 
 
 def alpha_source(U: np.ndarray, path: Path, fmt: str, render: Callable[[np.ndarray], np.ndarray],
-                 reference_residual: float, cfg) -> Optional[Source]:
+                 reference_residual: float, cfg: CfgNode) -> Optional[Source]:
     """``alpha_channel`` when the file has alpha and the image composited on one colour explains ``U`` far
     better than alpha dropped; ``render`` puts a decode at the user's size the way the user resized."""
     if reference_residual < MIN_RESIDUAL:
@@ -102,7 +105,7 @@ def _jpeg(img: np.ndarray, fmt: str, quality: int) -> np.ndarray:
 
 
 def recompressed_source(U: np.ndarray, decode: np.ndarray, fmt: str, render: Callable[[np.ndarray], np.ndarray],
-                        reference_residual: float, cfg) -> Optional[Source]:
+                        reference_residual: float, cfg: CfgNode) -> Optional[Source]:
     """``recompression`` when ``decode`` re-encoded as JPEG at some quality (then decoded) explains ``U`` far
     better than the file's own pixels: the input went through an upload or image service on the way."""
     if reference_residual < MIN_RESIDUAL:

@@ -4,10 +4,14 @@ statistics, no re-rendering), but it needs nothing but the tensor and the finger
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 from ..findings import Finding
 from .fingerprint import check_config, check_statistics
 from .inputs import UserInput, container_findings
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["StatisticsCheck", "check_input_statistics"]
 
@@ -39,7 +43,8 @@ class StatisticsCheck:
         return "\n".join(lines)
 
 
-def check_input_statistics(ui: UserInput, fingerprint: dict, cfg=None, source: str = "the fingerprint") -> StatisticsCheck:
+def check_input_statistics(ui: UserInput, fingerprint: dict, cfg: Optional[CfgNode] = None,
+                           source: str = "the fingerprint") -> StatisticsCheck:
     """The container findings, the statistics against ``fingerprint``, and (with a deployment ``cfg``) the
     config's preprocessing values against the recorded ones; ``source`` names the fingerprint in reports."""
     findings = container_findings(ui) + check_statistics(fingerprint, ui.tensor, ui.original_size)

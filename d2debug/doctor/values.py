@@ -7,7 +7,7 @@ by comparison with the mappings people actually write (ToTensor, T.Normalize wit
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from ..findings import Finding, feed_code
 from ..stages import IMAGENET_MEAN, IMAGENET_STD
 from ..text import fmt
 from .fit import Fit
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["named_mappings", "value_findings", "channel_finding"]
 
@@ -48,7 +51,7 @@ def channel_finding(best: Fit, fmt_order: str, quality: float) -> Optional[Findi
     )
 
 
-def named_mappings(cfg) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def named_mappings(cfg: CfgNode) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Known value mappings ``user = a * reference + b`` per tensor channel (reference in 0..255)."""
     M = np.array([float(v) for v in cfg.MODEL.PIXEL_MEAN])
     S = np.array([float(v) for v in cfg.MODEL.PIXEL_STD])
@@ -65,7 +68,7 @@ def named_mappings(cfg) -> list[tuple[str, np.ndarray, np.ndarray]]:
     ]
 
 
-def value_findings(U: np.ndarray, Rp: np.ndarray, a: np.ndarray, b: np.ndarray, r_free: float, cfg,
+def value_findings(U: np.ndarray, Rp: np.ndarray, a: np.ndarray, b: np.ndarray, r_free: float, cfg: CfgNode,
                     quality: float) -> tuple[list[Finding], dict]:
     """Name the value mapping between the user tensor ``U`` and the (channel-matched) reference render ``Rp``
     (both ``3xN``; ``Rp`` in 0..255). Each known mapping is scored by its RMS error in grey levels; the best

@@ -10,7 +10,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from ..doctor.inputs import load_user_input, make_user_input, parse_user_input
 from ..run import preprocess
 from ..stages import PipelineSpec
 from .handwritten import CASES
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["run_handwritten", "SuiteCase", "SuiteResult", "SUITE", "pick_images", "suite_cases", "run_case", "run_suite",
            "confusion_table"]
@@ -103,7 +106,7 @@ SUITE: tuple[SuiteCase, ...] = (
 )
 
 
-def pick_images(images: Sequence[Path], which: str, cfg, k: int, offset: int) -> list[Path]:
+def pick_images(images: Sequence[Path], which: str, cfg: CfgNode, k: int, offset: int) -> list[Path]:
     from detectron2.data import transforms as T
     from PIL import Image
 
@@ -131,7 +134,7 @@ def pick_images(images: Sequence[Path], which: str, cfg, k: int, offset: int) ->
     return [pool[(offset + i * 7) % len(pool)] for i in range(min(k, len(pool)))]
 
 
-def suite_cases(images: Sequence[Union[str, Path]], cfg, per_case: int = 2) -> list[tuple[SuiteCase, Path]]:
+def suite_cases(images: Sequence[Union[str, Path]], cfg: CfgNode, per_case: int = 2) -> list[tuple[SuiteCase, Path]]:
     """Every :data:`SUITE` pipeline on ``per_case`` of ``images`` (spread deterministically over the set)."""
     paths = [Path(p) for p in images]
     out = []
@@ -170,7 +173,7 @@ class SuiteResult:
         return set(self.found) == (set(self.truth) or {"match"})
 
 
-def _user_config(cfg, changes: dict):
+def _user_config(cfg: CfgNode, changes: dict):
     if not changes:
         return cfg
     c = cfg.clone()
@@ -195,7 +198,7 @@ _FIELDS = {
 }
 
 
-def _has_effect(cfg, image: Path, case: SuiteCase, finding_id: str) -> bool:
+def _has_effect(cfg: CfgNode, image: Path, case: SuiteCase, finding_id: str) -> bool:
     """Whether the case's stage change behind ``finding_id`` changes the model input on this image at all (a
     channel swap on a grey image, or a clamp that does not apply, changes nothing: then it is no pitfall here)."""
     fields = _FIELDS.get(finding_id)
@@ -214,7 +217,7 @@ def _has_effect(cfg, image: Path, case: SuiteCase, finding_id: str) -> bool:
 class _Deployed:
     """The user's deployment: their config with the trained weights."""
 
-    def __init__(self, cfg, model):
+    def __init__(self, cfg: CfgNode, model):
         self.cfg, self.model = cfg, model
 
 

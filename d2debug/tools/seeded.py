@@ -8,10 +8,14 @@ so a forward takes a fraction of a second on a CPU; ``user_sized`` keeps the sto
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..compat import cfg_node
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["ARCHITECTURES", "seeded_model"]
 
@@ -46,7 +50,7 @@ _NARROW = {
 }
 
 
-def _set(cfg, key: str, value) -> None:
+def _set(cfg: CfgNode, key: str, value) -> None:
     node, leaf = cfg_node(cfg, key)
     node[leaf] = value
 

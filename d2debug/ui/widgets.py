@@ -2,7 +2,7 @@
 :class:`~d2debug.stages.PipelineSpec` field changes; the reference setting of every widget returns ``{}``."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import streamlit as st
 import torch
@@ -10,6 +10,9 @@ import torch
 from ..stages import FIELD_CHOICES, custom_norm
 from . import state
 from .state import STAGE_KEYS, Keys
+
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
 
 __all__ = ["WIDGETS", "preset", "channel_order_ui", "resize_ui", "normalization_ui", "decoding_ui",
            "output_ui", "device_ui"]
@@ -19,11 +22,13 @@ def _radio(label: str, key: str, options: dict[str, str], help: str | None = Non
     """A horizontal radio over ``options`` (value -> label); the first option is the reference."""
     values = list(options)
     state.default(key, values[0])
-    return st.radio(label, values, key=key, persist_state=state.PERSIST,
-                    format_func=options.__getitem__, horizontal=True, help=help)
+    choice = st.radio(label, values, key=key, persist_state=state.PERSIST,
+                      format_func=options.__getitem__, horizontal=True, help=help)
+    assert choice is not None  # the key holds a default, so an option is always selected
+    return choice
 
 
-def channel_order_ui(cfg) -> dict:
+def channel_order_ui(cfg: CfgNode) -> dict:
     fmt = cfg.INPUT.FORMAT
     other = "BGR" if fmt == "RGB" else "RGB"
     v = _radio("Channel order fed to the model", Keys.CHANNEL_ORDER,
@@ -42,7 +47,7 @@ _BACKENDS = {"pil": "PIL (detectron2 ResizeTransform)", "cv2": "OpenCV cv2.resiz
              "torch": "torch F.interpolate", "torch_antialias": "torch F.interpolate, antialias=True"}
 
 
-def resize_ui(cfg) -> dict:
+def resize_ui(cfg: CfgNode) -> dict:
     lo = int(cfg.INPUT.MIN_SIZE_TEST)
     changes: dict = {}
     c1, c2, c3 = st.columns(3)
@@ -89,7 +94,7 @@ _NORMS = {
 }
 
 
-def normalization_ui(cfg) -> dict:
+def normalization_ui(cfg: CfgNode) -> dict:
     choice = _radio("Value range and normalization", Keys.NORM, _NORMS)
     if choice == "cfg":
         return {}
@@ -116,7 +121,7 @@ def normalization_ui(cfg) -> dict:
     return {"external_norm": custom_norm(mean, std)}
 
 
-def decoding_ui(cfg) -> dict:
+def decoding_ui(cfg: CfgNode) -> dict:
     v = _radio("Decoder", Keys.DECODER, {
         "detectron2": "detectron2 read_image (reference)",
         "cv2": "cv2.imread",
@@ -126,7 +131,7 @@ def decoding_ui(cfg) -> dict:
     return {} if v == "detectron2" else {"decoder": v}
 
 
-def output_ui(cfg, arch) -> dict:
+def output_ui(cfg: CfgNode, arch) -> dict:
     """Height/width passed or not, and the test thresholds where ``arch`` (:class:`~d2debug.arch.Arch`) has them."""
     changes: dict = {}
     v = _radio("Original height/width", Keys.OUT_SIZE,
@@ -152,7 +157,7 @@ def output_ui(cfg, arch) -> dict:
     return changes
 
 
-def device_ui(cfg, reference_device: str = "cpu") -> dict:
+def device_ui(cfg: CfgNode, reference_device: str = "cpu") -> dict:
     changes: dict = {}
     has_gpu = torch.cuda.is_available()
     if has_gpu:
