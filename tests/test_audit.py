@@ -392,7 +392,7 @@ def test_every_table_prints_ap_like_numbers_alike():
     import re
 
     from d2debug.audit.summary import table_cells
-    from d2debug.model import DEMO_AUDIT
+    from d2debug.samples import DEMO_AUDIT
 
     summary = load_summary(DEMO_AUDIT)
     head, rows = table_cells(summary)
