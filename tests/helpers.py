@@ -30,12 +30,14 @@ def page_with_model_files(page: str, config, weights):
     ``weights`` by path, run once the paths are in (errors are left for the caller to check)."""
     from streamlit.testing.v1 import AppTest
 
+    from d2debug.ui.state import Keys
+
     at = AppTest.from_file(str(ROOT / page), default_timeout=180)
     app_run(at)
-    at.radio(key="sb_model_source").set_value("Files on this workstation")
+    at.radio(key=Keys.MODEL_SOURCE).set_value("Files on this workstation")
     app_run(at)
-    at.text_input(key="sb_config_path").input(str(config))
-    at.text_input(key="sb_weights_path").input(str(weights))
+    at.text_input(key=Keys.CONFIG_PATH).input(str(config))
+    at.text_input(key=Keys.WEIGHTS_PATH).input(str(weights))
     return app_run(at)
 
 

@@ -36,7 +36,7 @@ def open_page(page: str, image: str | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT)
     run(at)
     if image is not None:
-        at.selectbox(key="sb_sample").set_value(image)
+        at.selectbox(key=Keys.SAMPLE).set_value(image)
         run(at)
     return at
 
@@ -174,7 +174,7 @@ def test_decoding_toggles_on_an_exif_rotated_photo():
     set_radio(at, Keys.DECODER, "cv2")
     assert metrics(at)["differences"] == {"decoder": "cv2"}
     for image in ("val_046_gray.jpg", "val_047_rgba.png"):
-        at.selectbox(key="sb_sample").set_value(image)
+        at.selectbox(key=Keys.SAMPLE).set_value(image)
         run(at)
         assert not errors(at)
         assert metrics(at)["image"] == image
@@ -241,12 +241,12 @@ def test_home_glance_and_sensitivity_table():
 
 def test_user_model_by_path(tiny_weights):
     at = open_page(PAGES["channel_order"])
-    set_radio(at, "sb_model_source", "Files on this workstation")
+    set_radio(at, Keys.MODEL_SOURCE, "Files on this workstation")
     assert any("config.yaml" in i.value for i in at.sidebar.info), "asks for a config, shows the demo model meanwhile"
     assert not errors(at)
-    at.text_input(key="sb_config_path").input(str(ROOT / "tests/configs/tiny_bgr.yaml"))
-    at.text_input(key="sb_weights_path").input(str(tiny_weights))
-    at.text_input(key="sb_classes").input("a, b, c")
+    at.text_input(key=Keys.CONFIG_PATH).input(str(ROOT / "tests/configs/tiny_bgr.yaml"))
+    at.text_input(key=Keys.WEIGHTS_PATH).input(str(tiny_weights))
+    at.text_input(key=Keys.CLASSES).input("a, b, c")
     run(at)
     assert not errors(at), errors(at)
     assert any("3 classes, FORMAT BGR" in c.value for c in at.sidebar.caption)
@@ -257,39 +257,39 @@ def test_user_model_by_path(tiny_weights):
 
 def test_checkpoint_key_mismatch_is_an_error(tiny_weights):
     at = open_page(PAGES["channel_order"])
-    set_radio(at, "sb_model_source", "Files on this workstation")
-    at.text_input(key="sb_config_path").input(str(ROOT / "sample_data/demo_config.yaml"))
-    at.text_input(key="sb_weights_path").input(str(tiny_weights))
+    set_radio(at, Keys.MODEL_SOURCE, "Files on this workstation")
+    at.text_input(key=Keys.CONFIG_PATH).input(str(ROOT / "sample_data/demo_config.yaml"))
+    at.text_input(key=Keys.WEIGHTS_PATH).input(str(tiny_weights))
     run(at)
     assert any("does not match" in e and "demo model instead" in e for e in errors(at)), errors(at)
     assert_reference(at)  # the page keeps working on the demo model
-    at.checkbox(key="sb_allow_mismatch").check()
+    at.checkbox(key=Keys.ALLOW_MISMATCH).check()
     run(at)
     assert any("these layers are random" in e for e in errors(at)), errors(at)
-    at.text_input(key="sb_weights_path").input(str(ROOT / "no_such_weights.pth"))
+    at.text_input(key=Keys.WEIGHTS_PATH).input(str(ROOT / "no_such_weights.pth"))
     run(at)
     assert any("no_such_weights.pth" in e and "not found" in e for e in errors(at)), errors(at)
 
 
 def test_folder_browsing_and_bad_folder(tmp_path):
     at = open_page(PAGES["channel_order"])
-    set_radio(at, "sb_image_source", "Folder on this workstation")
-    at.text_input(key="sb_folder").input(str(tmp_path / "missing"))
+    set_radio(at, Keys.IMAGE_SOURCE, "Folder on this workstation")
+    at.text_input(key=Keys.FOLDER).input(str(tmp_path / "missing"))
     run(at)
     assert any("no such folder" in e for e in errors(at))
     assert any("Choose an image" in i.value for i in at.info)
-    at.text_input(key="sb_folder").input(str(ROOT / "sample_data/images"))
+    at.text_input(key=Keys.FOLDER).input(str(ROOT / "sample_data/images"))
     run(at)
-    assert at.selectbox(key="sb_folder_image").value == "val_000.jpg"
-    at.button(key="btn_sb_folder_image_next").click()
+    assert at.selectbox(key=Keys.FOLDER_IMAGE).value == "val_000.jpg"
+    at.button(key=Keys.browse_button(Keys.FOLDER_IMAGE, 1)).click()
     run(at)
-    assert at.selectbox(key="sb_folder_image").value == "val_001.jpg"
+    assert at.selectbox(key=Keys.FOLDER_IMAGE).value == "val_001.jpg"
     assert metrics(at)["image"] == "val_001.jpg"
-    at.button(key="btn_sb_folder_image_prev").click()
+    at.button(key=Keys.browse_button(Keys.FOLDER_IMAGE, -1)).click()
     run(at)
-    at.button(key="btn_sb_folder_image_prev").click()
+    at.button(key=Keys.browse_button(Keys.FOLDER_IMAGE, -1)).click()
     run(at)
-    assert at.selectbox(key="sb_folder_image").value == "val_047_rgba.png", "wraps around"
+    assert at.selectbox(key=Keys.FOLDER_IMAGE).value == "val_047_rgba.png", "wraps around"
 
 
 def test_choices_persist_across_pages():
@@ -300,12 +300,12 @@ def test_choices_persist_across_pages():
     run(at)
     at.switch_page(PAGES["channel_order"])
     run(at)
-    at.selectbox(key="sb_sample").set_value("val_003.jpg")
+    at.selectbox(key=Keys.SAMPLE).set_value("val_003.jpg")
     run(at)
     set_radio(at, Keys.CHANNEL_ORDER, "swapped")
     at.switch_page(PAGES["resize"])
     run(run(at))
-    assert at.selectbox(key="sb_sample").value == "val_003.jpg"
+    assert at.selectbox(key=Keys.SAMPLE).value == "val_003.jpg"
     assert metrics(at)["stage"] == "resize" and metrics(at)["image"] == "val_003.jpg"
     assert_reference(at)  # other pages keep every other stage at the reference
     at.switch_page(PAGES["channel_order"])
@@ -340,12 +340,12 @@ def test_a_broken_image_is_one_error_and_the_next_image_works(tmp_path):
     for page in (PAGES["channel_order"], "app.py"):
         at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT * 3)
         run(at)
-        set_radio(at, "sb_image_source", "Folder on this workstation")
-        at.text_input(key="sb_folder").input(str(tmp_path))
+        set_radio(at, Keys.IMAGE_SOURCE, "Folder on this workstation")
+        at.text_input(key=Keys.FOLDER).input(str(tmp_path))
         run(at)
-        assert at.selectbox(key="sb_folder_image").value == "a_broken.jpg"
+        assert at.selectbox(key=Keys.FOLDER_IMAGE).value == "a_broken.jpg"
         assert any("a_broken.jpg" in e for e in errors(at)), errors(at)
-        at.button(key="btn_sb_folder_image_next").click()
+        at.button(key=Keys.browse_button(Keys.FOLDER_IMAGE, 1)).click()
         run(at)
         assert not errors(at), errors(at)
 

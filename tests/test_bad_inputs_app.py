@@ -7,6 +7,8 @@ from streamlit.testing.v1 import AppTest
 from test_app import PAGES, TIMEOUT, errors, metrics, run, set_radio
 from test_bad_inputs import _broken_corpus
 
+from d2debug.ui.state import Keys
+
 from helpers import ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -23,8 +25,8 @@ def _folder(tmp_path, names):
 def _open_folder(page: str, folder) -> AppTest:
     at = AppTest.from_file(str(ROOT / page), default_timeout=TIMEOUT * 3)
     run(at)
-    set_radio(at, "sb_image_source", "Folder on this workstation")
-    at.text_input(key="sb_folder").input(str(folder))
+    set_radio(at, Keys.IMAGE_SOURCE, "Folder on this workstation")
+    at.text_input(key=Keys.FOLDER).input(str(folder))
     return run(at)
 
 
@@ -32,13 +34,13 @@ def test_every_broken_image_is_one_error_and_the_page_keeps_working(tmp_path):
     names = sorted(_broken_corpus())
     at = _open_folder(PAGES["channel_order"], _folder(tmp_path, names))
     for name in names:
-        assert at.selectbox(key="sb_folder_image").value == name
+        assert at.selectbox(key=Keys.FOLDER_IMAGE).value == name
         errs = errors(at)
         assert len(errs) == 1 and name in errs[0], (name, errs)
         assert "Traceback" not in errs[0]
-        at.button(key="btn_sb_folder_image_next").click()
+        at.button(key=Keys.browse_button(Keys.FOLDER_IMAGE, 1)).click()
         run(at)
-    assert at.selectbox(key="sb_folder_image").value == "zz_good.jpg"
+    assert at.selectbox(key=Keys.FOLDER_IMAGE).value == "zz_good.jpg"
     assert not errors(at) and metrics(at)["f1"] == 1.0
 
 
@@ -46,7 +48,7 @@ def test_every_broken_image_is_one_error_and_the_page_keeps_working(tmp_path):
 def test_each_stage_page_recovers_from_a_broken_image(tmp_path, page):
     at = _open_folder(page, _folder(tmp_path, ["truncated.png"]))
     assert any("truncated.png" in e for e in errors(at)), errors(at)
-    at.button(key="btn_sb_folder_image_next").click()
+    at.button(key=Keys.browse_button(Keys.FOLDER_IMAGE, 1)).click()
     run(at)
     assert not errors(at), errors(at)
     assert metrics(at)["image"] == "zz_good.jpg"

@@ -15,6 +15,7 @@ from ..run import reference_spec
 from ..samples import SAMPLE_IMAGES
 from ..stages import PipelineSpec
 from . import loaders, state
+from .state import Keys
 
 __all__ = ["Selection", "sidebar", "MODEL_SOURCES", "IMAGE_SOURCES"]
 
@@ -49,9 +50,9 @@ def _browse(paths: list[Path], list_key: str) -> Path:
         st.session_state[list_key] = names[0]  # a name from another folder
     choice = st.selectbox(f"Image ({len(names)} in folder)", names, key=list_key, persist_state=state.PERSIST)
     left, right = st.columns(2)
-    left.button("◀ Previous", key=f"btn_{list_key}_prev", on_click=_step, args=(list_key, names, -1),
+    left.button("◀ Previous", key=Keys.browse_button(list_key, -1), on_click=_step, args=(list_key, names, -1),
                 width="stretch")
-    right.button("Next ▶", key=f"btn_{list_key}_next", on_click=_step, args=(list_key, names, 1),
+    right.button("Next ▶", key=Keys.browse_button(list_key, 1), on_click=_step, args=(list_key, names, 1),
                  width="stretch")
     # The widget's own value: on a page switch its persisted value is restored when the widget is drawn.
     return paths[names.index(choice)] if choice is not None and choice in names else paths[0]
@@ -79,19 +80,19 @@ def _uploaded(label: str, types: list[str], key: str) -> tuple[Optional[Path], s
 
 def _model_section() -> tuple[LoadedModel, str, str]:
     st.subheader("Model")
-    state.default("sb_model_source", MODEL_SOURCES[0])
-    source = st.radio("Model", MODEL_SOURCES, key="sb_model_source", persist_state=state.PERSIST,
+    state.default(Keys.MODEL_SOURCE, MODEL_SOURCES[0])
+    source = st.radio("Model", MODEL_SOURCES, key=Keys.MODEL_SOURCE, persist_state=state.PERSIST,
                       label_visibility="collapsed")
     problem = None
     if source != MODEL_SOURCES[0]:
         try:
             if source == MODEL_SOURCES[1]:
-                state.default("sb_config_path", "")
-                state.default("sb_weights_path", "")
+                state.default(Keys.CONFIG_PATH, "")
+                state.default(Keys.WEIGHTS_PATH, "")
                 config = st.text_input("config (the training run's config.yaml, or a LazyConfig .py)",
-                                       key="sb_config_path", persist_state=state.PERSIST,
+                                       key=Keys.CONFIG_PATH, persist_state=state.PERSIST,
                                        placeholder="/path/to/output/config.yaml").strip()
-                weights = st.text_input("weights (.pth / .pt / .safetensors / .pkl)", key="sb_weights_path",
+                weights = st.text_input("weights (.pth / .pt / .safetensors / .pkl)", key=Keys.WEIGHTS_PATH,
                                         persist_state=state.PERSIST,
                                         placeholder="/path/to/output/model_final.pth").strip()
                 label = Path(weights or config).name
@@ -127,30 +128,30 @@ def _model_section() -> tuple[LoadedModel, str, str]:
 
 def _model_options() -> dict:
     """Class names, and each thing that runs code or trusts a file, behind its own explicit tick."""
-    state.default("sb_classes", "")
+    state.default(Keys.CLASSES, "")
     classes_text = st.text_input("class names (.json path: COCO or a list; or comma-separated; optional)",
-                                 key="sb_classes", persist_state=state.PERSIST)
-    for key in ("sb_trust_checkpoint", "sb_allow_mismatch", "sb_trust_config", "sb_run_imports"):
+                                 key=Keys.CLASSES, persist_state=state.PERSIST)
+    for key in (Keys.TRUST_CHECKPOINT, Keys.ALLOW_MISMATCH, Keys.TRUST_CONFIG, Keys.RUN_IMPORTS):
         state.default(key, False)
-    state.default("sb_imports", "")
-    trust = st.checkbox("Trust this checkpoint (allow pickle .pkl files)", key="sb_trust_checkpoint",
+    state.default(Keys.IMPORTS, "")
+    trust = st.checkbox("Trust this checkpoint (allow pickle .pkl files)", key=Keys.TRUST_CHECKPOINT,
                         persist_state=state.PERSIST, help="Pickle checkpoints can run arbitrary code when loaded.")
     if trust:
         st.warning("Pickle checkpoints can run code on this machine when loaded. Only tick this for files you trust.")
     trust_config = st.checkbox("Trust this config (a LazyConfig .py is Python code and runs when loaded)",
-                               key="sb_trust_config", persist_state=state.PERSIST)
+                               key=Keys.TRUST_CONFIG, persist_state=state.PERSIST)
     imports_text = st.text_input("Your code: modules or .py files that register your parts (comma-separated)",
-                                 key="sb_imports", persist_state=state.PERSIST,
+                                 key=Keys.IMPORTS, persist_state=state.PERSIST,
                                  placeholder="my_project.modeling, /path/to/my_heads.py",
                                  help="What your training script imports before build_model: a custom ROI head, "
                                       "backbone or meta-architecture registered with detectron2's registries.")
-    run_imports = st.checkbox("Run this code (it is imported into the dashboard's process)", key="sb_run_imports",
+    run_imports = st.checkbox("Run this code (it is imported into the dashboard's process)", key=Keys.RUN_IMPORTS,
                               persist_state=state.PERSIST)
     imports = tuple(i.strip() for i in imports_text.split(",") if i.strip())
     if imports and not run_imports:
         raise D2DebugError(f"'Your code' names {', '.join(imports)}: importing runs that code; refused until "
                            "'Run this code' is ticked")
-    allow = st.checkbox("Load even if checkpoint keys do not match", key="sb_allow_mismatch",
+    allow = st.checkbox("Load even if checkpoint keys do not match", key=Keys.ALLOW_MISMATCH,
                         persist_state=state.PERSIST,
                         help="Layers without weights stay random; the mismatch is shown as an error.")
     return {"classes": parse_class_names(classes_text), "trust": trust, "allow_mismatch": allow,
@@ -176,12 +177,12 @@ def _describe(loaded: LoadedModel, label: str) -> None:
 
 def _image_section() -> tuple[Optional[Path], str]:
     st.subheader("Image")
-    state.default("sb_image_source", IMAGE_SOURCES[0])
-    source = st.radio("Image", IMAGE_SOURCES, key="sb_image_source", persist_state=state.PERSIST,
+    state.default(Keys.IMAGE_SOURCE, IMAGE_SOURCES[0])
+    source = st.radio("Image", IMAGE_SOURCES, key=Keys.IMAGE_SOURCE, persist_state=state.PERSIST,
                       label_visibility="collapsed")
     try:
         if source == IMAGE_SOURCES[0]:
-            path = _browse(list_images(SAMPLE_IMAGES), "sb_sample")
+            path = _browse(list_images(SAMPLE_IMAGES), Keys.SAMPLE)
             return path, path.name
         if source == IMAGE_SOURCES[1]:
             uploaded, name = _uploaded("Image file", _UPLOAD_TYPES, "up_image")
@@ -189,15 +190,15 @@ def _image_section() -> tuple[Optional[Path], str]:
                 st.info("Upload an image to analyse it.")
                 return None, ""
             return uploaded, name
-        state.default("sb_folder", "")
-        folder = st.text_input("Folder", key="sb_folder", persist_state=state.PERSIST,
+        state.default(Keys.FOLDER, "")
+        folder = st.text_input("Folder", key=Keys.FOLDER, persist_state=state.PERSIST,
                                placeholder="/path/to/images").strip()
         if not folder:
             st.info("Type a folder path to browse its images.")
             return None, ""
         with st.spinner("Listing images..."):
             paths = list_images(folder)
-        path = _browse(paths, "sb_folder_image")
+        path = _browse(paths, Keys.FOLDER_IMAGE)
         return path, path.name
     except D2DebugError as exc:
         st.error(str(exc))

@@ -1,6 +1,7 @@
 """Choices that persist across pages.
 
-Every persistent widget has an explicit key starting with ``sb_`` (sidebar) or ``stage_`` (stage pages) and is
+Every persistent widget has an explicit key (a :class:`Keys` constant: ``sb_`` in the sidebar, ``stage_`` on the
+stage pages) and is
 created with ``persist_state=PERSIST``: Streamlit keeps its value for the whole session, across page switches and
 while a page does not draw it. :func:`default` seeds a key once instead of passing ``value=`` to the widget.
 """
@@ -38,12 +39,31 @@ class Keys:
     OUT_NMS = "stage_out_nms"
     DEVICE = "stage_device"
     PRECISION = "stage_precision"
+    # The sidebar's choices (the model, its loading flags, the image), kept across pages.
+    MODEL_SOURCE = "sb_model_source"
+    CONFIG_PATH = "sb_config_path"
+    WEIGHTS_PATH = "sb_weights_path"
+    CLASSES = "sb_classes"
+    TRUST_CHECKPOINT = "sb_trust_checkpoint"
+    ALLOW_MISMATCH = "sb_allow_mismatch"
+    TRUST_CONFIG = "sb_trust_config"
+    IMPORTS = "sb_imports"
+    RUN_IMPORTS = "sb_run_imports"
+    IMAGE_SOURCE = "sb_image_source"
+    SAMPLE = "sb_sample"
+    FOLDER_IMAGE = "sb_folder_image"
+    FOLDER = "sb_folder"
     # What a page computed, for the tests and the next rerun.
     METRICS = "d2debug_metrics"
     SENSITIVITY = "d2debug_sensitivity"
     CONFIG_DIFF = "d2debug_config_diff"
     DOCTOR = "d2debug_doctor"
     AUDIT = "d2debug_audit"
+    @staticmethod
+    def browse_button(list_key: str, step: int) -> str:
+        """The key of the previous (``step`` -1) / next (+1) button beside the image list ``list_key``."""
+        return f"btn_{list_key}_{'next' if step > 0 else 'prev'}"
+
     # The query parameter of a link that opens a stage page with a pitfall preset (``?pitfall=channel_swap``).
     PITFALL_PARAM = "pitfall"
 
