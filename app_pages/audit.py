@@ -132,7 +132,9 @@ def show_summary(summary: dict) -> list:
         st.warning(f"{failed['key']}: {failed['error']}")
     st.markdown("**Damage per pitfall** (most damaging first)")
     st.markdown(damage_chart_svg(summary), unsafe_allow_html=True)
-    st.dataframe(pd.DataFrame(table_records(summary)), hide_index=True, width="stretch")
+    records, formats = table_records(summary)
+    st.dataframe(pd.DataFrame(records), hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format=f) for c, f in formats.items()})
     return summary_rows(summary)
 
 

@@ -1,6 +1,6 @@
 """Training vs deployment config: the keys that differ, what changes at inference first, each explained.
 
-Both files are merged onto detectron2's ``get_cfg()`` (``model.load_cfg``), so a key left out of one file
+Both files are merged onto detectron2's ``get_cfg()`` (``config.load_cfg``), so a key left out of one file
 counts with its default value, exactly as detectron2 would use it. Groups, in order:
 
 1. ``preprocessing``: ``INPUT.*`` and ``MODEL.PIXEL_MEAN/STD`` (what the image becomes before the backbone);

@@ -157,7 +157,7 @@ def _custom_variant(text: str) -> Pitfall:
             key, value = parse_assignment(part)
             probe = probe.replace(**{key: value})  # validates the value now, not in the middle of a run
         except StageValueError as exc:
-            raise D2DebugError(f"--variants {text!r}: {exc.field} {exc.reason}") from None
+            raise D2DebugError(f"--variants {text!r}: {exc.field}={exc.value!r} {exc.reason}") from None
         except D2DebugError as exc:
             raise D2DebugError(f"--variants {text!r}: {exc}") from None
         changes.append((key, value))

@@ -396,13 +396,21 @@ def test_every_table_prints_ap_like_numbers_alike():
 
     summary = load_summary(DEMO_AUDIT)
     head, rows = table_cells(summary)
-    records = table_records(summary)
-    assert [list(r.values()) for r in records] == rows and all(list(r) == head for r in records)
+    records, formats = table_records(summary)
+    assert all(list(r) == head for r in records)
+    # The dashboard's numbers, shown with their formats, are the cells the other tables print ...
+    shown = [[v if c not in formats else "n/a" if v is None else formats[c] % v for c, v in r.items()]
+             for r in records]
+    assert shown == rows
+    # ... and stay numbers, so its columns sort by value.
+    assert all(isinstance(r["AP"], float) and isinstance(r["matched"], int) for r in records)
     ap_like = [c for c in head if c.endswith("AP") or c.endswith("AP50")]
     assert {"AP", "mask AP"} <= set(ap_like)
-    for r in records:
-        for c in ap_like:
-            assert re.fullmatch(r"[+-]?\d+\.\d", r[c]), (c, r[c])
-    ref = records[0]
+    for cells in rows:
+        for c, cell in zip(head, cells):
+            if c in ap_like:
+                assert re.fullmatch(r"[+-]?\d+\.\d", cell), (c, cell)
+    ref = dict(zip(head, rows[0]))
     assert (ref["AP"], ref["mask AP"]) == ("96.9", "97.1")
+    assert (records[0]["AP"], records[0]["mask AP"]) == (96.9, 97.1)
     assert ref["AP"] in pitfalls_markdown(summary) and ref["mask AP"] in pitfalls_markdown(summary)

@@ -179,6 +179,10 @@ def _merge(out_dir: Path, settings: dict, dataset: AuditDataset, ranks: Ranks,
     for _counts, part in parts[1:]:
         for i, rec in part:
             seen.setdefault(i, rec)
-    records = [seen[i] for i in sorted(seen)]
-    assert all(r is not None for r in records), "rank 0 reads every record it sees"
-    return [r for r in records if r is not None], [c for c, _ in parts]
+    records = []
+    for i in sorted(seen):
+        rec = seen[i]
+        if rec is None:  # rank 0 keeps every record it reads; a None here is a bug, never an image to drop
+            raise RuntimeError(f"image {i}: rank 0 holds no record for it")
+        records.append(rec)
+    return records, [c for c, _ in parts]

@@ -17,7 +17,6 @@ from ..coco import coco_ap
 from ..errors import D2DebugError, first_line
 from ..model import LoadedModel
 from ..pitfalls import REFERENCE, REFERENCE_PITFALL, Pitfall
-from ..text import pct
 from .dataset import AuditDataset
 
 __all__ = ["SummaryRow", "summary_rows", "ap_kinds", "table_cells", "summarize", "pitfalls_markdown", "table_records", "load_summary", "MODEL_KEYS"]
@@ -200,36 +199,50 @@ def summarize(records: Sequence[dict], pitfalls: Sequence[Pitfall], dataset: Aud
     return out
 
 
+# How each kind of table column prints (printf style): AP-like in percent with one decimal (signed for the
+# drops), agreement ratios with three decimals, counts as they are.
+_FORMATS = {"pct": "%.1f", "dpct": "%+.1f", "ratio": "%.3f", "count": "%d"}
+
+
+def _table(summary: dict, detections: bool) -> tuple[list[tuple[str, str]], list[list]]:
+    """The pitfall table as ``(columns, rows)``: each column ``(name, kind)`` (``text`` or a :data:`_FORMATS`
+    kind), each row its values, numbers already in the units and rounding they print with (``None``: n/a); the
+    reference first and the pitfalls by damage."""
+    rows = summary_rows(summary)
+    cols = _columns(rows)
+    columns = [("pitfall", "text"), ("stage change", "text")]
+    columns += [("AP", "pct"), ("dAP", "dpct"), ("AP50", "pct"), ("dAP50", "dpct")] if cols["box"] else []
+    columns += [("mask AP", "pct"), ("dmask AP", "dpct")] if cols["mask"] else []
+    columns += [("keypoint AP", "pct"), ("dkeypoint AP", "dpct")] if cols["keypoint"] else []
+    columns += [("agreement F1", "ratio"), ("matched", "count"), ("missed", "count"), ("extra", "count"),
+                ("class flips", "count")]
+    columns += [("mask IoU", "ratio")] if cols["mask_iou"] else []
+    columns += [("semantic mIoU", "ratio")] if cols["sem_seg"] else []
+    columns += [("detections", "count")] if detections else []
+    fields = {"AP": "AP", "dAP": "dAP", "AP50": "AP50", "dAP50": "dAP50", "mask AP": "mask_AP",
+              "dmask AP": "dmask_AP", "keypoint AP": "keypoint_AP", "dkeypoint AP": "dkeypoint_AP",
+              "agreement F1": "f1", "matched": "matched", "missed": "missed", "extra": "extra",
+              "class flips": "class_flips", "mask IoU": "mask_iou", "semantic mIoU": "sem_seg_miou",
+              "detections": "detections"}
+    out = []
+    for r in rows:
+        values: list = [r.label, r.change if not r.is_reference else "none"]
+        for name, kind in columns[2:]:
+            v = getattr(r, fields[name])
+            values.append(None if v is None else round(100 * v, 1) if kind in ("pct", "dpct")
+                          else round(v, 3) if kind == "ratio" else int(v))
+        out.append(values)
+    return columns, out
+
+
 def table_cells(summary: dict, detections: bool = False) -> tuple[list[str], list[list[str]]]:
     """The pitfall table as text: ``(header, rows)``, the reference first and the pitfalls by damage; AP
     columns (box, then mask and keypoint when scored) in percent, the agreement numbers; ``detections`` adds
-    each pipeline's total. The Markdown table and the HTML report both print these cells."""
-    rows = summary_rows(summary)
-    cols = _columns(rows)
-    head = ["pitfall", "stage change"]
-    head += ["AP", "dAP", "AP50", "dAP50"] if cols["box"] else []
-    head += ["mask AP", "dmask AP"] if cols["mask"] else []
-    head += ["keypoint AP", "dkeypoint AP"] if cols["keypoint"] else []
-    head += ["agreement F1", "matched", "missed", "extra", "class flips"]
-    head += ["mask IoU"] if cols["mask_iou"] else []
-    head += ["semantic mIoU"] if cols["sem_seg"] else []
-    head += ["detections"] if detections else []
-    out = []
-    for r in rows:
-        cells = [r.label, r.change if not r.is_reference else "none"]
-        if cols["box"]:
-            cells += [pct(r.AP), pct(r.dAP, True), pct(r.AP50), pct(r.dAP50, True)]
-        if cols["mask"]:
-            cells += [pct(r.mask_AP), pct(r.dmask_AP, True)]
-        if cols["keypoint"]:
-            cells += [pct(r.keypoint_AP), pct(r.dkeypoint_AP, True)]
-        cells += ["n/a" if r.f1 is None else f"{r.f1:.3f}", str(r.matched), str(r.missed), str(r.extra),
-                  str(r.class_flips)]
-        cells += ["n/a" if r.mask_iou is None else f"{r.mask_iou:.3f}"] if cols["mask_iou"] else []
-        cells += ["n/a" if r.sem_seg_miou is None else f"{r.sem_seg_miou:.3f}"] if cols["sem_seg"] else []
-        cells += [str(r.detections)] if detections else []
-        out.append(cells)
-    return head, out
+    each pipeline's total. The Markdown table, the HTML report and (as numbers) the dashboard print these."""
+    columns, rows = _table(summary, detections)
+    cells = [[v if kind == "text" else "n/a" if v is None else _FORMATS[kind] % v
+              for (_, kind), v in zip(columns, row)] for row in rows]
+    return [name for name, _ in columns], cells
 
 
 def pitfalls_markdown(summary: dict) -> str:
@@ -259,12 +272,13 @@ def _columns(rows: Sequence[SummaryRow]) -> dict[str, bool]:
             "sem_seg": any(r.sem_seg_miou is not None for r in rows)}
 
 
-def table_records(summary: dict) -> list[dict[str, str]]:
-    """The pitfall table as rows for a data frame (column -> cell): the very cells of :func:`table_cells`, so the
-    dashboard prints every number as the Markdown table and the HTML report do (AP-like columns in percent with
-    one decimal, agreement F1 / mask IoU / semantic mIoU with three)."""
-    head, rows = table_cells(summary)
-    return [dict(zip(head, cells)) for cells in rows]
+def table_records(summary: dict) -> tuple[list[dict], dict[str, str]]:
+    """The pitfall table for a data frame: rows (column -> value; numbers stay numbers, so the table sorts by
+    them, already rounded as :func:`table_cells` prints them) and each numeric column's printf format, so a
+    dashboard shows the cells the Markdown table and the HTML report print."""
+    columns, rows = _table(summary, detections=False)
+    formats = {name: _FORMATS[kind] for name, kind in columns if kind != "text"}
+    return [dict(zip([name for name, _ in columns], row)) for row in rows], formats
 
 
 def load_summary(path: Path) -> dict:
