@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["ROOT", "SAMPLES", "SAMPLE_IMAGES", "TINY_CONFIG", "app_run", "app_errors", "page_with_model_files",
-           "sample"]
+__all__ = ["ROOT", "SAMPLES", "SAMPLE_IMAGES", "TINY_CONFIG", "APP_TIMEOUT", "app_run", "app_errors", "app_metrics",
+           "set_radio", "page_with_model_files", "sample"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data"
 SAMPLE_IMAGES = sorted(p for p in (SAMPLES / "images").iterdir() if p.suffix in (".jpg", ".png"))
 TINY_CONFIG = ROOT / "tests" / "configs" / "tiny_bgr.yaml"
+# Seconds an AppTest page may take: the CPU is shared with other work and a forward pass can take seconds.
+APP_TIMEOUT = 180
 
 
 def app_run(at):
@@ -25,6 +27,20 @@ def app_errors(at) -> list[str]:
     return [str(e.value) for e in at.error]
 
 
+def app_metrics(at) -> dict:
+    """The agreement numbers a stage page recorded (its ``Keys.METRICS`` entry)."""
+    from d2debug.ui.state import Keys
+
+    assert Keys.METRICS in at.session_state, [e.value for e in at.error]
+    return at.session_state[Keys.METRICS]
+
+
+def set_radio(at, key: str, value):
+    """Choose ``value`` in the radio ``key`` and rerun the page."""
+    at.radio(key=key).set_value(value)
+    return app_run(at)
+
+
 def page_with_model_files(page: str, config, weights):
     """A Streamlit ``AppTest`` of ``page`` (a path under the checkout) with the sidebar loading ``config`` +
     ``weights`` by path, run once the paths are in (errors are left for the caller to check)."""
@@ -32,7 +48,7 @@ def page_with_model_files(page: str, config, weights):
 
     from d2debug.ui.state import Keys
 
-    at = AppTest.from_file(str(ROOT / page), default_timeout=180)
+    at = AppTest.from_file(str(ROOT / page), default_timeout=APP_TIMEOUT)
     app_run(at)
     at.radio(key=Keys.MODEL_SOURCE).set_value("Files on this workstation")
     app_run(at)

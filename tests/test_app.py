@@ -13,8 +13,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from helpers import APP_TIMEOUT as TIMEOUT
 from helpers import app_errors as errors
+from helpers import app_metrics as metrics
 from helpers import app_run as run
+from helpers import set_radio
 
 ROOT = Path(__file__).resolve().parent.parent
 # The pages import d2debug from the checkout, as `streamlit run app.py` does (it puts app.py's folder on the path).
@@ -28,8 +31,6 @@ from d2debug.ui.state import Keys  # noqa: E402
 PAGES = {stage: page.file for stage, page in STAGE_PAGES.items()}
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-# The CPU is shared with other work; a forward pass can take seconds.
-TIMEOUT = 180
 
 
 def open_page(page: str, image: str | None = None) -> AppTest:
@@ -41,21 +42,11 @@ def open_page(page: str, image: str | None = None) -> AppTest:
     return at
 
 
-def metrics(at: AppTest) -> dict:
-    assert Keys.METRICS in at.session_state, [e.value for e in at.error]
-    return at.session_state[Keys.METRICS]
-
-
 def assert_reference(at: AppTest) -> dict:
     m = metrics(at)
     assert m["differences"] == {}
     assert m["f1"] == 1.0 and m["missed"] == 0 and m["extra"] == 0 and m["class_flips"] == 0
     return m
-
-
-def set_radio(at: AppTest, key: str, value) -> AppTest:
-    at.radio(key=key).set_value(value)
-    return run(at)
 
 
 def test_every_stage_page_renders_the_reference_by_default():

@@ -2,80 +2,20 @@
 convert (and says so), or exits 2 with ONE line naming the file and the problem. Never a traceback."""
 from __future__ import annotations
 
-import io
-import struct
-import zlib
-
-import numpy as np
 import pytest
 from PIL import Image
 
 from d2debug.cli import main
 
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _png_header_only(w: int, h: int) -> bytes:
-    """A PNG whose header claims w x h (no real pixel data)."""
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", zlib.compress(b"")) + _png_chunk(b"IEND", b"")
-
-
-def _scene(w=320, h=240) -> np.ndarray:
-    from d2debug.demo.data import random_scene, render_scene
-
-    return render_scene(random_scene(11, w, h))
-
-
-def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **kw)
-    return buf.getvalue()
-
-
-def _broken_corpus() -> dict[str, bytes]:
-    jpg = _bytes(Image.fromarray(_scene()), "JPEG", quality=90)
-    png = _bytes(Image.fromarray(_scene()), "PNG")
-    return {
-        "empty.jpg": b"",
-        "text_named.jpg": b"definitely not a JPEG, just some text\n" * 10,
-        "truncated.jpg": jpg[: len(jpg) // 3],
-        "truncated.png": png[: len(png) // 3],
-        "zero_height.png": _png_header_only(64, 0),
-        "bomb.png": _png_header_only(30000, 30000),
-        "html_named.png": b"<html><body>404 not found</body></html>",
-        "random_bytes.jpg": np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes(),
-    }
-
-
-def _convertible_corpus() -> dict[str, tuple[bytes, str]]:
-    """name -> (file bytes, a word the conversion note must contain)."""
-    rgb = Image.fromarray(_scene())
-    gray16 = Image.fromarray((np.asarray(rgb.convert("L")).astype(np.uint16) * 257)).convert("I;16")
-    exif = Image.Exif()
-    exif[0x0112] = 42  # not an orientation
-    frames = [Image.fromarray(_scene()).convert("P"), Image.fromarray(_scene()[::-1].copy()).convert("P")]
-    gif = io.BytesIO()
-    frames[0].save(gif, format="GIF", save_all=True, append_images=frames[1:], duration=100)
-    return {
-        "gray16.png": (_bytes(gray16, "PNG"), "16-bit"),
-        "cmyk.jpg": (_bytes(rgb.convert("CMYK"), "JPEG"), "CMYK"),
-        "palette.png": (_bytes(rgb.convert("P"), "PNG"), "palette"),
-        "gray.png": (_bytes(rgb.convert("L"), "PNG"), "grayscale"),
-        "rgba.png": (_bytes(rgb.convert("RGBA"), "PNG"), "alpha"),
-        "animated.gif": (gif.getvalue(), "frame"),
-        "bad_orientation.jpg": (_bytes(rgb, "JPEG", exif=exif.tobytes()), "invalid EXIF orientation"),
-    }
+from corpus import broken_corpus, convertible_corpus
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     d = tmp_path_factory.mktemp("corpus")
-    for name, data in _broken_corpus().items():
+    for name, data in broken_corpus().items():
         (d / name).write_bytes(data)
-    for name, (data, _) in _convertible_corpus().items():
+    for name, (data, _) in convertible_corpus().items():
         (d / name).write_bytes(data)
     Image.new("RGB", (1, 1), (200, 10, 10)).save(d / "one_pixel.png")
     return d
@@ -87,7 +27,7 @@ def _run(capsys, *args):
     return code, out.out, out.err
 
 
-@pytest.mark.parametrize("name", sorted(_broken_corpus()))
+@pytest.mark.parametrize("name", sorted(broken_corpus()))
 def test_broken_images_fail_with_one_line(corpus, capsys, name):
     code, _, err = _run(capsys, "--image", corpus / name)
     lines = err.strip().splitlines()
@@ -100,9 +40,9 @@ def test_bomb_is_refused_by_pillows_limit(corpus, capsys):
     assert "decompression-bomb" in err
 
 
-@pytest.mark.parametrize("name", sorted(_convertible_corpus()))
+@pytest.mark.parametrize("name", sorted(convertible_corpus()))
 def test_convertible_images_are_converted_and_reported(corpus, capsys, name):
-    word = _convertible_corpus()[name][1]
+    word = convertible_corpus()[name][1]
     code, out, err = _run(capsys, "--image", corpus / name, "--set", "channel_order=swapped")
     assert code == 0, err
     assert word.lower() in out.lower(), out

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app import PAGES, TIMEOUT, errors, metrics, run, set_radio
-from test_bad_inputs import _broken_corpus
 
+from d2debug.ui.nav import STAGE_PAGES
 from d2debug.ui.state import Keys
 
-from helpers import ROOT
+from corpus import broken_corpus
+from helpers import APP_TIMEOUT as TIMEOUT
+from helpers import ROOT, set_radio
+from helpers import app_errors as errors
+from helpers import app_metrics as metrics
+from helpers import app_run as run
+
+PAGES = {stage: page.file for stage, page in STAGE_PAGES.items()}
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _folder(tmp_path, names):
     for name in names:
-        (tmp_path / name).write_bytes(_broken_corpus()[name])
+        (tmp_path / name).write_bytes(broken_corpus()[name])
     # Sorted last; a link to a sample so cached reference results are reused.
     (tmp_path / "zz_good.jpg").symlink_to(ROOT / "sample_data/images/val_000.jpg")
     return tmp_path
@@ -31,7 +37,7 @@ def _open_folder(page: str, folder) -> AppTest:
 
 
 def test_every_broken_image_is_one_error_and_the_page_keeps_working(tmp_path):
-    names = sorted(_broken_corpus())
+    names = sorted(broken_corpus())
     at = _open_folder(PAGES["channel_order"], _folder(tmp_path, names))
     for name in names:
         assert at.selectbox(key=Keys.FOLDER_IMAGE).value == name
