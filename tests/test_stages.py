@@ -184,10 +184,10 @@ class TestSpec:
             PipelineSpec(**{field: value})
         assert (from_text.value.field, from_text.value.value) == (field, value)
         assert str(from_text.value) == str(from_spec.value) == f"{field}={value!r}: {from_spec.value.reason}"
-        # --variants words its message from the fields, not by cutting the text apart.
+        # --variants words its message from the fields (naming the refused value), not by cutting the text apart.
         with pytest.raises(D2DebugError) as from_variants:
             parse_variants([f"x:{field}={text}"])
-        assert str(from_variants.value) == f"--variants 'x:{field}={text}': {field} {from_text.value.reason}"
+        assert str(from_variants.value) == f"--variants 'x:{field}={text}': {field}={value!r} {from_text.value.reason}"
 
     def test_field_choices_are_the_values_the_spec_accepts(self):
         free = {"external_norm", "model_norm", "score_thresh", "nms_thresh", "resize_size"}
