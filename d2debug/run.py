@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from detectron2.config import CfgNode
 
 __all__ = ["RunResult", "RawOutput", "ForwardCache", "run", "run_prepared", "run_batch", "run_tensor", "prepare",
-           "preprocess", "reference_spec", "Frame"]
+           "preprocess", "reference_spec", "Frame", "result_from_outputs"]
 
 Frame = Literal["original", "resized"]
 
@@ -366,6 +366,16 @@ def _result(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, orig:
         **host,
         **_predictions(outputs),
     )
+
+
+def result_from_outputs(loaded: LoadedModel, tensor: torch.Tensor, spec: PipelineSpec, original: tuple[int, int],
+                        outputs: dict, backbone_input: torch.Tensor, decoded: Optional[Decoded] = None,
+                        host_timings: Optional[dict[str, float]] = None, forward_seconds: float = 0.0) -> RunResult:
+    """A :class:`RunResult` for outputs some other runner made of ``tensor`` (an exported model): ``outputs``
+    is the model's output dict (``{"instances": Instances}`` in the frame ``spec.original_size`` says),
+    ``backbone_input`` the ``3xHxW`` float32 tensor its normalization gives."""
+    host = _host_fields(loaded, spec, decoded, host_timings, forward_seconds)
+    return _result(loaded, tensor, spec, original, (outputs, backbone_input, None), host)
 
 
 def _device_name(device: str) -> str:

@@ -10,6 +10,9 @@ changes before they run on today's libraries:
   - numpy 1.24 removed the aliases ``np.bool``/``np.int``/``np.float``/``np.object`` -> the builtins;
   - current setuptools (84 here) no longer ships ``pkg_resources`` (the model zoo finds its configs with it) ->
     the package's own folder;
+  - torch 2.2 removed caffe2, and ``detectron2/export/__init__.py`` imports its Caffe2 exporter first, so
+    ``detectron2.export`` (``TracingAdapter``, the TorchScript/ONNX export d2debug runs) fails to import -> the
+    Caffe2 exporter only where caffe2 imports, as detectron2's own repository does since;
   - RetinaNetHead probes the type of its norm with ``get_norm(norm, 1)``, a GroupNorm of 32 groups over one
     channel that today's torch refuses, so a GN head (FCOS) does not build -> 32 channels;
   - pip 25 refuses a registry package whose extras name a URL (``panopticapi @ https://...``), and
@@ -35,6 +38,15 @@ import tempfile
 from pathlib import Path
 
 NUMPY_ALIASES = re.compile(r"\bnp\.(bool|int|float|object|str|complex)\b")
+
+CAFFE2_API = re.compile(r"(?m)^from \.api import \*\n")
+CAFFE2_OPTIONAL = """try:
+    from caffe2.proto import caffe2_pb2 as _tmp  # noqa: F401  the Caffe2 exporter needs caffe2 (gone from torch)
+except ImportError:
+    pass
+else:
+    from .api import *
+"""
 
 PKG_RESOURCES_FREE = '''
 
@@ -100,6 +112,9 @@ def prepare(src: Path) -> list[str]:
     if n:
         _sub_in_tree(src, r"\bpkg_resources\.resource_filename\(", "_resource_filename(")
         done.append(f"pkg_resources -> the package's own folder ({n}x, current setuptools has no pkg_resources)")
+    n = _sub_in_tree(src, CAFFE2_API, lambda m: CAFFE2_OPTIONAL)
+    if n:
+        done.append(f"detectron2.export imports its Caffe2 exporter only where caffe2 exists ({n}x, torch >= 2.2)")
     n = _sub_in_tree(src, r"str\(type\(get_norm\(norm, 1\)\)\)", "str(type(get_norm(norm, 32)))")
     if n:
         done.append(f"RetinaNetHead probes its norm with 32 channels, not 1 ({n}x, torch refuses GroupNorm(32, 1))")

@@ -71,7 +71,7 @@ else
     rm -rf "$tmp"
   fi
   "${PIP[@]}" install --quiet "$cache"/*.whl -e '.[test]'
-  PYTHONWARNINGS=ignore::FutureWarning "$VENV/bin/python" -c 'import detectron2.modeling, detectron2.engine' \
+  PYTHONWARNINGS=ignore::FutureWarning "$VENV/bin/python" -c 'import detectron2.modeling, detectron2.engine, detectron2.export' \
     || { echo "error: detectron2 does not import in $VENV" >&2; exit 1; }
 fi
 echo "$want_hash" > "$STAMP"
