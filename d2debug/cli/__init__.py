@@ -12,13 +12,13 @@ from typing import Optional
 
 from ..compat import silence_library_noise
 from ..errors import D2DebugError
-from . import audit, bench, compare, config_diff, doctor
+from . import audit, bench, compare, config_diff, deploy, doctor
 from .common import add_model_args, load_from_args
 
 __all__ = ["main", "build_parser", "load_from_args", "add_model_args"]
 
 # In the order `--help` lists them.
-SUBCOMMANDS = (compare, doctor, audit, config_diff, bench)
+SUBCOMMANDS = (compare, doctor, audit, config_diff, deploy, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

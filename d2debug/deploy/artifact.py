@@ -10,14 +10,14 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from ..errors import D2DebugError, first_line
 from .contract import CONTRACT_FILE, EMBEDDED_NAME, Contract, contract_from_json, read_contract_file
 
-__all__ = ["DeployedModel", "load_deployed", "SUFFIXES", "artifact_format"]
+__all__ = ["DeployedModel", "load_deployed", "SUFFIXES", "artifact_format", "contract_mismatches"]
 
 SUFFIXES = {".ts": "torchscript", ".pt": "torchscript", ".torchscript": "torchscript", ".onnx": "onnx"}
 
@@ -62,12 +62,21 @@ class DeployedModel:
                 outs = list(got) if isinstance(got, (tuple, list)) else [got]
         except Exception as exc:  # a graph failing on its input raises whatever its runtime raises
             raise D2DebugError(f"{self.path}: fails on a 3x{tensor.shape[1]}x{tensor.shape[2]} float32 input "
-                               f"({first_line(exc)})") from None
+                               f"({_cause(exc)})") from None
         names = self.contract.outputs
         if len(outs) != len(names) or not all(isinstance(o, torch.Tensor) for o in outs):
             raise D2DebugError(f"{self.path}: returns {len(outs)} outputs, its contract names {len(names)} "
                                f"({', '.join(names)}): not an export of this model?")
         return {n: o.detach().cpu() for n, o in zip(names, outs)}
+
+
+def _cause(exc: BaseException) -> str:
+    """The line that says what failed: TorchScript's interpreter puts its own traceback first and the error
+    last."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    if len(lines) > 1 and "TorchScript interpreter" in lines[0]:
+        return lines[-1][:200]
+    return first_line(exc)
 
 
 def _embedded_ts(path: Path) -> Optional[str]:
@@ -105,10 +114,10 @@ def _load_onnx(path: Path) -> tuple[Any, Optional[str], str]:
     return session, meta, f"onnxruntime {session.get_providers()[0]}"
 
 
-def load_deployed(path: str | Path, contract: Optional[Contract] = None,
-                  contract_path: Optional[Path] = None) -> DeployedModel:
+def load_deployed(path: str | Path, contract_path: Optional[Path] = None,
+                  fallback: Optional[Callable[[], Contract]] = None) -> DeployedModel:
     """Load ``path`` and find its contract: ``contract_path`` when given, else the one embedded by ``d2debug
-    export``, else ``contract.json`` beside it, else ``contract`` (e.g. derived from the model's config for an
+    export``, else ``contract.json`` beside it, else ``fallback()`` (e.g. derived from the model's config for an
     export made by detectron2's own ``export_model.py``). One line when none is found or the file is bad."""
     path = Path(path)
     fmt = artifact_format(path)
@@ -127,11 +136,23 @@ def load_deployed(path: str | Path, contract: Optional[Contract] = None,
         found, source = contract_from_json(embedded, f"{path} (embedded contract)"), "embedded in the artifact"
     elif beside.is_file():
         found, source = read_contract_file(beside), str(beside)
-    elif contract is not None:
-        found, source = contract, "derived from the model's config"
+    elif fallback is not None:
+        found, source = fallback(), "derived from the model's config (no contract in or beside the artifact)"
     else:
         raise D2DebugError(f"{path}: no contract in it or beside it ({CONTRACT_FILE}); export with "
                            "`python -m d2debug export` or pass --contract")
     if found.format != fmt:
         raise D2DebugError(f"{source}: a contract for {found.format}, but {path.name} is {fmt}")
     return DeployedModel(path, found, source, runtime, module, session)
+
+
+def contract_mismatches(contract: Contract, cfg) -> list[str]:
+    """Where the contract's preprocessing differs from the config the reference runs (``cfg``, a yacs
+    ``CfgNode``): one line each. An artifact exported from another config explains its whole gap."""
+    pairs = (("channel order", contract.channel_order, cfg.INPUT.FORMAT),
+             ("MIN_SIZE_TEST", contract.min_size, int(cfg.INPUT.MIN_SIZE_TEST)),
+             ("MAX_SIZE_TEST", contract.max_size, int(cfg.INPUT.MAX_SIZE_TEST)),
+             ("PIXEL_MEAN", [round(v, 3) for v in contract.pixel_mean], [round(float(v), 3) for v in cfg.MODEL.PIXEL_MEAN]),
+             ("PIXEL_STD", [round(v, 3) for v in contract.pixel_std], [round(float(v), 3) for v in cfg.MODEL.PIXEL_STD]))
+    return [f"the artifact's contract has {name} {c}, the config {r}: exported from another config?"
+            for name, c, r in pairs if c != r]

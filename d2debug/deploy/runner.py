@@ -13,7 +13,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from detectron2.config import CfgNode
 
 __all__ = ["BAKED", "check_deployment_spec", "contract_cfg", "instances_from_outputs", "run_deployed",
+           "run_deployed_tensor",
            "DeployedComparison", "compare_deployed"]
 
 BAKED = ("model_norm", "score_thresh", "nms_thresh", "precision")  # PipelineSpec fields an export freezes
@@ -66,29 +67,38 @@ def instances_from_outputs(outputs: dict[str, torch.Tensor], image_size: tuple[i
 def run_deployed(loaded: LoadedModel, deployed: DeployedModel, image: Union[str, Path, Decoded],
                  spec: PipelineSpec) -> RunResult:
     """One image through the deployment ``spec`` and the exported model: a :class:`RunResult` like any run
-    (``device`` names the runtime), with ``backbone_input`` the graph's normalization of the input (computed
-    from the contract's mean/std, the graph's own tensors not being reachable)."""
-    from detectron2.modeling.postprocessing import detector_postprocess
-
+    (``device`` names the runtime)."""
     check_deployment_spec(spec)
     t0 = time.perf_counter()
     dec = image if isinstance(image, Decoded) else decode(image, spec.decoder)
     t1 = time.perf_counter()
     tensor, orig = prepare(contract_cfg(loaded, deployed), dec, spec)
-    t2 = time.perf_counter()
+    host = {"decode": t1 - t0, "preprocess": time.perf_counter() - t1}
+    return run_deployed_tensor(loaded, deployed, tensor, orig, spec, dec, host)
+
+
+def run_deployed_tensor(loaded: LoadedModel, deployed: DeployedModel, tensor: torch.Tensor,
+                        original: tuple[int, int], spec: PipelineSpec, decoded: Optional[Decoded] = None,
+                        host_timings: Optional[dict[str, float]] = None) -> RunResult:
+    """Feed ``tensor`` (``3xHxW`` float32, what the deployment made of an image of ``original`` ``(h, w)``) to
+    the exported model; ``spec.original_size`` says whether its outputs are rescaled to the original frame.
+    ``backbone_input`` is the graph's normalization of the input, computed from the contract's mean/std (the
+    graph's own tensors are not reachable)."""
+    from detectron2.modeling.postprocessing import detector_postprocess
+
+    t0 = time.perf_counter()
     outputs = deployed.infer(tensor)
-    forward = time.perf_counter() - t2
+    forward = time.perf_counter() - t0
     h, w = int(tensor.shape[1]), int(tensor.shape[2])
-    inst = instances_from_outputs(outputs, (h, w))
-    out_h, out_w = orig if spec.original_size == "pass" else (h, w)
-    inst = detector_postprocess(inst, out_h, out_w)
+    out_h, out_w = original if spec.original_size == "pass" else (h, w)
+    inst = detector_postprocess(instances_from_outputs(outputs, (h, w)), out_h, out_w)
     c = deployed.contract
     backbone = tensor
     if c.normalizes:
         mean, std = (torch.tensor(v, dtype=torch.float32).view(-1, 1, 1) for v in (c.pixel_mean, c.pixel_std))
         backbone = (tensor - mean) / std
-    result = result_from_outputs(loaded, tensor, spec, orig, {"instances": inst}, backbone, dec,
-                                 {"decode": t1 - t0, "preprocess": t2 - t1}, forward)
+    result = result_from_outputs(loaded, tensor, spec, original, {"instances": inst}, backbone, decoded,
+                                 host_timings, forward)
     return dataclasses.replace(result, device=deployed.runtime)
 
 
@@ -118,15 +128,23 @@ class DeployedComparison:
 
 
 def compare_deployed(loaded: LoadedModel, deployed: DeployedModel, image: Union[str, Path], spec: PipelineSpec,
-                     reference: Union[ReferenceView, RunResult]) -> DeployedComparison:
-    """Run the exported model on ``image`` fed the reference input and fed the deployment ``spec``, and
-    compare both with the Python ``reference`` run (its spec is the reference pipeline)."""
+                     reference: Union[ReferenceView, RunResult],
+                     user_input: Optional[tuple[torch.Tensor, tuple[int, int]]] = None) -> DeployedComparison:
+    """Run the exported model on ``image`` fed the reference input and fed the deployment ``spec`` (or
+    ``user_input``: the ``3xHxW`` float32 tensor the user's own preprocessing made of ``image``, and the
+    original ``(h, w)``; ``spec`` then only says whether outputs are rescaled), and compare both with the Python
+    ``reference`` run (its spec is the reference pipeline)."""
     ref = reference.result if isinstance(reference, ReferenceView) else reference
     source: Union[str, Path, Decoded] = ref.decoded if ref.decoded is not None else image
     on_ref = run_deployed(loaded, deployed, source, ref.spec)
     same_decode = spec.decoder == ref.spec.decoder and ref.decoded is not None
+    if user_input is not None:
+        check_deployment_spec(spec)
+        mine = run_deployed_tensor(loaded, deployed, user_input[0], user_input[1], spec, ref.decoded)
     # The device is the reference's; an exported model runs where its runtime does.
-    mine = on_ref if spec.replace(device=ref.spec.device) == ref.spec else run_deployed(
-        loaded, deployed, source if same_decode else image, spec)
+    elif spec.replace(device=ref.spec.device) == ref.spec:
+        mine = on_ref
+    else:
+        mine = run_deployed(loaded, deployed, source if same_decode else image, spec)
     view = compare_variant(loaded, image, spec, reference, variant_result=mine)
     return DeployedComparison(view, compare(ref, on_ref), compare(on_ref, mine), on_ref)
