@@ -220,3 +220,18 @@ def test_cli_export_then_compare_deployed(tmp_path):
     r = cli("compare", "--deployed", out / "model.onnx", "--preprocess", f"{script}:pre")
     assert r.returncode == 2 and "--trust-code" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
+
+
+def test_audit_of_a_deployed_model_over_a_dataset(demo, deployed, tmp_path):
+    """The audit runs the artifact fed the reference input (the export's gap: none) and each deployment
+    pitfall through the artifact; model-side pitfalls, baked into the graph, are left out."""
+    from d2debug.audit import load_dataset, parse_variants, run_audit
+
+    ds = load_dataset(ROOT / "sample_data" / "images", ROOT / "sample_data" / "annotations.json", limit=3)
+    pitfalls = parse_variants(["channel_swap", "model_zoo_norm", "imagenet_double_norm"])
+    audit = run_audit(demo, ds, tmp_path / "out", pitfalls, write_report=False, deployed=deployed["onnx"])
+    rows = {r["name"]: r for r in audit.summary["rows"]}
+    assert set(rows) == {"reference", "deployed", "deployed_channel_swap", "deployed_imagenet_double_norm"}
+    assert rows["deployed"]["f1"] == 1.0 and rows["deployed"]["dAP"] == 0.0
+    assert rows["deployed_imagenet_double_norm"]["dAP"] < -0.1 and rows["deployed_channel_swap"]["f1"] < 1.0
+    assert audit.settings["deployed"]["format"] == "onnx"

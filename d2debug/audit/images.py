@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 import torch
 
 from ..compare import compare
+from ..deploy.artifact import DeployedModel
+from ..deploy.runner import DEPLOYED, run_deployed_tensor
 from ..errors import D2DebugError
 from ..memory import trim_if_grown
 from ..model import LoadedModel
@@ -118,14 +120,15 @@ def prepared_images(cfg: CfgNode, items: Sequence[AuditImage], indices: Sequence
 
 
 def infer_image(loaded: LoadedModel, prepared: PreparedImage, specs: dict[str, PipelineSpec],
-                batch: bool = False) -> dict:
+                batch: bool = False, deployed: Optional[DeployedModel] = None) -> dict:
     """Every pipeline's forward pass on one prepared image, and the image's results record (without its
     ``index``). The reference runs alone, exactly as ``DefaultPredictor`` does; a pipeline whose input and
     model-side settings equal an earlier one's reuses that forward pass. ``batch``: the other pipelines whose
     inputs share a shape and model-side settings go through one batched forward pass (on a GPU, where that
-    is faster)."""
+    is faster). ``deployed``: the exported model the ``deployed*`` pipelines feed instead of the Python one."""
     t0 = time.perf_counter()
     item = prepared.item
+    exported = {n for n in specs if n.startswith(DEPLOYED)} if deployed is not None else set()
     record: dict = {"kind": "image", "key": item.key, "image_id": item.image_id}
     if prepared.error is not None:
         record.update(error=prepared.error, seconds=round(prepared.seconds, 3))
@@ -134,13 +137,18 @@ def infer_image(loaded: LoadedModel, prepared: PreparedImage, specs: dict[str, P
     results: dict[str, RunResult] = {}
     errors = {name: v for name, v in prepared.inputs.items() if isinstance(v, str)}
     if batch:
-        _run_batches(loaded, prepared, specs, forwards, results, errors)
+        _run_batches(loaded, {n: s for n, s in specs.items() if n not in exported}, prepared, forwards, results,
+                     errors)
     for name, spec in specs.items():
         if name in errors or name in results:
             continue
         tensor, size = prepared.fed(name)
         try:
-            results[name] = run_prepared(loaded, tensor, size, spec, forwards)
+            if name in exported:
+                assert deployed is not None
+                results[name] = run_deployed_tensor(loaded, deployed, tensor, size, spec)
+            else:
+                results[name] = run_prepared(loaded, tensor, size, spec, forwards)
         except D2DebugError as exc:
             if name == REFERENCE:
                 record.update(error=str(exc), seconds=round(prepared.seconds + time.perf_counter() - t0, 3))
@@ -158,7 +166,7 @@ def infer_image(loaded: LoadedModel, prepared: PreparedImage, specs: dict[str, P
     return record
 
 
-def _run_batches(loaded: LoadedModel, prepared: PreparedImage, specs: dict[str, PipelineSpec],
+def _run_batches(loaded: LoadedModel, specs: dict[str, PipelineSpec], prepared: PreparedImage,
                  forwards: ForwardCache, results: dict, errors: dict) -> None:
     """The reference alone, then the pipelines that need a forward pass of their own grouped by input shape
     and model-side settings, each group in batched forward passes of up to :data:`MAX_BATCH` inputs. A

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ..deploy.artifact import DeployedModel, contract_mismatches
+from ..deploy.runner import deployed_pitfalls
 from ..errors import D2DebugError
+from ..files import sha256_file
 from ..memory import trim_if_grown
 from ..model import LoadedModel
 from ..pitfalls import REFERENCE, STANDARD_PITFALLS, Pitfall
@@ -71,6 +74,7 @@ def run_audit(
     ranks: Optional[Ranks] = None,
     workers: int = 0,
     batch: Optional[bool] = None,
+    deployed: Optional[DeployedModel] = None,
 ) -> AuditRun:
     """Audit ``dataset`` into ``out_dir``, resuming from the results files there when they hold the same
     settings (raises :class:`D2DebugError` when one holds other ones, unless ``restart``: then the old files
@@ -81,15 +85,24 @@ def run_audit(
     ``ranks``: this process's place under torchrun (:func:`~.shard.start_ranks`; default: alone); the
     result is the same for any number of ranks. ``workers``: DataLoader worker processes preparing the inputs
     ahead of the model. ``batch``: batched forward passes for the pitfalls whose inputs share a shape (default:
-    on a GPU)."""
+    on a GPU). ``deployed``: an exported model, audited as the deployment runs it: the ``deployed``
+    pipeline (the artifact fed the reference input) and each pitfall made by the deployment
+    (:func:`~d2debug.deploy.runner.deployed_pitfalls`), against the Python reference."""
     ranks = ranks or Ranks()
     pitfalls = list(STANDARD_PITFALLS if pitfalls is None else pitfalls)
+    if deployed is not None:
+        mismatch = contract_mismatches(deployed.contract, loaded.cfg)
+        if mismatch:  # the audit prepares every pipeline's input from one config
+            raise D2DebugError(f"{deployed.path}: {mismatch[0]} Audit it with the config it was exported from")
+        pitfalls = deployed_pitfalls(pitfalls)
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():
         raise D2DebugError(f"{out_dir}: --out must be a directory")
     ref_spec = reference_spec(loaded.cfg, loaded.device)
     specs = {REFERENCE: ref_spec, **{p.name: p.spec(ref_spec) for p in pitfalls}}
     settings = audit_settings(loaded, dataset, pitfalls, ref_spec)
+    if deployed is not None:
+        settings["deployed"] = {"format": deployed.contract.format, "sha256": sha256_file(deployed.path)}
     out_dir.mkdir(parents=True, exist_ok=True)
     run_id = ranks.broadcast(uuid.uuid4().hex[:12])
     aside = ranks.agree(lambda: _set_old_aside(out_dir, ranks) if restart else [])
@@ -100,7 +113,7 @@ def run_audit(
                      undo=ResultsWriter.close)
     try:
         computed = _compute(loaded, dataset, mine, specs, writer, ranks, run_id, progress, workers,
-                            ref_spec.device == "cuda" if batch is None else batch, len(done))
+                            ref_spec.device == "cuda" if batch is None else batch, len(done), deployed)
     finally:
         writer.close()
     merged = _merge(out_dir, settings, dataset, ranks, (computed, writer.dropped_tail))
@@ -131,7 +144,7 @@ def _set_old_aside(out_dir: Path, ranks: Ranks) -> list[Path]:
 
 def _compute(loaded: LoadedModel, dataset: AuditDataset, mine: list[int], specs: dict, writer: ResultsWriter,
              ranks: Ranks, run_id: str, progress: Optional[ProgressFn], workers: int, batch: bool,
-             resumed: int) -> int:
+             resumed: int, deployed: Optional[DeployedModel] = None) -> int:
     """Run this rank's images, appending each record to its shard; then wait until every rank has finished
     (rank 0 keeps the progress going meanwhile). Returns the number computed here."""
     total, done_key, finished_key = len(dataset.images), f"{run_id}/done", f"{run_id}/finished"
@@ -139,7 +152,7 @@ def _compute(loaded: LoadedModel, dataset: AuditDataset, mine: list[int], specs:
         progress(resumed, total, None)
     computed = 0
     for prepared in prepared_images(loaded.cfg, dataset.images, mine, specs, workers):
-        rec = {"index": prepared.index, **infer_image(loaded, prepared, specs, batch)}
+        rec = {"index": prepared.index, **infer_image(loaded, prepared, specs, batch, deployed)}
         rec.update(rank=ranks.rank, run_id=run_id,
                    finished_at=_dt.datetime.now().isoformat(timespec="milliseconds"))
         writer.append(rec)

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import D2DebugError
 from ..pitfalls import STANDARD_PITFALLS
 from .common import add_model_args, load_from_args
+from .deploy import add_deployed_args, deployed_from_args
 
 __all__ = ["register", "cmd_audit"]
 
@@ -35,6 +36,7 @@ def register(sub) -> None:
         ),
     )
     add_model_args(p)
+    add_deployed_args(p, own_preprocess=False)
     p.add_argument("--images", type=Path, required=True,
                    help="a directory of images, or a COCO json (its images; also the annotations)")
     p.add_argument("--annotations", type=Path, help="COCO json with ground truth, for AP")
@@ -100,9 +102,10 @@ def _audit(a: argparse.Namespace, ranks) -> int:
 
     def load():
         pitfalls = parse_variants(a.variants)  # bad names fail before the model loads
-        return pitfalls, load_dataset(a.images, a.annotations, a.limit), load_from_args(a)
+        dataset, loaded = load_dataset(a.images, a.annotations, a.limit), load_from_args(a)
+        return pitfalls, dataset, loaded, deployed_from_args(a, loaded)
 
-    pitfalls, dataset, loaded = ranks.agree(load)  # under torchrun: a bad file is one line, from rank 0
+    pitfalls, dataset, loaded, deployed = ranks.agree(load)  # under torchrun: a bad file is one line, from rank 0
     bar = None
     state = {"done": 0, "total": len(dataset.images)}
 
@@ -126,7 +129,7 @@ def _audit(a: argparse.Namespace, ranks) -> int:
     try:
         audit = run_audit(loaded, dataset, a.out, pitfalls, restart=a.restart,
                           progress=progress if ranks.is_main else None, ranks=ranks, workers=a.workers,
-                          batch=a.batch)
+                          batch=a.batch, deployed=deployed)
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()

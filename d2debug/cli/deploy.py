@@ -31,7 +31,7 @@ def cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
-def add_deployed_args(p: argparse.ArgumentParser) -> None:
+def add_deployed_args(p: argparse.ArgumentParser, own_preprocess: bool = True) -> None:
     g = p.add_argument_group("deployed model")
     g.add_argument("--deployed", type=Path, metavar="ARTIFACT",
                    help="an exported model (.ts/.pt TorchScript or .onnx) to run instead of the variant's Python "
@@ -39,6 +39,8 @@ def add_deployed_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--contract", type=Path,
                    help="its contract.json (default: the one inside the artifact or beside it, else derived from "
                         "the config as detectron2's export_model.py lays an export out)")
+    if not own_preprocess:
+        return
     g.add_argument("--preprocess", metavar="FILE.py:FUNCTION",
                    help="your deployment's own preprocessing: called with the image path, it returns the tensor "
                         "your code feeds the artifact (--set original_size=omit: your code does not rescale the "

@@ -13,12 +13,13 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import torch
 
 from ..compare import Agreement, compare
 from ..model import LoadedModel
+from ..pitfalls import Pitfall
 from ..run import RunResult, prepare, result_from_outputs
 from ..session import ComparisonView, ReferenceView, compare_variant
 from ..stages import Decoded, PipelineSpec, StageValueError, decode
@@ -27,11 +28,23 @@ from .artifact import DeployedModel
 if TYPE_CHECKING:
     from detectron2.config import CfgNode
 
-__all__ = ["BAKED", "check_deployment_spec", "contract_cfg", "instances_from_outputs", "run_deployed",
+__all__ = ["BAKED", "DEPLOYED", "DEPLOYED_PITFALL", "deployed_pitfalls", "check_deployment_spec", "contract_cfg", "instances_from_outputs", "run_deployed",
            "run_deployed_tensor",
            "DeployedComparison", "compare_deployed"]
 
 BAKED = ("model_norm", "score_thresh", "nms_thresh", "precision")  # PipelineSpec fields an export freezes
+DEPLOYED = "deployed"  # the audit's name of the artifact fed the reference input; its pitfalls are deployed_NAME
+DEPLOYED_PITFALL = Pitfall(DEPLOYED, "deployed artifact, reference input", (),
+                           "the exported model fed exactly the reference input: what the export alone changed")
+
+
+def deployed_pitfalls(pitfalls: Sequence[Pitfall]) -> list[Pitfall]:
+    """The audit's pipelines for a deployed model: the artifact fed the reference input, then each pitfall
+    made by the deployment's preprocessing (the ones changing a baked field cannot happen there and are
+    left out)."""
+    return [DEPLOYED_PITFALL] + [
+        Pitfall(f"{DEPLOYED}_{p.name}", f"{p.label} (deployed)", p.changes, p.explains)
+        for p in pitfalls if not any(k in BAKED for k, _ in p.changes)]
 
 
 def check_deployment_spec(spec: PipelineSpec) -> None:
