@@ -168,7 +168,7 @@ def test_session_state_keys_are_spelled_in_one_table():
 
     keys = {v for k, v in vars(Keys).items() if k.isupper()}
     assert len(keys) == len([k for k in vars(Keys) if k.isupper()]), "two names for one key"
-    literal = re.compile(r"""["']((?:stage|d2debug|sb)_[a-z_]+)["']""")
+    literal = re.compile(r"""["']((?:stage|d2debug|sb|deployed)_[a-z_]+)["']""")
     files = [*(PKG / "ui").glob("*.py"), *(ROOT / "app_pages").glob("*.py"), ROOT / "app.py",
              *(ROOT / "tests").glob("*.py")]
     found = {(p.relative_to(ROOT).as_posix(), m) for p in files if p != PKG / "ui" / "state.py"
