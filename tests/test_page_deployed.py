@@ -134,6 +134,22 @@ def test_the_page_exports_the_loaded_model_with_no_files_at_all():
     assert Path(at.session_state[Keys.DEPLOYED]["artifact"]).is_relative_to(folder), "the session's own folder"
 
 
+def test_an_uploaded_artifact_and_contract_are_kept_in_the_session_folder(exported):
+    at = open_page()
+    set_radio(at, Keys.DEPLOYED_SOURCE, SOURCES[2])
+    at.file_uploader(key=Keys.DEPLOYED_UPLOAD).upload("model.ts", exported.artifact.read_bytes())
+    run(at)
+    assert not errors(at)
+    assert_no_gap(at)
+    result = at.session_state[Keys.DEPLOYED]
+    folder = Path(at.session_state[Keys.SESSION_FOLDER])
+    assert Path(result["artifact"]).is_relative_to(folder) and result["contract_source"] == "embedded in the artifact"
+    at.file_uploader(key=Keys.DEPLOYED_CONTRACT_UPLOAD).upload("contract.json", exported.contract_path.read_bytes())
+    run(at)
+    assert not errors(at)
+    assert Path(at.session_state[Keys.DEPLOYED]["contract_source"]).is_relative_to(folder), "the uploaded contract"
+
+
 def test_a_truncated_artifact_is_one_error_line_and_the_page_keeps_working(exported, tmp_path):
     data = exported.artifact.read_bytes()
     bad = tmp_path / "model.ts"  # no contract.json beside it either

@@ -225,6 +225,7 @@ def _panel(sel: Selection, dep: DeployedModel, dep_key: str, name: str) -> None:
         with gap_box:
             _gap(comp)
         st.session_state[Keys.DEPLOYED] = {"artifact": str(dep.path), "runtime": dep.runtime,
+                                           "contract_source": dep.contract_source,
                                            "gap": comp.gap_rows(), "verdict": comp.verdict(),
                                            "differences": {k: b for k, (_a, b) in comp.view.differences.items()}}
         show_comparison(comp.view, "deployed", sel.image_label, name="Deployed")
