@@ -19,7 +19,7 @@ LAYERS = {
                      "usercode", "model", "run", "compare", "stats", "render", "coco", "findings", "pitfalls", "envinfo",
                      "memory", "__init__"), 0),
     # 1: the tools built on the core.
-    **dict.fromkeys(("doctor", "audit", "session", "lessons", "config_diff", "testing", "demo"), 1),
+    **dict.fromkeys(("doctor", "audit", "session", "lessons", "config_diff", "testing", "demo", "deploy"), 1),
     # 2: what drives the tools from outside (benchmark, a real server, the Doctor's accuracy suites).
     **dict.fromkeys(("tools", "evaluation"), 2),
     # 3: the edges people use.
@@ -168,7 +168,7 @@ def test_session_state_keys_are_spelled_in_one_table():
 
     keys = {v for k, v in vars(Keys).items() if k.isupper()}
     assert len(keys) == len([k for k in vars(Keys) if k.isupper()]), "two names for one key"
-    literal = re.compile(r"""["']((?:stage|d2debug|sb)_[a-z_]+)["']""")
+    literal = re.compile(r"""["']((?:stage|d2debug|sb|deployed)_[a-z_]+)["']""")
     files = [*(PKG / "ui").glob("*.py"), *(ROOT / "app_pages").glob("*.py"), ROOT / "app.py",
              *(ROOT / "tests").glob("*.py")]
     found = {(p.relative_to(ROOT).as_posix(), m) for p in files if p != PKG / "ui" / "state.py"

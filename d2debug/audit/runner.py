@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..deploy.artifact import DeployedModel, contract_mismatches
-from ..deploy.runner import deployed_pitfalls
+from ..deploy.artifact import DeployedModel
+from ..deploy.runner import check_same_model, contract_differences, deployed_pitfalls
 from ..errors import D2DebugError
 from ..files import sha256_file
 from ..memory import trim_if_grown
@@ -91,9 +91,10 @@ def run_audit(
     ranks = ranks or Ranks()
     pitfalls = list(STANDARD_PITFALLS if pitfalls is None else pitfalls)
     if deployed is not None:
-        mismatch = contract_mismatches(deployed.contract, loaded.cfg)
-        if mismatch:  # the audit prepares every pipeline's input from one config
-            raise D2DebugError(f"{deployed.path}: {mismatch[0]} Audit it with the config it was exported from")
+        check_same_model(loaded, deployed)
+        differ = contract_differences(loaded, deployed)
+        if differ:  # the audit prepares every pipeline's input from one config
+            raise D2DebugError(f"{deployed.path}: {differ[0]}; audit it with the config it was exported from")
         pitfalls = deployed_pitfalls(pitfalls)
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():

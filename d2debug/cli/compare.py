@@ -104,22 +104,23 @@ def _deployed_record(loaded, deployed, gap) -> dict:
     """``compare --json``'s ``deployed`` key: the artifact, its contract and the gap split."""
     from dataclasses import asdict
 
-    from ..deploy import contract_mismatches
+    from ..deploy import contract_differences
 
     return {"artifact": str(deployed.path), "runtime": deployed.runtime, "contract_source": deployed.contract_source,
-            "contract": asdict(deployed.contract), "contract_mismatches": contract_mismatches(deployed.contract, loaded.cfg),
+            "contract": asdict(deployed.contract), "contract_differences": contract_differences(loaded, deployed),
             "gap": gap.gap_rows()}
 
 
 def _print_deployed(loaded, deployed, gap) -> None:
-    from ..deploy import contract_mismatches
+    from ..deploy import contract_differences
 
     print(f"deployed   {deployed.path} ({deployed.runtime}; contract {deployed.contract_source})")
-    for line in contract_mismatches(deployed.contract, loaded.cfg):
-        print(f"warning    {line}")
+    for line in contract_differences(loaded, deployed):
+        print(f"warning    {line} (exported with another config: the export's part of the gap measures it)")
     for row in gap.gap_rows():
         print(f"gap        {row['part']:54s} F1 {row['f1']:.3f}  missed {row['missed']}  extra {row['extra']}  "
               f"flips {row['class_flips']}  mean IoU {row['mean_iou']:.3f}")
+    print(f"verdict    {gap.verdict()}")
 
 
 def register(sub) -> None:

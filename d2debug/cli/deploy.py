@@ -50,7 +50,7 @@ def add_deployed_args(p: argparse.ArgumentParser, own_preprocess: bool = True) -
 
 def deployed_from_args(a: argparse.Namespace, loaded):
     """The artifact ``--deployed`` names, with its contract (``None`` without ``--deployed``)."""
-    from ..deploy import artifact_format, contract_for, load_deployed
+    from ..deploy import artifact_format, check_same_model, contract_for, load_deployed
     from ..errors import D2DebugError
 
     if a.deployed is None:
@@ -58,7 +58,9 @@ def deployed_from_args(a: argparse.Namespace, loaded):
             raise D2DebugError("--contract needs --deployed (the artifact it describes)")
         return None
     fmt = artifact_format(a.deployed)
-    return load_deployed(a.deployed, a.contract, fallback=lambda: contract_for(loaded, fmt))  # type: ignore[arg-type]
+    deployed = load_deployed(a.deployed, a.contract, fallback=lambda: contract_for(loaded, fmt))
+    check_same_model(loaded, deployed)
+    return deployed
 
 
 def register(sub) -> None:

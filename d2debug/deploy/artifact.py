@@ -15,14 +15,15 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..errors import D2DebugError, first_line
-from .contract import CONTRACT_FILE, EMBEDDED_NAME, Contract, contract_from_json, read_contract_file
+from .contract import CONTRACT_FILE, EMBEDDED_NAME, Contract, Format, contract_from_json, read_contract_file
 
-__all__ = ["DeployedModel", "load_deployed", "SUFFIXES", "artifact_format", "contract_mismatches"]
+__all__ = ["DeployedModel", "load_deployed", "SUFFIXES", "artifact_format"]
 
-SUFFIXES = {".ts": "torchscript", ".pt": "torchscript", ".torchscript": "torchscript", ".onnx": "onnx"}
+SUFFIXES: dict[str, Format] = {".ts": "torchscript", ".pt": "torchscript", ".torchscript": "torchscript",
+                               ".onnx": "onnx"}
 
 
-def artifact_format(path: Path) -> str:
+def artifact_format(path: Path) -> Format:
     """``torchscript`` or ``onnx`` by the file name; one line for anything else."""
     fmt = SUFFIXES.get(Path(path).suffix.lower())
     if fmt is None:
@@ -145,14 +146,3 @@ def load_deployed(path: str | Path, contract_path: Optional[Path] = None,
         raise D2DebugError(f"{source}: a contract for {found.format}, but {path.name} is {fmt}")
     return DeployedModel(path, found, source, runtime, module, session)
 
-
-def contract_mismatches(contract: Contract, cfg) -> list[str]:
-    """Where the contract's preprocessing differs from the config the reference runs (``cfg``, a yacs
-    ``CfgNode``): one line each. An artifact exported from another config explains its whole gap."""
-    pairs = (("channel order", contract.channel_order, cfg.INPUT.FORMAT),
-             ("MIN_SIZE_TEST", contract.min_size, int(cfg.INPUT.MIN_SIZE_TEST)),
-             ("MAX_SIZE_TEST", contract.max_size, int(cfg.INPUT.MAX_SIZE_TEST)),
-             ("PIXEL_MEAN", [round(v, 3) for v in contract.pixel_mean], [round(float(v), 3) for v in cfg.MODEL.PIXEL_MEAN]),
-             ("PIXEL_STD", [round(v, 3) for v in contract.pixel_std], [round(float(v), 3) for v in cfg.MODEL.PIXEL_STD]))
-    return [f"the artifact's contract has {name} {c}, the config {r}: exported from another config?"
-            for name, c, r in pairs if c != r]

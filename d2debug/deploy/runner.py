@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 import torch
 
 from ..compare import Agreement, compare
+from ..errors import D2DebugError
 from ..model import LoadedModel
 from ..pitfalls import Pitfall
 from ..run import RunResult, prepare, result_from_outputs
@@ -28,8 +29,8 @@ from .artifact import DeployedModel
 if TYPE_CHECKING:
     from detectron2.config import CfgNode
 
-__all__ = ["BAKED", "DEPLOYED", "DEPLOYED_PITFALL", "deployed_pitfalls", "check_deployment_spec", "contract_cfg", "instances_from_outputs", "run_deployed",
-           "run_deployed_tensor",
+__all__ = ["BAKED", "DEPLOYED", "DEPLOYED_PITFALL", "deployed_pitfalls", "check_deployment_spec", "check_same_model",
+           "contract_differences", "contract_cfg", "instances_from_outputs", "run_deployed", "run_deployed_tensor",
            "DeployedComparison", "compare_deployed"]
 
 BAKED = ("model_norm", "score_thresh", "nms_thresh", "precision")  # PipelineSpec fields an export freezes
@@ -54,6 +55,32 @@ def check_deployment_spec(spec: PipelineSpec) -> None:
         if getattr(spec, name) != getattr(ref, name):
             raise StageValueError(name, getattr(spec, name), "baked into the exported graph: change the config "
                                                              "and export again")
+
+
+def check_same_model(loaded: LoadedModel, deployed: DeployedModel) -> None:
+    """Refuse, in one line, an artifact exported from another model than ``loaded``: another architecture or
+    another number of classes (class NAMES may differ: they depend on how each was loaded, not on the graph)."""
+    c, name = deployed.contract, deployed.path.name
+    mine = loaded.arch.describe()
+    if c.architecture != mine:
+        raise D2DebugError(f"{name}: an export of {c.architecture}, but the loaded model is {mine}; load the model "
+                           "it was exported from")
+    if c.class_names and len(c.class_names) != len(loaded.class_names):
+        raise D2DebugError(f"{name}: an export of a model with {len(c.class_names)} classes, but the loaded model "
+                           f"has {len(loaded.class_names)}; load the model it was exported from")
+
+
+def contract_differences(loaded: LoadedModel, deployed: DeployedModel) -> list[str]:
+    """Where the contract's input settings differ from ``loaded``'s config (``"INPUT.FORMAT: RGB in the contract,
+    BGR in the config"``): the artifact was exported with another config, and the export's part of the gap
+    measures what that changes."""
+    c, cfg = deployed.contract, loaded.cfg
+    pairs = (("INPUT.FORMAT", c.channel_order, cfg.INPUT.FORMAT),
+             ("MODEL.PIXEL_MEAN", list(c.pixel_mean), [float(v) for v in cfg.MODEL.PIXEL_MEAN]),
+             ("MODEL.PIXEL_STD", list(c.pixel_std), [float(v) for v in cfg.MODEL.PIXEL_STD]),
+             ("INPUT.MIN_SIZE_TEST", c.min_size, int(cfg.INPUT.MIN_SIZE_TEST)),
+             ("INPUT.MAX_SIZE_TEST", c.max_size, int(cfg.INPUT.MAX_SIZE_TEST)))
+    return [f"{key}: {a} in the contract, {b} in the config" for key, a, b in pairs if a != b]
 
 
 def contract_cfg(loaded: LoadedModel, deployed: DeployedModel) -> CfgNode:
@@ -138,6 +165,23 @@ class DeployedComparison:
                  ("total (reference vs your deployment)", self.view.agreement))
         return [{"part": name, "f1": round(a.f1, 4), "missed": a.missed, "extra": a.extra,
                  "class_flips": a.class_flips, "mean_iou": round(a.mean_iou, 4)} for name, a in parts]
+
+    def verdict(self) -> str:
+        """One sentence naming the bigger part of the gap (lost F1 first, then box IoU of the matched pairs)."""
+        def gap(a: Agreement) -> tuple[float, float]:
+            return round(1.0 - a.f1, 4), (round(1.0 - a.mean_iou, 4) if a.matched else 0.0)
+
+        total = self.view.agreement
+        if gap(total) == (0.0, 0.0) and not (total.missed or total.extra or total.class_flips):
+            return (f"No gap on this image: your deployment finds what the reference finds (agreement F1 "
+                    f"{total.f1:.3f}, box IoU {total.mean_iou:.3f}).")
+        if gap(self.export) > gap(self.deployment):
+            return (f"Most of the gap comes from the export itself: the artifact fed the reference input agrees "
+                    f"with the Python model at F1 {self.export.f1:.3f} (box IoU {self.export.mean_iou:.3f}).")
+        changed = ", ".join(f"{k}={b}" for k, (_a, b) in self.view.differences.items()) or "none"
+        return (f"Most of the gap comes from your deployment's preprocessing ({changed}): fed your input instead of "
+                f"the reference input, the same artifact agrees only at F1 {self.deployment.f1:.3f} (box IoU "
+                f"{self.deployment.mean_iou:.3f}).")
 
 
 def compare_deployed(loaded: LoadedModel, deployed: DeployedModel, image: Union[str, Path], spec: PipelineSpec,

@@ -18,6 +18,18 @@ from typing import Optional, Sequence, Union
 import streamlit as st
 
 from ..audit import AuditDataset, load_dataset, load_summary
+from ..deploy import (
+    CONTRACT_FILE,
+    DeployedComparison,
+    DeployedModel,
+    ExportReport,
+    artifact_format,
+    compare_deployed,
+    contract_for,
+    export_model,
+    load_deployed,
+)
+from ..deploy.contract import Format, Method
 from ..errors import D2DebugError
 from ..model import LoadedModel, load_demo_model, load_model
 from ..pitfalls import Pitfall
@@ -32,6 +44,7 @@ from ..session import (
     sensitivity_row,
 )
 from ..stages import PipelineSpec
+from .state import Keys
 
 __all__ = [
     "file_key",
@@ -44,6 +57,10 @@ __all__ = [
     "save_upload",
     "is_upload",
     "dataset",
+    "session_folder",
+    "deployed",
+    "export",
+    "deployed_comparison",
 ]
 
 
@@ -187,14 +204,83 @@ def is_upload(path: Union[str, Path, None]) -> bool:
     return path is not None and _UPLOAD_DIR is not None and Path(path).resolve().is_relative_to(_UPLOAD_DIR.resolve())
 
 
-def save_upload(uploaded) -> Path:
-    """Write an ``st.file_uploader`` file to the upload directory under a content-derived name (same bytes ->
-    same path, so caches keyed by path hit) keeping its suffix, which the decoders and loaders go by."""
+def save_upload(uploaded, folder: Optional[Path] = None) -> Path:
+    """Write an ``st.file_uploader`` file to ``folder`` (default: the upload directory) under a content-derived
+    name (same bytes -> same path, so caches keyed by path hit) keeping its suffix, which the decoders and
+    loaders go by."""
     data = uploaded.getvalue()
     suffix = Path(uploaded.name).suffix.lower()[:16]
-    path = _upload_dir() / (hashlib.sha256(data).hexdigest()[:24] + suffix)
+    path = (folder or _upload_dir()) / (hashlib.sha256(data).hexdigest()[:24] + suffix)
     if not path.exists():
         tmp = path.with_suffix(path.suffix + ".part")
         tmp.write_bytes(data)
         tmp.replace(path)
     return path
+
+
+def session_folder() -> Path:
+    """This browser session's private temporary folder (exports made here, uploaded artifacts): nothing of the
+    user's is ever written to, and it is removed when the server process exits."""
+    path = st.session_state.get(Keys.SESSION_FOLDER)
+    if path is None or not Path(path).is_dir():
+        path = tempfile.mkdtemp(prefix="d2debug-session-")
+        atexit.register(shutil.rmtree, path, True)
+        st.session_state[Keys.SESSION_FOLDER] = path
+    return Path(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Deployed models: an artifact once per (file, contract), an export once per (model, format, folder), a
+# deployment's comparison once per (model, artifact, image, reference, deployment spec).
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _deployed(key: str, path: str, contract_path: Optional[str], _loaded: LoadedModel) -> DeployedModel:
+    fmt = artifact_format(Path(path))  # checked first: a wrong suffix is its own one line
+    # An export made by detectron2's own export_model.py carries no contract: derived from the config if needed.
+    return load_deployed(path, Path(contract_path) if contract_path else None,
+                         fallback=lambda: contract_for(_loaded, fmt))
+
+
+def deployed(loaded: LoadedModel, model_key: str, path: Union[str, Path],
+             contract_path: Union[str, Path, None] = None) -> tuple[DeployedModel, str]:
+    """The artifact at ``path`` loaded with its contract (``contract_path``, else embedded, else beside it, else
+    derived from ``loaded``'s config), and its cache key; cached until the artifact or a contract file changes.
+    Raises ``D2DebugError`` in one line for a bad path or a damaged artifact."""
+    p = Path(path).expanduser()
+    artifact_format(p)  # a wrong suffix is refused before anything runs
+    key = f"{file_key(p)}:{file_key(contract_path)}:{file_key(p.parent / CONTRACT_FILE)}:{model_key}"
+    return _deployed(key, str(p), str(contract_path) if contract_path else None, loaded), key
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _export(key: str, _loaded: LoadedModel, fmt: Format, method: Method, out_dir: str) -> ExportReport:
+    # The folder is this session's own: replacing an earlier export there overwrites nothing of the user's.
+    return export_model(_loaded, fmt, out_dir, method=method, force=True)
+
+
+def export(loaded: LoadedModel, model_key: str, fmt: Format, method: Method, folder: Path) -> ExportReport:
+    """Export ``loaded`` to ``fmt`` by ``method`` into a subfolder of ``folder`` (the session's), once per model
+    and choice. Raises ``D2DebugError`` for a model detectron2 cannot export that way."""
+    out = folder / f"{fmt}-{method}-{hashlib.sha256(model_key.encode()).hexdigest()[:12]}"
+    key = f"{model_key}:{fmt}:{method}:{out}"
+    report = _export(key, loaded, fmt, method, str(out))
+    if not report.artifact.is_file():  # the folder was emptied since: export again
+        _export.clear()
+        report = _export(key, loaded, fmt, method, str(out))
+    return report
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _deployed_comparison(model_key: str, deployed_key: str, image_key: str, ref_key: str, spec_key: str,
+                         _loaded: LoadedModel, _deployed: DeployedModel, _image: str, _spec: PipelineSpec,
+                         _reference: ReferenceView) -> DeployedComparison:
+    return compare_deployed(_loaded, _deployed, _image, _spec, _reference)
+
+
+def deployed_comparison(loaded: LoadedModel, model_key: str, dep: DeployedModel, deployed_key: str, image: Path,
+                        spec: PipelineSpec, ref: ReferenceView) -> DeployedComparison:
+    """The reference vs the artifact fed the reference input and fed the deployment ``spec`` on ``image``,
+    cached per (model, artifact, image, reference, spec)."""
+    return _deployed_comparison(model_key, deployed_key, file_key(image), repr(ref.result.spec), repr(spec), loaded,
+                                dep, str(image), spec, ref)

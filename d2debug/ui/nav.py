@@ -35,6 +35,7 @@ TOOL_PAGES: dict[str, PageInfo] = {
     "doctor": PageInfo("app_pages/doctor.py", "Pipeline doctor", "doctor"),
     "audit": PageInfo("app_pages/audit.py", "Dataset audit", "audit"),
     "config_diff": PageInfo("app_pages/config_diff.py", "Config diff", "config-diff"),
+    "deployed": PageInfo("app_pages/deployed.py", "Deployed model", "deployed"),
 }
 SECTIONS: dict[str, list[PageInfo]] = {
     "Start": [HOME],

@@ -46,19 +46,20 @@ def _metrics(view: ComparisonView, stage: str, image_label: str) -> None:
     }
 
 
-def show_comparison(view: ComparisonView, stage: str, image_label: str) -> None:
-    """Numbers, side-by-side drawings, the overlay with its legend, histograms and downloads."""
+def show_comparison(view: ComparisonView, stage: str, image_label: str, name: str = "Variant") -> None:
+    """Numbers, side-by-side drawings, the overlay with its legend, histograms and downloads; ``name``: what
+    the variant is called on this page."""
     diffs = ", ".join(f"`{k}={b}`" for k, (_a, b) in view.differences.items())
-    st.markdown(f"**Variant:** {diffs}" if diffs else "**Variant:** identical to the reference")
+    st.markdown(f"**{name}:** {diffs}" if diffs else f"**{name}:** identical to the reference")
     _metrics(view, stage, image_label)
     for note in view.variant.notes:
         if note not in view.reference.notes:
-            st.warning(f"Variant decoding: {note}")
+            st.warning(f"{name} decoding: {note}")
     if view.reference.notes:
         st.caption("Reference decoding: " + "; ".join(view.reference.notes))
     if view.variant.frame == "resized":
         h, w = view.variant.input_size
-        st.warning(f"height/width not passed: the variant's boxes are in the resized {w}x{h} frame, drawn here on "
+        st.warning(f"height/width not passed: the {name.lower()} boxes are in the resized {w}x{h} frame, drawn here on "
                    f"the original {view.reference.original_size[1]}x{view.reference.original_size[0]} image.")
 
     h0, w0 = view.reference.original_size
@@ -69,13 +70,13 @@ def show_comparison(view: ComparisonView, stage: str, image_label: str) -> None:
     c_ref, c_var, c_ovl = st.columns(3)
     c_ref.markdown(f"**Reference**: {outputs_text(view.reference)}")
     c_ref.image(view.jpeg("reference"), width="stretch")
-    c_var.markdown(f"**Variant**: {outputs_text(view.variant)}")
+    c_var.markdown(f"**{name}**: {outputs_text(view.variant)}")
     c_var.image(view.jpeg("variant"), width="stretch")
     c_ovl.markdown("**Both in one picture**")
     c_ovl.image(view.jpeg("overlay"), width="stretch")
     charts.legend({"matched": a.matched, "missed": a.missed, "extra": a.extra, "class_flip": a.class_flips})
 
-    st.subheader("Pixel values, reference vs variant")
+    st.subheader(f"Pixel values, reference vs {name.lower()}")
     t1, t2 = st.tabs(["Model input (fed as \"image\")", "What the backbone sees ((x - PIXEL_MEAN) / PIXEL_STD)"])
     with t1:
         charts.histograms(view.input_hist, "model input")

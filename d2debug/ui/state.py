@@ -1,7 +1,7 @@
 """Choices that persist across pages.
 
 Every persistent widget has an explicit key (a :class:`Keys` constant: ``sb_`` in the sidebar, ``stage_`` on the
-stage pages) and is
+stage pages, ``deployed_`` on the Deployed model page) and is
 created with ``persist_state=PERSIST``: Streamlit keeps its value for the whole session, across page switches and
 while a page does not draw it. :func:`default` seeds a key once instead of passing ``value=`` to the widget.
 """
@@ -53,12 +53,29 @@ class Keys:
     SAMPLE = "sb_sample"
     FOLDER_IMAGE = "sb_folder_image"
     FOLDER = "sb_folder"
+    # The Deployed model page: where the artifact comes from, and its buttons.
+    DEPLOYED_SOURCE = "deployed_source"
+    DEPLOYED_PATH = "deployed_path"
+    DEPLOYED_CONTRACT_PATH = "deployed_contract_path"
+    DEPLOYED_UPLOAD = "deployed_upload"
+    DEPLOYED_CONTRACT_UPLOAD = "deployed_contract_upload"
+    DEPLOYED_EXPORT_AS = "deployed_export_as"
+    DEPLOYED_EXPORT = "deployed_export"
+    DEPLOYED_RESET = "deployed_reset"
+    DEPLOYED_DL_CODE = "deployed_dl_code"
+    DEPLOYED_DL_CONTRACT = "deployed_dl_contract"
+    # This session's private temporary folder (exports, uploaded artifacts), and what it holds.
+    SESSION_FOLDER = "d2debug_session_folder"
+    DEPLOYED_EXPORTED = "d2debug_deployed_exported"
+    DEPLOYED_UPLOADED = "d2debug_deployed_uploaded"
     # What a page computed, for the tests and the next rerun.
     METRICS = "d2debug_metrics"
     SENSITIVITY = "d2debug_sensitivity"
     CONFIG_DIFF = "d2debug_config_diff"
     DOCTOR = "d2debug_doctor"
     AUDIT = "d2debug_audit"
+    DEPLOYED = "d2debug_deployed"
+
     @staticmethod
     def browse_button(list_key: str, step: int) -> str:
         """The key of the previous (``step`` -1) / next (+1) button beside the image list ``list_key``."""

@@ -14,8 +14,8 @@ from .state import STAGE_KEYS, Keys
 if TYPE_CHECKING:
     from detectron2.config import CfgNode
 
-__all__ = ["WIDGETS", "preset", "channel_order_ui", "resize_ui", "normalization_ui", "decoding_ui",
-           "output_ui", "device_ui"]
+__all__ = ["WIDGETS", "DEPLOYMENT_STAGES", "preset", "channel_order_ui", "resize_ui", "normalization_ui",
+           "decoding_ui", "output_ui", "original_size_ui", "device_ui", "deployment_ui", "reset_deployment"]
 
 
 def _radio(label: str, key: str, options: dict[str, str], help: str | None = None) -> str:
@@ -133,11 +133,8 @@ def decoding_ui(cfg: CfgNode) -> dict:
 
 def output_ui(cfg: CfgNode, arch) -> dict:
     """Height/width passed or not, and the test thresholds where ``arch`` (:class:`~d2debug.arch.Arch`) has them."""
-    changes: dict = {}
-    v = _radio("Original height/width", Keys.OUT_SIZE,
-               {"pass": "passed (reference)", "omit": "omitted (outputs in the resized frame)"})
-    if v != "pass":
-        changes["original_size"] = v
+    changes = original_size_ui("Original height/width", "passed (reference)",
+                               "omitted (outputs in the resized frame)")
     if arch.score_key is None:
         st.caption(f"{arch.name} has no test thresholds: it predicts a per-pixel class map.")
         return changes
@@ -155,6 +152,13 @@ def output_ui(cfg: CfgNode, arch) -> dict:
     if round(nms, 4) != round(arch.nms_thresh, 4):
         changes["nms_thresh"] = round(float(nms), 4)
     return changes
+
+
+def original_size_ui(label: str, passed: str, omitted: str) -> dict:
+    """Whether the outputs are mapped back to the original image (``detector_postprocess`` with its height and
+    width), under the page's own wording."""
+    v = _radio(label, Keys.OUT_SIZE, {"pass": passed, "omit": omitted})
+    return {} if v == "pass" else {"original_size": v}
 
 
 def device_ui(cfg: CfgNode, reference_device: str = "cpu") -> dict:
@@ -182,6 +186,36 @@ WIDGETS: dict[str, Callable] = {
     "output": output_ui,
     "device": device_ui,
 }
+
+
+# The stages a deployment's host code owns, in pipeline order; the graph holds the rest (model_norm,
+# thresholds, precision), and a model_norm chosen here is refused as baked.
+DEPLOYMENT_STAGES = ("decoding", "channel_order", "resize", "normalization")
+
+
+def deployment_ui(cfg: CfgNode) -> dict:
+    """The host-side stages of a deployment, each with its stage page's own widget (so a choice made there shows
+    here too), and whether the outputs are rescaled. ``cfg``: the contract's (its channel order and sizes)."""
+    changes: dict = {}
+    c1, c2 = st.columns(2)
+    with c1:
+        changes.update(decoding_ui(cfg))
+    with c2:
+        changes.update(channel_order_ui(cfg))
+    changes.update(resize_ui(cfg))
+    changes.update(normalization_ui(cfg))
+    changes.update(original_size_ui("Rescale outputs to the original image",
+                                    "rescaled (detector_postprocess, the contract)",
+                                    "not rescaled (boxes in the frame of the tensor fed)"))
+    return changes
+
+
+def reset_deployment() -> None:
+    """Button callback: every deployment widget back at the contract's pipeline (the reference)."""
+    for stage in DEPLOYMENT_STAGES:
+        for key in STAGE_KEYS[stage]:
+            st.session_state.pop(key, None)
+    st.session_state.pop(Keys.OUT_SIZE, None)
 
 
 # PipelineSpec field -> the widget key that shows it, where the widget holds the field's value itself.
