@@ -19,7 +19,7 @@ LAYERS = {
                      "usercode", "model", "run", "compare", "stats", "render", "coco", "findings", "pitfalls", "envinfo",
                      "memory", "__init__"), 0),
     # 1: the tools built on the core.
-    **dict.fromkeys(("doctor", "audit", "session", "lessons", "config_diff", "testing", "demo"), 1),
+    **dict.fromkeys(("doctor", "audit", "session", "lessons", "config_diff", "testing", "demo", "deploy"), 1),
     # 2: what drives the tools from outside (benchmark, a real server, the Doctor's accuracy suites).
     **dict.fromkeys(("tools", "evaluation"), 2),
     # 3: the edges people use.
