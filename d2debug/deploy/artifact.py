@@ -131,7 +131,7 @@ def _found_contract(path: Path, fmt: str, embedded: Optional[str], contract_path
         found, source = contract, "derived from the model's config"
     else:
         raise D2DebugError(f"{path}: no contract in it or beside it ({CONTRACT_FILE}); export with "
-                           "`python -m d2debug export` or pass --contract")
+                           "`python -m d2debug export` or give its contract.json (--contract)")
     if found.format != fmt:
         raise D2DebugError(f"{source}: a contract for {found.format}, but {path.name} is {fmt}")
     return found, source
@@ -144,6 +144,8 @@ def read_contract(path: str | Path) -> tuple[Contract, str]:
     path = Path(path)
     if path.suffix.lower() == ".json":
         return read_contract_file(path), str(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise D2DebugError(f"{path}: expected a contract (.json) or an exported model (.ts/.pt/.onnx)")
     fmt = artifact_format(path)
     if not path.is_file():
         raise D2DebugError(f"{path}: no such file")
