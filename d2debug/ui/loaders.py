@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Union
 import streamlit as st
 
 from ..audit import AuditDataset, load_dataset, load_summary
+from ..deploy import Contract, contract_from_json, read_contract
 from ..errors import D2DebugError
 from ..model import LoadedModel, load_demo_model, load_model
 from ..pitfalls import Pitfall
@@ -44,6 +45,7 @@ __all__ = [
     "save_upload",
     "is_upload",
     "dataset",
+    "contract_from",
 ]
 
 
@@ -198,3 +200,12 @@ def save_upload(uploaded) -> Path:
         tmp.write_bytes(data)
         tmp.replace(path)
     return path
+
+
+def contract_from(source: Union[bytes, str, Path], name: str) -> Contract:
+    """An exported model's contract from an uploaded ``contract.json`` (its bytes) or a path (a contract.json or
+    the ``.ts``/``.pt``/``.onnx`` artifact: its embedded contract, else the one beside it). A bad one raises
+    :class:`~d2debug.errors.D2DebugError` in one line naming ``name``."""
+    if isinstance(source, bytes):
+        return contract_from_json(source, name)
+    return read_contract(source)[0]

@@ -53,6 +53,9 @@ class Keys:
     SAMPLE = "sb_sample"
     FOLDER_IMAGE = "sb_folder_image"
     FOLDER = "sb_folder"
+    # The Doctor page's optional contract of an exported model (a checkbox; the file picker's keys start with it).
+    DOCTOR_USE_CONTRACT = "doctor_use_contract"
+    DOCTOR_CONTRACT = "doctor_contract"
     # What a page computed, for the tests and the next rerun.
     METRICS = "d2debug_metrics"
     SENSITIVITY = "d2debug_sensitivity"
