@@ -11,7 +11,7 @@ from d2debug.doctor import call_preprocess, diagnose, load_fingerprint, load_use
 from d2debug.doctor.examples import EXAMPLES, example_input
 from d2debug.errors import D2DebugError
 from d2debug.ui import charts, sidebar
-from d2debug.ui.loaders import file_key
+from d2debug.ui.loaders import contract_from, file_key
 from d2debug.ui.state import Keys
 
 EXAMPLE = "Example made like a real script"
@@ -32,7 +32,8 @@ with st.expander("How to save your model input"):
         "inputs = my_preprocess(path)            # what you pass to model(...)\n"
         "torch.save(inputs, 'my_input.pt')        # a dict {'image', 'height', 'width'}, a list of them, or a tensor\n"
         "# or: numpy.save('my_input.npy', tensor.numpy())\n"
-        "# command line: python -m d2debug doctor --image IMAGE --input my_input.pt [--json]",
+        "# an exported model: save the 3xHxW tensor your deployment feeds it, and give its contract below\n"
+        "# command line: python -m d2debug doctor --image IMAGE --input my_input.pt [--contract model.ts] [--json]",
         language="python",
     )
 
@@ -70,6 +71,10 @@ with left:
 with right:
     use_fp = st.checkbox("Check against a pipeline fingerprint (recorded at training time)", key="doctor_use_fp")
     fp_source, fp_name, fp_key = pick("Fingerprint (.json)", "doctor_fp", ["json"]) if use_fp else (None, "", "")
+    use_contract = st.checkbox("My input is what my deployment feeds an exported model (check it against the "
+                               "model's contract)", key=Keys.DOCTOR_USE_CONTRACT)
+    c_source, c_name, c_key = (pick("Contract (contract.json; by path also the .ts / .onnx model)",
+                                    Keys.DOCTOR_CONTRACT, ["json"]) if use_contract else (None, "", ""))
 
 if sel.image is None and not is_example:
     st.info("Choose an image in the sidebar: the one your input was made from.")
@@ -84,7 +89,7 @@ image = EXAMPLES[source].image if is_example else sel.image
 if is_example:
     st.caption(f"The example runs on the sample image **{image.name}** with the sidebar's model; choose Upload or "
                "Path above to diagnose your own saved input for the sidebar's image.")
-run_key = f"{sel.model_key}|{file_key(image)}|{source_key}|{fp_key}"
+run_key = f"{sel.model_key}|{file_key(image)}|{source_key}|{fp_key}|{c_key}"
 if st.session_state.get(f"_{Keys.DOCTOR}_key") != run_key:
     st.session_state.pop(Keys.DOCTOR, None)
     st.session_state.pop(f"_{Keys.DOCTOR}_diag", None)
@@ -92,6 +97,7 @@ if st.session_state.get(f"_{Keys.DOCTOR}_key") != run_key:
         fingerprint = None
         if fp_source is not None:
             fingerprint = load_fingerprint(json.loads(fp_source) if isinstance(fp_source, bytes) else fp_source)
+        contract = contract_from(c_source, c_name) if c_source is not None else None
         if is_example:
             user = parse_user_input(example_input(source, sel.loaded.cfg)[1], source_name)
         elif isinstance(source, tuple):  # the user's function: refused in one line unless "Run my function"
@@ -100,7 +106,7 @@ if st.session_state.get(f"_{Keys.DOCTOR}_key") != run_key:
             user = load_user_input(source, name=source_name)
         with st.spinner("Re-rendering the image under each candidate explanation, then measuring each finding's "
                         "damage with the model..."):
-            diag = diagnose(sel.loaded, image, user, fingerprint=fingerprint)
+            diag = diagnose(sel.loaded, image, user, fingerprint=fingerprint, contract=contract)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         st.error(f"{fp_name}: not a JSON fingerprint ({exc})")
         st.stop()
@@ -124,14 +130,16 @@ if "residual" in result["analysis"]:
               help="RMS error left after the best explanation: ~0 means the findings reproduce your input exactly")
 
 st.subheader("Findings")
+if "contract" in result["analysis"]:
+    st.caption(f"Relative to the exported model's contract: {result['analysis']['contract']['summary']}.")
 st.caption("Most damaging first: the model runs on your input and on your input with each finding fixed alone; "
            "the agreement with the reference's detections that each fix recovers orders them.")
 if diag.is_match:
     f = diag.findings[0]
     st.success(f"**match**: {f.evidence}")
-elif not diag.findings:
+elif diag.top == "unexplained":
     st.warning("The input differs from the reference, but no stage the Doctor knows explains it (see notes).")
-for i, f in enumerate(diag.findings if not diag.is_match else [], 1):
+for i, f in enumerate([f for f in diag.findings if f.id != "match"], 1):  # a match may carry reminders
     with st.container(border=True):
         damage = "" if f.recovers is None else (
             f" &nbsp; fixing it alone recovers **{f.recovers:+.3f}** agreement F1"

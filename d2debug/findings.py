@@ -17,6 +17,7 @@ __all__ = [
     "FindingId",
     "FINDING_IDS",
     "STAGE_ORDER",
+    "REMINDERS",
     "Finding",
     "merge",
     "rank",
@@ -42,6 +43,9 @@ FindingId = Literal[
     "transposed_hw",
     "recompression",
     "alpha_channel",
+    "traced_size",
+    "graph_double_normalization",
+    "rescale_boxes",
     "match",
 ]
 FINDING_IDS: tuple[str, ...] = get_args(FindingId)
@@ -49,9 +53,13 @@ FINDING_IDS: tuple[str, ...] = get_args(FindingId)
 # Tie-break order for findings of equal confidence: the earlier a stage, the earlier it is listed.
 STAGE_ORDER: tuple[str, ...] = (
     "batch_contract", "dtype", "exif_orientation", "alpha_channel", "recompression", "transposed_hw", "crop",
-    "padding", "channel_order", "value_range_0_1", "double_normalization", "external_normalization",
-    "pixel_mean_std", "resize_aspect", "resize_size", "resize_interpolation", "missing_original_size", "match",
+    "padding", "channel_order", "value_range_0_1", "graph_double_normalization", "double_normalization",
+    "external_normalization", "pixel_mean_std", "traced_size", "resize_aspect", "resize_size", "resize_interpolation",
+    "missing_original_size", "match", "rescale_boxes",
 )
+# Findings that say what the deployment must still do with a correct input (not a difference from the
+# reference): listed after the others, and a diagnosis whose only other finding is ``match`` is a match.
+REMINDERS: tuple[str, ...] = ("rescale_boxes",)
 _POSITION = {k: i for i, k in enumerate(STAGE_ORDER)}
 
 
@@ -93,8 +101,9 @@ def rank(findings: Iterable[Finding]) -> list[Finding]:
     """Most damaging first when the damage was measured: by ``recovers`` (what fixing each alone gains, to 2
     decimals of F1), then by ``costs_alone`` (what the mistake costs by itself: it separates mistakes of
     which any one already destroys the output), then most confident; equal ones in pipeline order
-    (:data:`STAGE_ORDER`). A finding whose damage was not measured ranks after the measured ones."""
-    return sorted(findings, key=lambda f: (f.recovers is None, -round(f.recovers or 0.0, 2),
+    (:data:`STAGE_ORDER`). A finding whose damage was not measured ranks after the measured ones, a reminder
+    (:data:`REMINDERS`) after all."""
+    return sorted(findings, key=lambda f: (f.id in REMINDERS, f.recovers is None, -round(f.recovers or 0.0, 2),
                                            -round(f.costs_alone or 0.0, 2), -round(f.confidence, 3),
                                            _POSITION[f.id]))
 

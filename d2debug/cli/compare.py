@@ -68,6 +68,9 @@ def cmd_compare(a: argparse.Namespace) -> int:
     print(f"model      {loaded.describe()['architecture']}, FORMAT {loaded.cfg.INPUT.FORMAT}, reference on {ref.device}")
     if deployed is not None and gap is not None:
         _print_deployed(loaded, deployed, gap)
+        if a.preprocess is not None:
+            print(f"next       python -m d2debug doctor --image {image} --preprocess {a.preprocess} --contract "
+                  f"{a.deployed} --trust-code   (names the line of your function that differs)")
     print(f"variant    {changed}" if deployed is None else f"deployment {changed} (the contract's pipeline otherwise)")
     for name, r in (("reference", ref), ("variant" if deployed is None else "deployed", var)):
         dets = ", ".join(f"{d['class_name']} {d['score']:.2f}" for d in r.detections()) or "none"

@@ -1,6 +1,7 @@
 """CLI: ``doctor``, ``fingerprint`` and ``doctor-suite`` subcommands.
 
     python -m d2debug doctor [--config C --weights W] --image I --input FILE [--json] [--fingerprint fp.json]
+                             [--contract contract.json|model.ts|model.onnx]
     python -m d2debug fingerprint [--config C --weights W] [--images DIR] --out fp.json
     python -m d2debug doctor-suite [--per-case N]
 
@@ -27,11 +28,15 @@ __all__ = ["register", "cmd_doctor", "cmd_fingerprint", "cmd_doctor_suite"]
 
 
 def cmd_doctor(a: argparse.Namespace) -> int:
+    from ..deploy import read_contract
     from ..doctor import call_preprocess, check_input_statistics, diagnose, load_fingerprint, load_user_input
 
     fp = load_fingerprint(a.fingerprint) if a.fingerprint else None
     if a.image is None and fp is None:
         raise D2DebugError("--image is required (it may be left out only with --fingerprint: statistics-only check)")
+    if a.contract is not None and a.image is None:
+        raise D2DebugError("--contract needs --image (the image your deployment code preprocessed)")
+    contract = read_contract(a.contract)[0] if a.contract is not None else None  # a bad contract fails first
     if (a.input is None) == (a.preprocess is None):
         raise D2DebugError("give either --input (your saved model input) or --preprocess FILE.py:FUNCTION")
     if a.image is not None and not Path(a.image).is_file():
@@ -46,7 +51,7 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     loaded = load_from_args(a) if (a.config is not None or fp is None) else None
     result: Diagnosis | StatisticsCheck
     if a.image is not None:
-        result = diagnose(loaded, a.image, ui, fingerprint=fp)
+        result = diagnose(loaded, a.image, ui, fingerprint=fp, contract=contract)
     else:
         assert fp is not None  # checked above: without --image a fingerprint is required
         result = check_input_statistics(ui, fp, loaded.cfg if loaded is not None else None, str(a.fingerprint))
@@ -130,6 +135,11 @@ def register(sub) -> None:
                    help="allow --preprocess to import and run your file (it is code)")
     d.add_argument("--fingerprint", type=Path,
                    help="a pipeline fingerprint recorded at training time (the reference when --config is absent)")
+    d.add_argument("--contract", type=Path, metavar="PATH",
+                   help="your input is what your deployment feeds an exported model: its contract.json, or the "
+                        ".ts/.pt/.onnx artifact (its embedded contract, else the contract.json beside it); the "
+                        "findings are then relative to the contract (traced_size, graph_double_normalization, "
+                        "the rescale_boxes reminder)")
     d.add_argument("--json", action="store_true",
                    help='print {"findings": [{"id", "confidence", "evidence", "fix", "recovers", "costs_alone"}]}')
     d.set_defaults(func=cmd_doctor)

@@ -17,7 +17,7 @@ import torch
 from ..errors import D2DebugError, first_line
 from .contract import CONTRACT_FILE, EMBEDDED_NAME, Contract, Format, contract_from_json, read_contract_file
 
-__all__ = ["DeployedModel", "load_deployed", "SUFFIXES", "artifact_format"]
+__all__ = ["DeployedModel", "load_deployed", "read_contract", "SUFFIXES", "artifact_format"]
 
 SUFFIXES: dict[str, Format] = {".ts": "torchscript", ".pt": "torchscript", ".torchscript": "torchscript",
                                ".onnx": "onnx"}
@@ -115,6 +115,56 @@ def _load_onnx(path: Path) -> tuple[Any, Optional[str], str]:
     return session, meta, f"onnxruntime {session.get_providers()[0]}"
 
 
+def _onnx_embedded(path: Path) -> Optional[str]:
+    """The contract in an ONNX file's metadata, read without building a runtime session."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError, onnx's own errors: whatever a foreign file raises
+        raise D2DebugError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
+    return next((p.value for p in proto.metadata_props if p.key == EMBEDDED_NAME), None)
+
+
+def _found_contract(path: Path, fmt: str, embedded: Optional[str], contract_path: Optional[Path],
+                    fallback: Optional[Callable[[], Contract]]) -> tuple[Contract, str]:
+    """The contract of the artifact ``path`` by precedence: ``contract_path``, ``embedded``, ``contract.json``
+    beside it, ``fallback()``; with where it came from. One line when none is found or it is another format's."""
+    beside = path.parent / CONTRACT_FILE
+    if contract_path is not None:
+        found, source = read_contract_file(contract_path), str(contract_path)
+    elif embedded is not None:
+        found, source = contract_from_json(embedded, f"{path} (embedded contract)"), "embedded in the artifact"
+    elif beside.is_file():
+        found, source = read_contract_file(beside), str(beside)
+    elif fallback is not None:
+        found, source = fallback(), "derived from the model's config (no contract in or beside the artifact)"
+    else:
+        raise D2DebugError(f"{path}: no contract in it or beside it ({CONTRACT_FILE}); export with "
+                           "`python -m d2debug export` or give its contract.json (--contract)")
+    if found.format != fmt:
+        raise D2DebugError(f"{source}: a contract for {found.format}, but {path.name} is {fmt}")
+    return found, source
+
+
+def read_contract(path: str | Path) -> tuple[Contract, str]:
+    """The contract ``path`` names, without loading a model: a ``contract.json`` (any ``.json``), or an
+    artifact (``.ts``/``.pt``/``.onnx``) whose embedded contract, else the ``contract.json`` beside it, is read.
+    Returns ``(contract, where it came from)``; one line for a missing, foreign or contract-less file."""
+    path = Path(path)
+    if path.suffix.lower() == ".json":
+        return read_contract_file(path), str(path)
+    if path.suffix.lower() not in SUFFIXES:
+        raise D2DebugError(f"{path}: expected a contract (.json) or an exported model (.ts/.pt/.onnx)")
+    fmt = artifact_format(path)
+    if not path.is_file():
+        raise D2DebugError(f"{path}: no such file")
+    if fmt == "torchscript" and not zipfile.is_zipfile(path):
+        raise D2DebugError(f"{path}: not a readable TorchScript archive (not a zip file)")
+    embedded = _embedded_ts(path) if fmt == "torchscript" else _onnx_embedded(path)
+    return _found_contract(path, fmt, embedded, None, None)
+
+
 def load_deployed(path: str | Path, contract_path: Optional[Path] = None,
                   fallback: Optional[Callable[[], Contract]] = None) -> DeployedModel:
     """Load ``path`` and find its contract: ``contract_path`` when given, else the one embedded by ``d2debug
@@ -130,19 +180,6 @@ def load_deployed(path: str | Path, contract_path: Optional[Path] = None,
     else:
         session, embedded, runtime = _load_onnx(path)
         module = None
-    beside = path.parent / CONTRACT_FILE
-    if contract_path is not None:
-        found, source = read_contract_file(contract_path), str(contract_path)
-    elif embedded is not None:
-        found, source = contract_from_json(embedded, f"{path} (embedded contract)"), "embedded in the artifact"
-    elif beside.is_file():
-        found, source = read_contract_file(beside), str(beside)
-    elif fallback is not None:
-        found, source = fallback(), "derived from the model's config (no contract in or beside the artifact)"
-    else:
-        raise D2DebugError(f"{path}: no contract in it or beside it ({CONTRACT_FILE}); export with "
-                           "`python -m d2debug export` or pass --contract")
-    if found.format != fmt:
-        raise D2DebugError(f"{source}: a contract for {found.format}, but {path.name} is {fmt}")
+    found, source = _found_contract(path, fmt, embedded, contract_path, fallback)
     return DeployedModel(path, found, source, runtime, module, session)
 

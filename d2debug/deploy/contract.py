@@ -13,11 +13,15 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional, Union
 
 from ..errors import D2DebugError, first_line
 
-__all__ = ["Contract", "CONTRACT_FILE", "EMBEDDED_NAME", "contract_from_json", "read_contract_file"]
+if TYPE_CHECKING:
+    from detectron2.config import CfgNode
+
+__all__ = ["Contract", "CONTRACT_FILE", "EMBEDDED_NAME", "contract_from_json", "read_contract_file",
+           "cfg_with_contract"]
 
 CONTRACT_FILE = "contract.json"  # beside the artifact
 EMBEDDED_NAME = "d2debug_contract.json"  # TorchScript extra file / ONNX metadata key
@@ -99,8 +103,9 @@ _REQUIRED = ("format", "method", "architecture", "channel_order", "pixel_mean", 
 _TUPLES = ("pixel_mean", "pixel_std", "outputs", "class_names", "input_shape", "value_range", "traced_size")
 
 
-def contract_from_json(text: str, source: str) -> Contract:
-    """Parse a contract; ``source`` names where it came from in the one-line error."""
+def contract_from_json(text: Union[str, bytes], source: str) -> Contract:
+    """Parse a contract (text, or the bytes of an uploaded file); ``source`` names where it came from in the
+    one-line error."""
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -132,3 +137,15 @@ def read_contract_file(path: Path) -> Contract:
     except OSError as exc:
         raise D2DebugError(f"{path}: cannot read the contract ({first_line(exc)})") from None
     return contract_from_json(text, str(path))
+
+
+def cfg_with_contract(cfg: CfgNode, contract: Contract) -> CfgNode:
+    """A copy of ``cfg`` with what the contract fixes for the deployment: ``INPUT.FORMAT`` (channel order),
+    ``INPUT.MIN/MAX_SIZE_TEST`` (the resize outside the graph) and ``MODEL.PIXEL_MEAN/STD`` (what the graph
+    normalizes with). The contract wins: it is what the artifact was exported with."""
+    out = cfg.clone()
+    out.defrost()
+    out.INPUT.FORMAT, out.INPUT.MIN_SIZE_TEST, out.INPUT.MAX_SIZE_TEST = (contract.channel_order, contract.min_size,
+                                                                          contract.max_size)
+    out.MODEL.PIXEL_MEAN, out.MODEL.PIXEL_STD = list(contract.pixel_mean), list(contract.pixel_std)
+    return out

@@ -25,6 +25,7 @@ from ..run import RunResult, prepare, result_from_outputs
 from ..session import ComparisonView, ReferenceView, compare_variant
 from ..stages import Decoded, PipelineSpec, StageValueError, decode
 from .artifact import DeployedModel
+from .contract import cfg_with_contract
 
 if TYPE_CHECKING:
     from detectron2.config import CfgNode
@@ -85,11 +86,7 @@ def contract_differences(loaded: LoadedModel, deployed: DeployedModel) -> list[s
 
 def contract_cfg(loaded: LoadedModel, deployed: DeployedModel) -> CfgNode:
     """The config the deployment's host stages read (channel order, test sizes), from the contract."""
-    c = deployed.contract
-    cfg = loaded.cfg.clone()
-    cfg.defrost()
-    cfg.INPUT.FORMAT, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = c.channel_order, c.min_size, c.max_size
-    return cfg
+    return cfg_with_contract(loaded.cfg, deployed.contract)
 
 
 def instances_from_outputs(outputs: dict[str, torch.Tensor], image_size: tuple[int, int]):

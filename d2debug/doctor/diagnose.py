@@ -27,14 +27,16 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..deploy.contract import cfg_with_contract
 from ..errors import D2DebugError
-from ..findings import Finding, merge, rank
+from ..findings import REMINDERS, Finding, merge, rank
 from ..render import heatmap, stretched
 from ..run import preprocess
 from ..stages import decode, to_model_order
 from ..stats import histogram_records, tensor_stats
 from ..text import fmt
 from .damage import Explanation, Fed, measure_recovery
+from .deployed import check_contract, contract_notes, deployment_findings, rescale_finding
 from .fingerprint import cfg_from_fingerprint, check_config, check_statistics
 from .fit import EXACT, UNEXPLAINED, as_channels
 from .geometry import Orientation, choose_orientation, explain_size, orientation_tag, original_size_finding
@@ -47,6 +49,8 @@ from .values import channel_finding, value_findings
 
 if TYPE_CHECKING:
     from detectron2.config import CfgNode
+
+    from ..deploy.contract import Contract
 
 __all__ = ["Diagnosis", "diagnose"]
 
@@ -65,7 +69,8 @@ QUALITY_SCALE = 5.0
 class Diagnosis:
     """The Doctor's answer for one image.
 
-    ``findings``: most likely first; ``[Finding("match", ...)]`` when the input equals the reference.
+    ``findings``: most likely first; ``[Finding("match", ...)]`` when the input equals the reference (followed
+    by the reminders, :data:`~d2debug.findings.REMINDERS`, such as ``rescale_boxes`` under a contract).
     ``reference``: the reference model input, ``3xHxW`` float32 0..255 in ``cfg_format`` order.
     ``user``: the user's image, ``3xhxw`` float32 (a copy, values as fed). ``analysis``: the winning
     explanation and every candidate's residual (for reports and the dashboard).
@@ -87,11 +92,12 @@ class Diagnosis:
 
     @property
     def top(self) -> str:
-        return self.findings[0].id if self.findings else "unexplained"
+        return next((i for i in self.ids if i not in REMINDERS), "unexplained")
 
     @property
     def is_match(self) -> bool:
-        return self.ids == ["match"]
+        """The input equals the reference; a reminder of what the deployment must still do is no difference."""
+        return [i for i in self.ids if i not in REMINDERS] == ["match"]
 
     def to_dict(self) -> dict:
         return {
@@ -145,6 +151,8 @@ class Diagnosis:
             f"({a.get('reference_resize', 'ResizeShortestEdge, PIL bilinear')})",
             f"your input  {self.user_input.describe()}, values {float(self.user.min()):.4g}..{float(self.user.max()):.4g}",
         ]
+        if "contract" in a:
+            lines.insert(2, f"contract    {a['contract']['summary']}")
         if "residual" in a:
             lines.append(f"explained   best explanation leaves {a['residual']:.3g} grey levels RMS "
                          f"({a.get('explanation', '')})")
@@ -177,7 +185,8 @@ def _reference(cfg: CfgNode, path: Path) -> _Reference:
 
 
 def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput, Any],
-             fingerprint: Optional[dict] = None, measure: bool = True) -> Diagnosis:
+             fingerprint: Optional[dict] = None, measure: bool = True,
+             contract: Optional[Contract] = None) -> Diagnosis:
     """Diagnose one user model input against the reference pipeline on ``image``.
 
     ``model_or_cfg``: a :class:`~d2debug.model.LoadedModel` (its config is the reference, and its weights
@@ -187,6 +196,9 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     recorded training-time stage values are the reference and the config is checked against them.
     ``measure``: with a model, run it on the user's input and on the input with each finding fixed alone, set
     each finding's ``recovers`` and rank the findings by it, most damaging first (:mod:`.damage`).
+    ``contract``: the exported model's contract, when ``user_input`` is what a deployment feeds that artifact:
+    its channel order, resize and mean/std are the reference, and the findings are in its terms
+    (:mod:`.deployed`: ``graph_double_normalization``, ``traced_size``, the ``rescale_boxes`` reminder).
     """
     model = getattr(model_or_cfg, "model", None)
     cfg = getattr(model_or_cfg, "cfg", model_or_cfg)
@@ -194,12 +206,15 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
         raise D2DebugError("the Doctor needs a config (or a model) or a pipeline fingerprint")
     ui = user_input if isinstance(user_input, UserInput) else parse_user_input(user_input)
     ref_cfg = cfg_from_fingerprint(fingerprint) if fingerprint is not None else cfg
+    analysis: dict = {}
+    if contract is not None:
+        ref_cfg, cfg = _with_contract(contract, ref_cfg, cfg, analysis)
     path = Path(image)
     fmt_order = ref_cfg.INPUT.FORMAT
     ref = _reference(ref_cfg, path)
-    notes = list(ui.notes) + [n for n in ref.notes if "EXIF" not in n]
-    analysis: dict = {"reference_resize": f"ResizeShortestEdge({ref_cfg.INPUT.MIN_SIZE_TEST}, "
-                                          f"{ref_cfg.INPUT.MAX_SIZE_TEST}), PIL bilinear"}
+    notes = list(ui.notes) + [n for n in ref.notes if "EXIF" not in n] + analysis.pop("contract_notes", [])
+    analysis["reference_resize"] = (f"ResizeShortestEdge({ref_cfg.INPUT.MIN_SIZE_TEST}, "
+                                    f"{ref_cfg.INPUT.MAX_SIZE_TEST}), PIL bilinear")
     findings = container_findings(ui)
     geo = _explain_pixels(ui, ref, path, ref_cfg, analysis)
     findings += geo.findings
@@ -229,16 +244,46 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
                      "not model (crop, padding, colour conversion, blur, another decoder) also differs")
     analysis["explanation"] = (f"{orient.chosen.replace('_', ' ')}, {size[0]}x{size[1]}, {rs.key[0]}/{rs.key[1]}, "
                                f"channels {list(best.perm)}, slope {fmt(best.slope, 4)}, offset {fmt(best.offset, 3)}")
+    fed = (int(ui.tensor.shape[1]), int(ui.tensor.shape[2]))
+    if contract is not None:
+        findings = deployment_findings(findings, contract, ref_cfg, fed, ref.size, best.slope.tolist())
     if not findings:
         findings += _match_or_note(ref.tensor, ui.tensor, analysis, notes)
     findings = merge(findings)
     blocking: set[str] = set()
     if hasattr(model_or_cfg, "model_on") and measure and findings and findings[0].id != "match":
+        explained = _explanation(ui, ref, geo)
+        if contract is not None:  # the graph takes no height/width: a deployment rescales the boxes itself
+            explained.as_fed = explained.as_fed._replace(size=explained.as_fed.size or ref.size)
         findings, blocking, analysis["damage_scores"] = measure_recovery(
-            model_or_cfg, ref.tensor, ref.size, _explanation(ui, ref, geo), findings)
+            model_or_cfg, ref.tensor, ref.size, explained, findings)
+    # A traced graph fed another size is not measurable with the Python model (it takes any size): first, with
+    # what stops the model from running.
+    blocking |= {"traced_size"}
     ranked = rank(findings)
     ranked = [f for f in ranked if f.id in blocking] + [f for f in ranked if f.id not in blocking]
+    reminder = rescale_finding(contract, fed, ref.size, analysis) if contract is not None else None
+    ranked += [reminder] if reminder is not None else []
     return Diagnosis(ranked, ref.tensor, ui.tensor, ui, str(path), fmt_order, ref.size, analysis, notes)
+
+
+def _with_contract(contract: Contract, ref_cfg: CfgNode, cfg: Optional[CfgNode],
+                   analysis: dict) -> tuple[CfgNode, Optional[CfgNode]]:
+    """The reference config and the deployment config with the contract's values; what the contract says goes
+    into ``analysis`` (``contract``, and ``contract_notes`` where it differs from the config)."""
+    check_contract(contract)
+    traced = contract.traced_size
+    size = ("any size (measured at export)" if contract.any_size else
+            f"only {traced[0]}x{traced[1]} (measured at export)" if traced and contract.any_size is False else
+            f"traced on {traced[0]}x{traced[1]}, other sizes not measured" if traced else "sizes not measured")
+    analysis["contract"] = {
+        "format": contract.format, "method": contract.method, "channel_order": contract.channel_order,
+        "min_size": contract.min_size, "max_size": contract.max_size, "normalizes": contract.normalizes,
+        "traced_size": list(traced) if traced else None, "any_size": contract.any_size,
+        "summary": f"{contract.format} ({contract.method}), {contract.channel_order} 0..255, resize outside "
+                   f"ResizeShortestEdge({contract.min_size}, {contract.max_size}), normalizes inside, {size}"}
+    analysis["contract_notes"] = contract_notes(contract, ref_cfg)
+    return cfg_with_contract(ref_cfg, contract), (cfg_with_contract(cfg, contract) if cfg is not None else None)
 
 
 class _Pixels(NamedTuple):

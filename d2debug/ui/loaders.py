@@ -20,14 +20,17 @@ import streamlit as st
 from ..audit import AuditDataset, load_dataset, load_summary
 from ..deploy import (
     CONTRACT_FILE,
+    Contract,
     DeployedComparison,
     DeployedModel,
     ExportReport,
     artifact_format,
     compare_deployed,
     contract_for,
+    contract_from_json,
     export_model,
     load_deployed,
+    read_contract,
 )
 from ..deploy.contract import Format, Method
 from ..errors import D2DebugError
@@ -61,6 +64,7 @@ __all__ = [
     "deployed",
     "export",
     "deployed_comparison",
+    "contract_from",
 ]
 
 
@@ -284,3 +288,10 @@ def deployed_comparison(loaded: LoadedModel, model_key: str, dep: DeployedModel,
     cached per (model, artifact, image, reference, spec)."""
     return _deployed_comparison(model_key, deployed_key, file_key(image), repr(ref.result.spec), repr(spec), loaded,
                                 dep, str(image), spec, ref)
+def contract_from(source: Union[bytes, str, Path], name: str) -> Contract:
+    """An exported model's contract from an uploaded ``contract.json`` (its bytes) or a path (a contract.json or
+    the ``.ts``/``.pt``/``.onnx`` artifact: its embedded contract, else the one beside it). A bad one raises
+    :class:`~d2debug.errors.D2DebugError` in one line naming ``name``."""
+    if isinstance(source, bytes):
+        return contract_from_json(source, name)
+    return read_contract(source)[0]

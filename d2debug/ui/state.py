@@ -68,6 +68,9 @@ class Keys:
     SESSION_FOLDER = "d2debug_session_folder"
     DEPLOYED_EXPORTED = "d2debug_deployed_exported"
     DEPLOYED_UPLOADED = "d2debug_deployed_uploaded"
+    # The Doctor page's optional contract of an exported model (a checkbox; the file picker's keys start with it).
+    DOCTOR_USE_CONTRACT = "doctor_use_contract"
+    DOCTOR_CONTRACT = "doctor_contract"
     # What a page computed, for the tests and the next rerun.
     METRICS = "d2debug_metrics"
     SENSITIVITY = "d2debug_sensitivity"
