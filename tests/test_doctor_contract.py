@@ -124,7 +124,7 @@ def test_the_contract_not_the_config_says_what_the_graph_wants(demo, exported):
     d = _diag(demo, exported, "ok", other)  # the config's input (RGB, 320) against a BGR, 240 contract
     assert {"channel_order", "resize_size"} <= set(d.ids)
     assert "contract channel_order" in _by_id(d, "channel_order").fix
-    assert any("contract's channel order BGR differs from the config's RGB" in n for n in d.notes)
+    assert any("contract's INPUT.FORMAT BGR differs from the config's RGB" in n for n in d.notes)
     torch.save(preprocess(cfg_with_contract(demo.cfg, other), sample(IMAGE))[0], out / "by_contract.pt")
     assert _diag(demo, exported, "by_contract", other).is_match
     with pytest.raises(D2DebugError, match="normalizes: false"):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from detectron2.config import CfgNode
 
 __all__ = ["Contract", "CONTRACT_FILE", "EMBEDDED_NAME", "contract_from_json", "read_contract_file",
+           "config_differences",
            "cfg_with_contract"]
 
 CONTRACT_FILE = "contract.json"  # beside the artifact
@@ -149,3 +150,16 @@ def cfg_with_contract(cfg: CfgNode, contract: Contract) -> CfgNode:
                                                                           contract.max_size)
     out.MODEL.PIXEL_MEAN, out.MODEL.PIXEL_STD = list(contract.pixel_mean), list(contract.pixel_std)
     return out
+
+
+def config_differences(contract: Contract, cfg: CfgNode) -> list[tuple[str, object, object]]:
+    """Where the contract's input settings differ from ``cfg``'s (a yacs ``CfgNode``): ``(config key, the
+    contract's value, the config's value)``; empty when the artifact was exported with this config."""
+    pairs = (("INPUT.FORMAT", contract.channel_order, cfg.INPUT.FORMAT),
+             ("MODEL.PIXEL_MEAN", [round(v, 4) for v in contract.pixel_mean],
+              [round(float(v), 4) for v in cfg.MODEL.PIXEL_MEAN]),
+             ("MODEL.PIXEL_STD", [round(v, 4) for v in contract.pixel_std],
+              [round(float(v), 4) for v in cfg.MODEL.PIXEL_STD]),
+             ("INPUT.MIN_SIZE_TEST", contract.min_size, int(cfg.INPUT.MIN_SIZE_TEST)),
+             ("INPUT.MAX_SIZE_TEST", contract.max_size, int(cfg.INPUT.MAX_SIZE_TEST)))
+    return [(key, c, g) for key, c, g in pairs if c != g]

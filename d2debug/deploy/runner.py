@@ -25,7 +25,7 @@ from ..run import RunResult, prepare, result_from_outputs
 from ..session import ComparisonView, ReferenceView, compare_variant
 from ..stages import Decoded, PipelineSpec, StageValueError, decode
 from .artifact import DeployedModel
-from .contract import cfg_with_contract
+from .contract import cfg_with_contract, config_differences
 
 if TYPE_CHECKING:
     from detectron2.config import CfgNode
@@ -75,13 +75,8 @@ def contract_differences(loaded: LoadedModel, deployed: DeployedModel) -> list[s
     """Where the contract's input settings differ from ``loaded``'s config (``"INPUT.FORMAT: RGB in the contract,
     BGR in the config"``): the artifact was exported with another config, and the export's part of the gap
     measures what that changes."""
-    c, cfg = deployed.contract, loaded.cfg
-    pairs = (("INPUT.FORMAT", c.channel_order, cfg.INPUT.FORMAT),
-             ("MODEL.PIXEL_MEAN", list(c.pixel_mean), [float(v) for v in cfg.MODEL.PIXEL_MEAN]),
-             ("MODEL.PIXEL_STD", list(c.pixel_std), [float(v) for v in cfg.MODEL.PIXEL_STD]),
-             ("INPUT.MIN_SIZE_TEST", c.min_size, int(cfg.INPUT.MIN_SIZE_TEST)),
-             ("INPUT.MAX_SIZE_TEST", c.max_size, int(cfg.INPUT.MAX_SIZE_TEST)))
-    return [f"{key}: {a} in the contract, {b} in the config" for key, a, b in pairs if a != b]
+    return [f"{key}: {a} in the contract, {b} in the config"
+            for key, a, b in config_differences(deployed.contract, loaded.cfg)]
 
 
 def contract_cfg(loaded: LoadedModel, deployed: DeployedModel) -> CfgNode:

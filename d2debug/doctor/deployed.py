@@ -44,12 +44,11 @@ def check_contract(contract: Contract) -> None:
 
 def contract_notes(contract: Contract, cfg: CfgNode) -> list[str]:
     """Where the contract and the model's config disagree (the contract's values are the reference then)."""
-    pairs = (("channel order", contract.channel_order, cfg.INPUT.FORMAT),
-             ("resize", (contract.min_size, contract.max_size), (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)),
-             ("pixel mean", list(contract.pixel_mean), [float(v) for v in cfg.MODEL.PIXEL_MEAN]),
-             ("pixel std", list(contract.pixel_std), [float(v) for v in cfg.MODEL.PIXEL_STD]))
-    return [f"the contract's {what} {fmt(c)} differs from the config's {fmt(g)}: the contract's is the reference "
-            "(the artifact was exported with it)" for what, c, g in pairs if c != g and fmt(c) != fmt(g)]
+    from ..deploy.contract import config_differences
+
+    return [f"the contract's {key} {fmt(c)} differs from the config's {fmt(g)}: the contract's is the reference "
+            "(the artifact was exported with it)" for key, c, g in config_differences(contract, cfg)
+            if fmt(c) != fmt(g)]
 
 
 def deployed_feed_code(contract: Contract) -> str:
