@@ -47,6 +47,7 @@ from ..session import (
     sensitivity_row,
 )
 from ..stages import PipelineSpec
+from . import serving
 from .state import Keys
 
 __all__ = [
@@ -128,6 +129,11 @@ def user_model(config: str, weights: Optional[str], classes: Union[None, str, Se
                imports: Sequence[str] = ()) -> tuple[LoadedModel, str]:
     """A user's config + weights (paths on this machine); ``imports``: their registering code (run first),
     ``trust_config``: allow a LazyConfig ``.py``. Raises ``D2DebugError`` naming the bad file."""
+    # The widgets already follow the server's policy; this holds whatever state the session arrives with.
+    for asked, what in ((trust, "Trust this checkpoint"), (trust_config, "Trust this config"),
+                        (bool(imports), "Run this code")):
+        if asked:
+            serving.require_code(what)
     cls = tuple(classes) if isinstance(classes, (list, tuple)) else classes
     code = ",".join(file_key(i) if i.endswith(".py") else i for i in imports)
     key = (f"user:{file_key(config)}:{file_key(weights)}:{cls if not isinstance(cls, str) else file_key(cls)}"
