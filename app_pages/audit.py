@@ -22,7 +22,7 @@ from d2debug.audit import (
 from d2debug.audit.command import audit_args, audit_commands, default_host, default_processes
 from d2debug.errors import D2DebugError
 from d2debug.samples import DEMO_AUDIT, SAMPLE_ANNOTATIONS
-from d2debug.ui import loaders, sidebar
+from d2debug.ui import loaders, serving, sidebar
 from d2debug.ui.state import Keys
 
 AUDIT_ROOT = Path(tempfile.gettempdir()) / "d2debug-audits"
@@ -62,9 +62,13 @@ def chosen_settings():
     """The dataset, pitfalls and results folder the widgets name; raises D2DebugError for a bad one."""
     if not images:
         raise D2DebugError("type an image folder or a COCO json path")
-    dataset = loaders.dataset(images, annotations or None, int(limit) or None)
+    typed = source != SOURCES[0]  # the sample set is the dashboard's own, not a typed path
+    imgs = str(serving.path(images, "images")) if typed else images
+    ann = str(serving.path(annotations, "annotations")) if typed and annotations else None
+    dataset = loaders.dataset(imgs, ann, int(limit) or None)
     pitfalls = parse_variants(chosen) if chosen else []
-    out_dir = Path(out_text) if out_text else auto_out_dir(AUDIT_ROOT, sel.loaded, dataset, pitfalls)
+    out_dir = (serving.path(out_text, "results folder") if out_text
+               else auto_out_dir(AUDIT_ROOT, sel.loaded, dataset, pitfalls))
     return dataset, pitfalls, out_dir
 
 

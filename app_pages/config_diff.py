@@ -10,7 +10,7 @@ import streamlit as st
 from d2debug.config_diff import DEFAULTS_LABEL, GROUPS, diff_configs
 from d2debug.errors import D2DebugError
 from d2debug.samples import DEPLOY_EXAMPLE
-from d2debug.ui import sidebar
+from d2debug.ui import serving, sidebar
 from d2debug.ui.loaders import save_upload
 from d2debug.ui.state import Keys
 
@@ -45,7 +45,13 @@ def pick(label: str, sources, key: str):
             return "", ""
         return str(save_upload(up)), up.name
     path = st.text_input(f"{label}: path", key=f"{key}_path", placeholder="/path/to/config.yaml").strip()
-    return path, path
+    if not path:
+        return "", ""
+    try:
+        return str(serving.path(path, label.lower())), path
+    except D2DebugError as exc:
+        st.error(str(exc))
+        return "", ""
 
 
 left, right = st.columns(2)
@@ -55,6 +61,7 @@ with right:
     deploy, deploy_name = pick("Deployment config", DEPLOY_SOURCES, "config_diff_deploy")
 
 if train == "" or deploy == "":
+    st.session_state.pop(Keys.CONFIG_DIFF, None)  # what is recorded is always the diff of the files chosen now
     st.info("Choose both configs.")
     st.stop()
 

@@ -10,7 +10,7 @@ import streamlit as st
 from d2debug.doctor import call_preprocess, diagnose, load_fingerprint, load_user_input, parse_user_input
 from d2debug.doctor.examples import EXAMPLES, example_input
 from d2debug.errors import D2DebugError
-from d2debug.ui import charts, sidebar
+from d2debug.ui import charts, serving, sidebar
 from d2debug.ui.loaders import contract_from, file_key
 from d2debug.ui.state import Keys
 
@@ -44,8 +44,8 @@ def pick(label: str, key: str, types: list[str], sources=SOURCES):
     if choice == FUNCTION:
         spec = st.text_input("FILE.py:FUNCTION (called with the sidebar image's path; returns what you feed the model)",
                              key="doctor_function", placeholder="/path/to/infer.py:preprocess").strip()
-        trusted = st.checkbox("Run my function (its file is imported and run in the dashboard's process)",
-                              key="doctor_trust_code")
+        trusted = serving.code_tick("Run my function (its file is imported and run in the dashboard's process)",
+                                    Keys.DOCTOR_TRUST_CODE, explain=True)
         if not spec:
             return None, "", ""
         return ("function", spec, trusted), spec, f"function:{file_key(spec.rpartition(':')[0])}:{spec}:{trusted}"
@@ -94,6 +94,9 @@ if st.session_state.get(f"_{Keys.DOCTOR}_key") != run_key:
     st.session_state.pop(Keys.DOCTOR, None)
     st.session_state.pop(f"_{Keys.DOCTOR}_diag", None)
     try:
+        # Typed paths are read only where this server allows (uploads and examples are not paths).
+        fp_source, c_source = (serving.path(s, what) if isinstance(s, str) else s
+                               for s, what in ((fp_source, "fingerprint"), (c_source, "contract")))
         fingerprint = None
         if fp_source is not None:
             fingerprint = load_fingerprint(json.loads(fp_source) if isinstance(fp_source, bytes) else fp_source)
@@ -101,9 +104,12 @@ if st.session_state.get(f"_{Keys.DOCTOR}_key") != run_key:
         if is_example:
             user = parse_user_input(example_input(source, sel.loaded.cfg)[1], source_name)
         elif isinstance(source, tuple):  # the user's function: refused in one line unless "Run my function"
-            user = call_preprocess(source[1], image, trust=source[2])
+            serving.require_code("Run my function")
+            file, sep, function = source[1].rpartition(":")
+            fn_spec = f"{serving.path(file, 'function file')}:{function}" if sep and file else source[1]
+            user = call_preprocess(fn_spec, image, trust=source[2])
         else:
-            user = load_user_input(source, name=source_name)
+            user = load_user_input(serving.path(source, "model input"), name=source_name)
         with st.spinner("Re-rendering the image under each candidate explanation, then measuring each finding's "
                         "damage with the model..."):
             diag = diagnose(sel.loaded, image, user, fingerprint=fingerprint, contract=contract)

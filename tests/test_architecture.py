@@ -17,7 +17,7 @@ LAYERS = {
     # 0: the core: one image through one pipeline, and the vocabulary every tool speaks.
     **dict.fromkeys(("errors", "compat", "version", "text", "files", "samples", "stages", "arch", "config", "checkpoint",
                      "usercode", "model", "run", "compare", "stats", "render", "coco", "findings", "pitfalls", "envinfo",
-                     "memory", "__init__"), 0),
+                     "memory", "serving", "__init__"), 0),
     # 1: the tools built on the core.
     **dict.fromkeys(("doctor", "audit", "session", "lessons", "config_diff", "testing", "demo", "deploy"), 1),
     # 2: what drives the tools from outside (benchmark, a real server, the Doctor's accuracy suites).

@@ -28,7 +28,7 @@ from ..deploy.runner import contract_cfg
 from ..errors import D2DebugError
 from ..lessons import lesson
 from ..pitfalls import STAGES, stage_of
-from . import loaders, state
+from . import loaders, serving, state
 from .sidebar import Selection, sidebar
 from .stage_page import show_comparison
 from .state import Keys
@@ -121,7 +121,12 @@ def _choose_artifact(sel: Selection) -> Optional[_Artifact]:
         if not path:
             st.info("Type the path of your exported model.")
             return None
-        return _Artifact(Path(path).expanduser(), Path(contract).expanduser() if contract else None, path)
+        try:
+            return _Artifact(serving.path(path, "exported model"),
+                             serving.path(contract, "contract") if contract else None, path)
+        except D2DebugError as exc:
+            st.error(str(exc))
+            return None
     c1, c2 = st.columns(2)
     with c1:
         artifact = _kept_upload("Exported model", _ARTIFACT_TYPES, Keys.DEPLOYED_UPLOAD, "artifact")

@@ -47,6 +47,7 @@ from ..session import (
     sensitivity_row,
 )
 from ..stages import PipelineSpec
+from . import serving
 from .state import Keys
 
 __all__ = [
@@ -128,6 +129,11 @@ def user_model(config: str, weights: Optional[str], classes: Union[None, str, Se
                imports: Sequence[str] = ()) -> tuple[LoadedModel, str]:
     """A user's config + weights (paths on this machine); ``imports``: their registering code (run first),
     ``trust_config``: allow a LazyConfig ``.py``. Raises ``D2DebugError`` naming the bad file."""
+    # The widgets already follow the server's policy; this holds whatever state the session arrives with.
+    for asked, what in ((trust, "Trust this checkpoint"), (trust_config, "Trust this config"),
+                        (bool(imports), "Run this code")):
+        if asked:
+            serving.require_code(what)
     cls = tuple(classes) if isinstance(classes, (list, tuple)) else classes
     code = ",".join(file_key(i) if i.endswith(".py") else i for i in imports)
     key = (f"user:{file_key(config)}:{file_key(weights)}:{cls if not isinstance(cls, str) else file_key(cls)}"
@@ -190,47 +196,36 @@ def pitfall_row(loaded: LoadedModel, model_key: str, image: Path, pitfall: Pitfa
                         pitfall, ref)
 
 
-# Uploads live in one private temporary directory per server process, removed when the process exits; they
-# are never written next to the user's files.
-_UPLOAD_DIR: Optional[Path] = None
-
-
-def _upload_dir() -> Path:
-    global _UPLOAD_DIR
-    if _UPLOAD_DIR is None:
-        _UPLOAD_DIR = Path(tempfile.mkdtemp(prefix="d2debug-uploads-"))
-        atexit.register(shutil.rmtree, _UPLOAD_DIR, True)
-    return _UPLOAD_DIR
-
-
-def is_upload(path: Union[str, Path, None]) -> bool:
-    """Whether ``path`` is a file uploaded to this dashboard (kept only while the server runs)."""
-    return path is not None and _UPLOAD_DIR is not None and Path(path).resolve().is_relative_to(_UPLOAD_DIR.resolve())
-
-
-def save_upload(uploaded, folder: Optional[Path] = None) -> Path:
-    """Write an ``st.file_uploader`` file to ``folder`` (default: the upload directory) under a content-derived
-    name (same bytes -> same path, so caches keyed by path hit) keeping its suffix, which the decoders and
-    loaders go by."""
-    data = uploaded.getvalue()
-    suffix = Path(uploaded.name).suffix.lower()[:16]
-    path = (folder or _upload_dir()) / (hashlib.sha256(data).hexdigest()[:24] + suffix)
-    if not path.exists():
-        tmp = path.with_suffix(path.suffix + ".part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-    return path
-
-
 def session_folder() -> Path:
-    """This browser session's private temporary folder (exports made here, uploaded artifacts): nothing of the
-    user's is ever written to, and it is removed when the server process exits."""
+    """This browser session's private temporary folder (uploads, exports made here, uploaded artifacts): made
+    once per session by ``tempfile.mkdtemp`` (mode 0700, an unguessable name), so no other session and no other
+    user on the machine can read or replace what is in it; nothing of the user's is ever written to; removed
+    when the server process exits."""
     path = st.session_state.get(Keys.SESSION_FOLDER)
     if path is None or not Path(path).is_dir():
         path = tempfile.mkdtemp(prefix="d2debug-session-")
         atexit.register(shutil.rmtree, path, True)
         st.session_state[Keys.SESSION_FOLDER] = path
     return Path(path)
+
+
+def is_upload(path: Union[str, Path, None]) -> bool:
+    """Whether ``path`` is a file this session uploaded (kept only while the server runs)."""
+    return path is not None and Path(path).resolve().is_relative_to(session_folder().resolve())
+
+
+def save_upload(uploaded, folder: Optional[Path] = None) -> Path:
+    """Write an ``st.file_uploader`` file to ``folder`` (default: this session's folder) under a content-derived
+    name (same bytes -> same path, so caches keyed by path hit) keeping its suffix, which the decoders and
+    loaders go by. Written to a temporary name first, so a half-written file is never read."""
+    data = uploaded.getvalue()
+    suffix = Path(uploaded.name).suffix.lower()[:16]
+    path = (folder or session_folder()) / (hashlib.sha256(data).hexdigest()[:24] + suffix)
+    if not path.exists():
+        tmp = path.with_suffix(path.suffix + ".part")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------

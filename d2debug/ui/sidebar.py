@@ -14,7 +14,7 @@ from ..model import LoadedModel, parse_class_names
 from ..run import reference_spec
 from ..samples import SAMPLE_IMAGES
 from ..stages import PipelineSpec
-from . import loaders, state
+from . import loaders, serving, state
 from .state import Keys
 
 __all__ = ["Selection", "sidebar", "MODEL_SOURCES", "IMAGE_SOURCES"]
@@ -104,10 +104,17 @@ def _model_section() -> tuple[LoadedModel, str, str]:
                 config = str(cfg_path) if cfg_path else ""
                 weights = str(w_path) if w_path else ""
             opts = _model_options()
+            if source == MODEL_SOURCES[1]:  # typed paths; uploads are this session's own files
+                config = str(serving.path(config, "config")) if config else ""
+                weights = str(serving.path(weights, "weights")) if weights else ""
             if not config:
                 st.info("Give the training run's config (its config.yaml, or a LazyConfig .py) and weights to load "
                         "your model; showing the demo model meanwhile.")
             else:
+                if not weights and serving.policy().allowed_dirs is not None:
+                    # The config's own MODEL.WEIGHTS could name any file; only typed or uploaded ones are read here.
+                    raise D2DebugError("give the weights too: this server reads only the files given here, not the "
+                                       "config's MODEL.WEIGHTS")
                 with st.spinner("Loading the model..."):
                     loaded, key = loaders.user_model(config, weights or None, **opts)
                 return loaded, key, label
@@ -130,30 +137,34 @@ def _model_options() -> dict:
     """Class names, and each thing that runs code or trusts a file, behind its own explicit tick."""
     state.default(Keys.CLASSES, "")
     classes_text = st.text_input("class names (.json path: COCO or a list; or comma-separated; optional)",
-                                 key=Keys.CLASSES, persist_state=state.PERSIST)
-    for key in (Keys.TRUST_CHECKPOINT, Keys.ALLOW_MISMATCH, Keys.TRUST_CONFIG, Keys.RUN_IMPORTS):
-        state.default(key, False)
+                                 key=Keys.CLASSES, persist_state=state.PERSIST).strip()
+    state.default(Keys.ALLOW_MISMATCH, False)
     state.default(Keys.IMPORTS, "")
-    trust = st.checkbox("Trust this checkpoint (allow pickle .pkl files)", key=Keys.TRUST_CHECKPOINT,
-                        persist_state=state.PERSIST, help="Pickle checkpoints can run arbitrary code when loaded.")
+    trust = serving.code_tick("Trust this checkpoint (allow pickle .pkl files)", Keys.TRUST_CHECKPOINT,
+                              help="Pickle checkpoints can run arbitrary code when loaded.")
     if trust:
         st.warning("Pickle checkpoints can run code on this machine when loaded. Only tick this for files you trust.")
-    trust_config = st.checkbox("Trust this config (a LazyConfig .py is Python code and runs when loaded)",
-                               key=Keys.TRUST_CONFIG, persist_state=state.PERSIST)
+    trust_config = serving.code_tick("Trust this config (a LazyConfig .py is Python code and runs when loaded)",
+                                     Keys.TRUST_CONFIG)
     imports_text = st.text_input("Your code: modules or .py files that register your parts (comma-separated)",
                                  key=Keys.IMPORTS, persist_state=state.PERSIST,
                                  placeholder="my_project.modeling, /path/to/my_heads.py",
                                  help="What your training script imports before build_model: a custom ROI head, "
                                       "backbone or meta-architecture registered with detectron2's registries.")
-    run_imports = st.checkbox("Run this code (it is imported into the dashboard's process)", key=Keys.RUN_IMPORTS,
-                              persist_state=state.PERSIST)
-    imports = tuple(i.strip() for i in imports_text.split(",") if i.strip())
-    if imports and not run_imports:
-        raise D2DebugError(f"'Your code' names {', '.join(imports)}: importing runs that code; refused until "
-                           "'Run this code' is ticked")
+    run_imports = serving.code_tick("Run this code (it is imported into the dashboard's process)", Keys.RUN_IMPORTS)
     allow = st.checkbox("Load even if checkpoint keys do not match", key=Keys.ALLOW_MISMATCH,
                         persist_state=state.PERSIST,
                         help="Layers without weights stay random; the mismatch is shown as an error.")
+    imports = tuple(i.strip() for i in imports_text.split(",") if i.strip())
+    if imports and not run_imports:
+        serving.require_code("'Your code'")
+        raise D2DebugError(f"'Your code' names {', '.join(imports)}: importing runs that code; refused until "
+                           "'Run this code' is ticked")
+    # A file is read like any typed path; a module name is found on the import path.
+    imports = tuple(str(serving.path(i, "'Your code' file")) if i.endswith(".py") or "/" in i or i.startswith("~")
+                    else i for i in imports)
+    if classes_text.lower().endswith(".json"):  # a path: read only where this server allows
+        classes_text = str(serving.path(classes_text, "class names file"))
     return {"classes": parse_class_names(classes_text), "trust": trust, "allow_mismatch": allow,
             "trust_config": trust_config, "imports": imports}
 
@@ -197,7 +208,7 @@ def _image_section() -> tuple[Optional[Path], str]:
             st.info("Type a folder path to browse its images.")
             return None, ""
         with st.spinner("Listing images..."):
-            paths = list_images(folder)
+            paths = list_images(serving.path(folder, "folder"))
         path = _browse(paths, Keys.FOLDER_IMAGE)
         return path, path.name
     except D2DebugError as exc:
@@ -208,6 +219,7 @@ def _image_section() -> tuple[Optional[Path], str]:
 def sidebar() -> Selection:
     """Draw the shared sidebar and return the selection. Call first on every page."""
     with st.sidebar:
+        serving.note()
         loaded, key, label = _model_section()
         state.reset_model_dependent(key)
         _describe(loaded, label)

@@ -71,6 +71,8 @@ class Keys:
     # The Doctor page's optional contract of an exported model (a checkbox; the file picker's keys start with it).
     DOCTOR_USE_CONTRACT = "doctor_use_contract"
     DOCTOR_CONTRACT = "doctor_contract"
+    # The Doctor page's "Run my function" tick: the user's FILE.py:FUNCTION runs only when it is ticked.
+    DOCTOR_TRUST_CODE = "doctor_trust_code"
     # What a page computed, for the tests and the next rerun.
     METRICS = "d2debug_metrics"
     SENSITIVITY = "d2debug_sensitivity"
