@@ -66,7 +66,7 @@ if train == "" or deploy == "":
     st.stop()
 
 try:
-    diff = diff_configs(train, deploy)
+    diff = diff_configs(train, deploy, serving.path_check())
 except D2DebugError as exc:
     st.session_state.pop(Keys.CONFIG_DIFF, None)
     st.error(str(exc))

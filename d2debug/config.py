@@ -7,20 +7,23 @@ reads one kind of config. Every bad file is one :class:`D2DebugError` line namin
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
 from .arch import arch_of
 from .errors import D2DebugError, first_line
 from .files import readable_file
+from .serving import PathCheck
 from .usercode import IMPORT_HINT
 
 __all__ = ["load_cfg", "load_lazy_config"]
 
 
-def load_cfg(config: str | Path, overrides: Sequence[str] = ()):
+def load_cfg(config: str | Path, overrides: Sequence[str] = (), path_check: Optional[PathCheck] = None):
     """Merge a YAML config onto ``get_cfg()`` (plus ``KEY VALUE`` overrides). Returns a frozen ``CfgNode``.
+    ``path_check``: each ``_BASE_`` file outside detectron2's own model-zoo configs goes through it before it is
+    read (the dashboard's served-to-a-team policy).
 
     Raises :class:`D2DebugError` naming the file and the problem (YAML error, unknown key, wrong type).
     """
@@ -33,7 +36,7 @@ def load_cfg(config: str | Path, overrides: Sequence[str] = ()):
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise D2DebugError(f"{path}: expected a YAML config (.yaml/.yml) or a LazyConfig .py, got "
                            f"{path.suffix or 'no suffix'!r}")
-    _check_yaml_mapping(path)  # the file and its _BASE_ chain parse and have the shape yacs expects
+    _check_yaml_mapping(path, (), path_check)  # the file and its _BASE_ chain parse and have the shape yacs expects
     cfg = get_cfg()
     # Configs with _BASE_ may be from the model zoo; their base files are resolved relative to the file.
     try:
@@ -53,7 +56,7 @@ def load_cfg(config: str | Path, overrides: Sequence[str] = ()):
     return cfg
 
 
-def _check_yaml_mapping(path: Path, seen: tuple[Path, ...] = ()) -> None:
+def _check_yaml_mapping(path: Path, seen: tuple[Path, ...] = (), path_check: Optional[PathCheck] = None) -> None:
     """A detectron2 config file is a YAML mapping of sections (``MODEL:``, ``INPUT:``...), possibly on a
     ``_BASE_`` file: say so in one line naming the file when it is empty, a list or a scalar, when a section is
     not a mapping, or when ``_BASE_`` is not a file name, is missing, or leads back to itself. yacs would fail
@@ -91,16 +94,25 @@ def _check_yaml_mapping(path: Path, seen: tuple[Path, ...] = ()) -> None:
     else:
         base_path = path.parent / base
     base_path = base_path.resolve()
+    if path_check is not None and not base_path.is_relative_to(_model_zoo_configs()):
+        base_path = path_check(base_path, f"_BASE_ of {path.name}")
     if base_path in seen + (path.resolve(),):
         raise D2DebugError(f"{path}: _BASE_ {base} leads back to {base_path.name}: the base configs form a cycle")
     if not base_path.is_file():
         raise D2DebugError(f"{path}: _BASE_ {base} not found at {base_path}")
     try:
-        _check_yaml_mapping(base_path, seen + (path.resolve(),))
+        _check_yaml_mapping(base_path, seen + (path.resolve(),), path_check)
     except D2DebugError as exc:
         if seen:
             raise
         raise D2DebugError(f"{path}: in its _BASE_ chain, {exc}") from None
+
+
+def _model_zoo_configs() -> Path:
+    """detectron2's packaged model-zoo configs (the ``_BASE_`` files of every model-zoo config)."""
+    import detectron2.model_zoo
+
+    return (Path(detectron2.model_zoo.__file__).parent / "configs").resolve()
 
 
 def load_lazy_config(path: Path, trust_config: bool, overrides: Sequence[str]):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import load_cfg
+from .serving import PathCheck
 from .stages import D2_DEFAULT_PIXEL_MEAN, D2_DEFAULT_PIXEL_STD
 from .text import fmt
 
@@ -312,20 +313,21 @@ def diff_cfg_nodes(train_cfg, deploy_cfg, train_path: Optional[str] = None,
 DEFAULTS_LABEL = "detectron2 defaults (get_cfg())"
 
 
-def _load(path: str | Path | None):
+def _load(path: str | Path | None, path_check: Optional[PathCheck] = None):
     if path is None:
         from .compat import get_cfg
 
         return get_cfg(), DEFAULTS_LABEL
-    return load_cfg(path), str(path)
+    return load_cfg(path, (), path_check), str(path)
 
 
-def diff_configs(train: str | Path | None, deploy: str | Path | None) -> ConfigDiff:
+def diff_configs(train: str | Path | None, deploy: str | Path | None,
+                 path_check: Optional[PathCheck] = None) -> ConfigDiff:
     """Merge both YAML files onto ``get_cfg()`` and list the keys that differ, inference-relevant first.
 
     ``None`` stands for detectron2's bare defaults (what a deployment gets when it builds ``get_cfg()`` and only
     sets the weights). Raises :class:`~d2debug.errors.D2DebugError` naming the file that cannot be read or merged.
     """
-    train_cfg, train_label = _load(train)
-    deploy_cfg, deploy_label = _load(deploy)
+    train_cfg, train_label = _load(train, path_check)
+    deploy_cfg, deploy_label = _load(deploy, path_check)
     return diff_cfg_nodes(train_cfg, deploy_cfg, train_label, deploy_label)

@@ -20,6 +20,7 @@ from .checkpoint import key_mismatches, load_weights, read_state_dict
 from .config import load_cfg, load_lazy_config
 from .errors import D2DebugError, first_line
 from .samples import DEMO_CLASSES, DEMO_CONFIG, DEMO_WEIGHTS
+from .serving import PathCheck
 from .usercode import IMPORT_HINT, import_user_code
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ def load_model(
     overrides: Sequence[str] = (),
     trust_config: bool = False,
     imports: Sequence[str] = (),
+    path_check: Optional[PathCheck] = None,
 ) -> LoadedModel:
     """Build the model of ``config`` and load ``weights`` (default: ``cfg.MODEL.WEIGHTS``, or a LazyConfig's
     ``train.init_checkpoint``) on ``device``.
@@ -157,7 +159,7 @@ def load_model(
     if Path(config).suffix.lower() == ".py":
         cfg, lazy, model = load_lazy_config(Path(config), trust_config, overrides)
     else:
-        cfg = load_cfg(config, overrides)
+        cfg = load_cfg(config, overrides, path_check)
     cfg.defrost()
     cfg.MODEL.DEVICE = device
     weights = weights or cfg.MODEL.WEIGHTS

@@ -15,14 +15,18 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 from .errors import D2DebugError
 
-__all__ = ["ALLOW_CODE_VAR", "ALLOWED_DIRS_VAR", "ServingPolicy", "is_loopback", "serving_policy"]
+__all__ = ["ALLOW_CODE_VAR", "ALLOWED_DIRS_VAR", "PathCheck", "ServingPolicy", "is_loopback", "serving_policy"]
 
 ALLOW_CODE_VAR = "D2DEBUG_ALLOW_CODE"
 ALLOWED_DIRS_VAR = "D2DEBUG_ALLOWED_DIRS"
+# A path a file names (a config's _BASE_, a COCO json's image), checked before it is read: the path to read, or a
+# D2DebugError in one line naming it and ``what`` names it. The library's loaders take one where the dashboard
+# passes ServingPolicy.check_path (None: read as named).
+PathCheck = Callable[[Path, str], Path]
 _YES = {"1", "true", "yes", "on"}
 _NO = {"0", "false", "no", "off"}
 

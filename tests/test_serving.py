@@ -155,6 +155,43 @@ def test_home_is_expanded_before_the_check(folders, monkeypatch):
         pol.check_path("~/outside/secret.yaml")
 
 
+def test_files_named_inside_files_stay_inside_the_allowed_folders(folders):
+    """A config's _BASE_ and a COCO json's images are paths too: outside the folders they are refused in one
+    line naming them (a model-zoo base shipped with detectron2 stays readable); inside, they load."""
+    from d2debug.audit import load_dataset
+    from d2debug.config import load_cfg
+
+    allowed, outside = folders
+    check = serving_policy("0.0.0.0", os.environ).check_path
+    (allowed / "leaky.yaml").write_text(f"_BASE_: {outside / 'secret.yaml'}\n")
+    (allowed / "sneaky.yaml").write_text("_BASE_: ../outside/secret.yaml\n")
+    for name in ("leaky.yaml", "sneaky.yaml"):
+        with pytest.raises(D2DebugError) as err:
+            load_cfg(allowed / name, (), check)
+        assert "_BASE_ of" in str(err.value) and ALLOWED_DIRS_VAR in str(err.value) and "\n" not in str(err.value)
+    import detectron2.model_zoo
+
+    zoo = Path(detectron2.model_zoo.__file__).parent / "configs" / "Base-RCNN-FPN.yaml"
+    (allowed / "zoo.yaml").write_text(f"_BASE_: {zoo}\n")
+    assert load_cfg(allowed / "zoo.yaml", (), check).MODEL.META_ARCHITECTURE == "GeneralizedRCNN"
+    assert load_cfg(allowed / "leaky.yaml").MODEL is not None  # unchecked (a workstation): read as named
+
+    shutil.copy(SAMPLE_IMAGES[0], outside / "x.jpg")
+    shutil.copy(SAMPLE_IMAGES[0], allowed / "y.jpg")
+    coco = '{"images": [{"id": 1, "file_name": "%s", "width": 1, "height": 1}], "annotations": [], "categories": []}'
+    (allowed / "out.json").write_text(coco % "../outside/x.jpg")
+    (allowed / "in.json").write_text(coco % "y.jpg")
+    with pytest.raises(D2DebugError) as err:
+        load_dataset(allowed / "out.json", path_check=check)
+    assert "image '../outside/x.jpg'" in str(err.value) and ALLOWED_DIRS_VAR in str(err.value)
+    assert len(load_dataset(allowed / "in.json", path_check=check).images) == 1
+    images = allowed / "images"
+    images.mkdir()
+    (images / "link.jpg").symlink_to(outside / "x.jpg")  # a folder's file that leads out
+    with pytest.raises(D2DebugError):
+        load_dataset(images, path_check=check)
+
+
 def test_the_model_loader_refuses_code_however_it_is_reached(lan, tmp_path):
     from d2debug.ui import loaders
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Optional
 from ..coco import load_coco
 from ..errors import D2DebugError
 from ..files import list_images
+from ..serving import PathCheck
 
 if TYPE_CHECKING:
     from pycocotools.coco import COCO
@@ -51,13 +52,15 @@ def _coco_or_error(path: Path):
         raise D2DebugError(str(exc)) from None
 
 
-def load_dataset(images: str | Path, annotations: str | Path | None = None, limit: Optional[int] = None) -> AuditDataset:
+def load_dataset(images: str | Path, annotations: str | Path | None = None, limit: Optional[int] = None,
+                 path_check: Optional[PathCheck] = None) -> AuditDataset:
     """The image list of an audit.
 
     ``images``: a directory (its image files, sorted by name, not recursive) or a COCO json (its images,
     by id, paths relative to the json; the json is also the annotations unless ``annotations`` is given).
     ``annotations``: a COCO json; images of a directory get their ids by relative path, else by file name.
-    ``limit``: keep the first N images. Raises :class:`D2DebugError` naming the bad path.
+    ``limit``: keep the first N images. ``path_check``: each image a COCO json names, and each file of the
+    folder (a symlink may lead out of it), goes through it before it is read. Raises :class:`D2DebugError` naming the bad path.
     """
     images = Path(images).expanduser()
     if limit is not None and limit < 1:
@@ -76,6 +79,8 @@ def load_dataset(images: str | Path, annotations: str | Path | None = None, limi
         for img in sorted(listing.dataset["images"], key=lambda d: d["id"]):
             rel = str(img.get("file_name", ""))
             path = root / rel
+            if path_check is not None and rel:
+                path = path_check(path, f"image {rel!r} of {images.name}")
             if not rel or not path.is_file():
                 raise D2DebugError(
                     f"{images}: image {rel!r} (id {img['id']}) not found at {path}; if the images live elsewhere, "
@@ -109,6 +114,8 @@ def load_dataset(images: str | Path, annotations: str | Path | None = None, limi
                     ids.setdefault(name, v[0])
         items = []
         for p in files:
+            if path_check is not None:
+                p = path_check(p, f"image of {images.name}")
             image_id = ids.get(str(p.resolve()), ids.get(p.name))
             items.append(AuditImage(p.resolve(), p.name, image_id))
         unannotated = sum(1 for i in items if i.image_id is None)

@@ -38,6 +38,7 @@ from ..model import LoadedModel, load_demo_model, load_model
 from ..pitfalls import Pitfall
 from ..run import RunResult
 from ..samples import DEMO_AUDIT, DEMO_CONFIG, DEMO_WEIGHTS
+from ..serving import PathCheck
 from ..session import (
     ComparisonView,
     ReferenceView,
@@ -106,22 +107,25 @@ def demo_audit() -> Optional[dict]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _dataset(key: str, images: str, annotations: Optional[str], limit: Optional[int]) -> AuditDataset:
-    return load_dataset(images, annotations, limit)
+def _dataset(key: str, images: str, annotations: Optional[str], limit: Optional[int],
+             _path_check: Optional[PathCheck]) -> AuditDataset:
+    return load_dataset(images, annotations, limit, _path_check)
 
 
 def dataset(images: str, annotations: Optional[str], limit: Optional[int]) -> AuditDataset:
     """The audit's images (a folder or a COCO json) and annotations, cached until either file changes.
     Raises ``D2DebugError`` naming a bad path."""
-    return _dataset(f"{file_key(images)}:{file_key(annotations)}:{limit}", images, annotations, limit)
+    return _dataset(f"{file_key(images)}:{file_key(annotations)}:{limit}", images, annotations, limit,
+                    serving.path_check())
 
 
 @st.cache_resource(show_spinner=False, max_entries=3)
 def _user_model(key: str, config: str, weights: Optional[str], classes, trust: bool, allow_mismatch: bool,
-                device: Optional[str], trust_config: bool, imports: tuple[str, ...]) -> LoadedModel:
+                device: Optional[str], trust_config: bool, imports: tuple[str, ...],
+                _path_check: Optional[PathCheck] = None) -> LoadedModel:
     return load_model(config, weights or None, device=device, class_names=classes,
                       trust_checkpoint=trust, allow_key_mismatch=allow_mismatch, trust_config=trust_config,
-                      imports=imports)
+                      imports=imports, path_check=_path_check)
 
 
 def user_model(config: str, weights: Optional[str], classes: Union[None, str, Sequence[str]], trust: bool,
@@ -139,7 +143,7 @@ def user_model(config: str, weights: Optional[str], classes: Union[None, str, Se
     key = (f"user:{file_key(config)}:{file_key(weights)}:{cls if not isinstance(cls, str) else file_key(cls)}"
            f":{trust}:{allow_mismatch}:{device}:{trust_config}:{code}")
     return _user_model(key, str(config), weights, list(cls) if isinstance(cls, tuple) else cls, trust,
-                       allow_mismatch, device, trust_config, tuple(imports)), key
+                       allow_mismatch, device, trust_config, tuple(imports), serving.path_check()), key
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)

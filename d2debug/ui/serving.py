@@ -10,7 +10,7 @@ from typing import Optional, Union
 import streamlit as st
 from streamlit import config as st_config
 
-from ..serving import ServingPolicy, serving_policy
+from ..serving import PathCheck, ServingPolicy, serving_policy
 from . import state
 
 __all__ = ["policy", "note", "code_tick", "require_code", "path"]
@@ -55,3 +55,10 @@ def path(typed: Union[str, Path], what: str = "path") -> Path:
     """The file or folder to read for a typed path (resolved when this server limits paths); raises
     ``D2DebugError`` in one line for a path outside the folders the operator allows."""
     return policy().check_path(typed, what)
+
+
+def path_check() -> Optional[PathCheck]:
+    """What the library's loaders check the paths files name with (a config's ``_BASE_``, a COCO json's
+    images): ``None`` when this server reads any path."""
+    pol = policy()
+    return None if pol.allowed_dirs is None else pol.check_path
