@@ -365,7 +365,10 @@ def test_each_session_uploads_into_its_own_private_folder(lan):
 
 
 def test_the_server_config_keeps_xsrf_cors_and_the_upload_cap_on():
-    import toml
+    try:
+        import tomllib as toml  # Python >= 3.11 (the modern stack); its streamlit no longer pulls in toml
+    except ImportError:
+        import toml  # type: ignore[no-redef]  # Python 3.10: streamlit's own dependency
 
     server = toml.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
     assert server["enableXsrfProtection"] is True and server["enableCORS"] is True
