@@ -18,11 +18,13 @@ __all__ = [
     "DEMO_METRICS",
     "DEMO_AUDIT",
     "DEPLOY_EXAMPLE",
+    "DEFAULT_IMAGE",
 ]
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 SAMPLE_IMAGES = SAMPLE_DIR / "images"  # the validation split's images (``python -m d2debug.demo samples``)
 SAMPLE_ANNOTATIONS = SAMPLE_DIR / "annotations.json"  # their COCO annotations
+DEFAULT_IMAGE = SAMPLE_IMAGES / "val_000.jpg"  # the image a command runs on when none is named
 DEMO_CONFIG = SAMPLE_DIR / "demo_config.yaml"
 DEMO_WEIGHTS = SAMPLE_DIR / "demo_model.pth"
 DEMO_CLASSES = SAMPLE_DIR / "classes.json"  # a JSON list of the demo model's class names

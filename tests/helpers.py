@@ -2,10 +2,13 @@
 page. Fixtures stay in ``conftest.py``; tests import these with ``from helpers import ...``."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+from typing import Optional
 
 __all__ = ["ROOT", "SAMPLES", "SAMPLE_IMAGES", "TINY_CONFIG", "APP_TIMEOUT", "app_run", "app_errors", "app_metrics",
-           "set_radio", "page_with_model_files", "sample"]
+           "set_radio", "page_with_model_files", "sample", "cli", "default_predictor"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_data"
@@ -60,3 +63,22 @@ def page_with_model_files(page: str, config, weights):
 def sample(name_part: str) -> Path:
     """The first sample image whose file name contains ``name_part``."""
     return next(p for p in SAMPLE_IMAGES if name_part in p.name)
+
+
+def cli(*args, cwd=ROOT) -> subprocess.CompletedProcess:
+    """``python -m d2debug ARGS`` in a real subprocess; its exit code, stdout and stderr as text."""
+    return subprocess.run([sys.executable, "-m", "d2debug", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def default_predictor(loaded, device: Optional[str] = None):
+    """detectron2's own ``DefaultPredictor`` for a loaded model (its config and weights file; ``device``: the
+    model's own unless given): what the reference is measured against."""
+    from detectron2.engine import DefaultPredictor
+
+    cfg = loaded.cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.WEIGHTS = str(loaded.weights_path)
+    if device is not None:
+        cfg.MODEL.DEVICE = device
+    return DefaultPredictor(cfg)

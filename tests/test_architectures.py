@@ -12,7 +12,7 @@ import torch
 
 from d2debug.ui.state import Keys
 
-from helpers import ROOT, SAMPLES, sample
+from helpers import ROOT, SAMPLES, default_predictor, sample
 
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -54,15 +54,6 @@ def loaded(seeded):
     return get
 
 
-def _predictor(model):
-    from detectron2.engine import DefaultPredictor
-
-    cfg = model.cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS = str(model.weights_path)
-    return DefaultPredictor(cfg)
-
-
 @pytest.mark.parametrize("name", ARCHS)
 def test_reference_parity_for_every_output(loaded, name):
     """The reference's boxes, masks, keypoints and maps equal DefaultPredictor's, exactly."""
@@ -72,7 +63,7 @@ def test_reference_parity_for_every_output(loaded, name):
 
     m = loaded(name)
     assert m.arch.outputs == OUTPUTS[name]
-    predictor = _predictor(m)
+    predictor = default_predictor(m)
     checked = 0
     for path in IMAGES:
         ours = run(m, path, reference_spec(m.cfg, "cpu"))

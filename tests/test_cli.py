@@ -2,18 +2,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from helpers import ROOT, TINY_CONFIG, sample
-
-
-def cli(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "d2debug", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+from helpers import TINY_CONFIG, cli, sample
 
 
 def test_env_json():

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, SAMPLE_IMAGES, sample
+from helpers import ROOT, SAMPLE_IMAGES, cli, default_predictor, sample
 
 # Measured: the exports agree with the Python model to 6e-5 px in boxes and 1.2e-7 in scores on these images
 # (ONNX; TorchScript exactly), so these bounds are margins, not fits.
@@ -35,15 +33,6 @@ def deployed(exported):
     return {key: load_deployed(r.artifact) for key, r in exported.items()}
 
 
-def _predictor(loaded):
-    from detectron2.engine import DefaultPredictor
-
-    cfg = loaded.cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS = str(loaded.weights_path)
-    return DefaultPredictor(cfg)
-
-
 @pytest.mark.parametrize("key", list(ARTIFACTS))
 def test_each_artifact_fed_the_reference_input_agrees_with_default_predictor(demo, deployed, key):
     """Boxes, scores, classes and masks of the artifact, mapped back to the original frame, equal
@@ -53,7 +42,7 @@ def test_each_artifact_fed_the_reference_input_agrees_with_default_predictor(dem
     from d2debug.deploy import run_deployed
     from d2debug.run import reference_spec
 
-    predictor = _predictor(demo)
+    predictor = default_predictor(demo)
     for path in SAMPLE_IMAGES[:4]:
         theirs = predictor(read_image(str(path), "BGR"))["instances"].to("cpu")
         ours = run_deployed(demo, deployed[key], path, reference_spec(None, "cpu"))
@@ -194,11 +183,6 @@ def test_bad_artifacts_are_one_line_each(demo, exported, tmp_path):
         assert expect in msg and str(path.name) in msg and "\n" not in msg, f"{label}: {msg}"
 
 
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "d2debug", *map(str, args)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
-
-
 @pytest.mark.slow
 def test_cli_export_then_compare_deployed(tmp_path):
     out = tmp_path / "onnx"
@@ -219,7 +203,6 @@ def test_cli_export_then_compare_deployed(tmp_path):
     script.write_text("import torch\ndef pre(path):\n    return torch.zeros(3, 64, 64)\n")
     r = cli("compare", "--deployed", out / "model.onnx", "--preprocess", f"{script}:pre")
     assert r.returncode == 2 and "--trust-code" in r.stderr and len(r.stderr.strip().splitlines()) == 1
-
 
 
 def test_audit_of_a_deployed_model_over_a_dataset(demo, deployed, tmp_path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, SAMPLE_IMAGES, SAMPLES, app_run, sample
+from helpers import ROOT, SAMPLE_IMAGES, SAMPLES, app_run, default_predictor, sample
 
 pytestmark = pytest.mark.gpu
 
@@ -32,16 +32,6 @@ def keypoint_gpu(tmp_path_factory):
     return load_model(config, weights, device="cuda")
 
 
-def _predictor_on(loaded, device: str):
-    from detectron2.engine import DefaultPredictor
-
-    cfg = loaded.cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS = str(loaded.weights_path)
-    cfg.MODEL.DEVICE = device
-    return DefaultPredictor(cfg)
-
-
 def _assert_same(ours, theirs, name):
     """Every output DefaultPredictor returns, bit for bit (boxes, scores, classes, masks, keypoints)."""
     np.testing.assert_array_equal(ours.boxes, theirs.pred_boxes.tensor.cpu().numpy(), err_msg=name)
@@ -60,7 +50,7 @@ def test_reference_on_cuda_is_default_predictor_on_cuda(which, request):
     from d2debug.run import reference_spec, run
 
     loaded = request.getfixturevalue(which)
-    predictor = _predictor_on(loaded, "cuda:0")
+    predictor = default_predictor(loaded, "cuda:0")
     total = 0
     for p in SAMPLE_IMAGES[::4]:
         ours = run(loaded, p, reference_spec(loaded.cfg, "cuda"))

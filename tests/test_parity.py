@@ -5,16 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import SAMPLE_IMAGES
-
-
-def _predictor(loaded):
-    from detectron2.engine import DefaultPredictor
-
-    cfg = loaded.cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.WEIGHTS = str(loaded.weights_path)
-    return DefaultPredictor(cfg)
+from helpers import SAMPLE_IMAGES, default_predictor
 
 
 def _captured_predictor_input(predictor, bgr):
@@ -41,7 +32,7 @@ def _assert_parity(loaded, paths):
 
     from d2debug.run import reference_spec, run
 
-    predictor = _predictor(loaded)
+    predictor = default_predictor(loaded)
     total = 0
     for p in paths:
         ours = run(loaded, p, reference_spec(loaded.cfg, "cpu"))

@@ -5,11 +5,9 @@ import argparse
 from pathlib import Path
 
 from ..errors import D2DebugError
-from ..samples import SAMPLE_IMAGES
+from ..samples import DEFAULT_IMAGE
 
 __all__ = ["DEFAULT_IMAGE", "add_model_args", "load_from_args", "variant_from_sets"]
-
-DEFAULT_IMAGE = SAMPLE_IMAGES / "val_000.jpg"
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:

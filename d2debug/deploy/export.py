@@ -29,6 +29,7 @@ from ..compat import detectron2_version
 from ..errors import D2DebugError, first_line
 from ..model import LoadedModel
 from ..run import RunResult, preprocess, reference_spec, run
+from ..samples import DEFAULT_IMAGE
 from ..version import __version__
 from .artifact import DeployedModel, load_deployed
 from .contract import CONTRACT_FILE, EMBEDDED_NAME, Contract, Format, Method
@@ -122,7 +123,7 @@ def contract_for(loaded: LoadedModel, fmt: Format, method: Method = "tracing",
     names (default: derived from a forward pass of the Python model through ``TracingAdapter``, which is also
     how an export made by detectron2's own ``export_model.py`` lays them out)."""
     if outputs is None:
-        tensor, _ = preprocess(loaded.cfg, _default_image())
+        tensor, _ = preprocess(loaded.cfg, DEFAULT_IMAGE)
         with loaded.lock, torch.no_grad():
             adapter = _adapter(loaded.model_on("cpu"), tensor, loaded.arch.meta)
             adapter(tensor)
@@ -139,12 +140,6 @@ def contract_for(loaded: LoadedModel, fmt: Format, method: Method = "tracing",
         exported_with={"torch": torch.__version__, "detectron2": detectron2_version(), "d2debug": __version__},
         source="export" if traced_size is not None else "config",
     )
-
-
-def _default_image() -> Path:
-    from ..samples import SAMPLE_IMAGES
-
-    return SAMPLE_IMAGES / "val_000.jpg"
 
 
 def _max_pair_diff(a: RunResult, b: RunResult, pairs) -> tuple[float, float]:
@@ -256,7 +251,7 @@ def export_model(loaded: LoadedModel, fmt: Format, out_dir: Union[str, Path], me
             p.unlink()  # --force: a stale contract beside a new artifact would be read as its own
     if out.exists() and not out.is_dir():
         raise D2DebugError(f"{out}: not a folder")
-    image = image or _default_image()
+    image = image or DEFAULT_IMAGE
     tensor, _ = preprocess(loaded.cfg, image)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
