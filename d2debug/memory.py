@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from .errors import D2DebugError
 
-__all__ = ["release_heap", "trim_if_grown", "TRIM_MARGIN_MB", "rss_mb", "peak_rss_mb"]
+__all__ = ["release_heap", "trim_if_grown", "TRIM_MARGIN_MB", "rss_mb", "peak_rss_mb", "deep_nbytes"]
 
 _TRIM: Any = None  # the C function, once looked up; False where there is none (not glibc)
 TRIM_MARGIN_MB = 192.0  # growth tolerated between trims: a few images' worth of fragments
@@ -91,3 +91,44 @@ def rss_mb(pid: Optional[int] = None) -> float:
 def peak_rss_mb(pid: Optional[int] = None) -> float:
     """Peak resident memory (``VmHWM``) of process ``pid`` (default: this one) in MB."""
     return _status_mb("VmHWM", pid)
+
+
+def deep_nbytes(obj: Any) -> int:
+    """Bytes of the array data ``obj`` holds: numpy arrays, torch tensors (their storage, counted once however
+    many views share it), ``bytes``, found through dataclass fields, ``__dict__``, dicts, lists and tuples.
+    Python objects' own overhead is not counted: what fills memory here is pixels. Used to bound the
+    dashboard's caches by bytes."""
+    import numpy as np
+    import torch
+
+    seen: set[int] = set()
+    storages: set[tuple[str, int]] = set()
+    total = 0
+    stack = [obj]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen or o is None or isinstance(o, (str, int, float, bool, type, torch.nn.Module)):
+            continue
+        seen.add(id(o))
+        if isinstance(o, torch.Tensor):
+            st = o.untyped_storage()
+            key = (str(o.device), st.data_ptr())
+            if key not in storages:
+                storages.add(key)
+                total += st.nbytes()
+        elif isinstance(o, np.ndarray):
+            base = o
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            if base is o or id(base) not in seen:
+                seen.add(id(base))
+                total += base.nbytes
+        elif isinstance(o, (bytes, bytearray, memoryview)):
+            total += len(o)
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple, set, frozenset)):
+            stack.extend(o)
+        elif hasattr(o, "__dict__") and not callable(o):
+            stack.extend(vars(o).values())
+    return total

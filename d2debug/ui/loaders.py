@@ -1,7 +1,12 @@
 """Cached loaders: the model once per (files, options); the reference once per (model, image, device); each
 variant once per (model, image, spec). Toggling a variant therefore never recomputes the reference.
 
-Entry counts are small because each entry holds decoded images (36 MB for a 12-megapixel photo).
+Every cache is shared by all sessions and bounded. Models, artifacts and datasets by entries (a handful each).
+What a view computes (references, comparisons, the sensitivity table's runs) by bytes, measured with
+:func:`~d2debug.memory.deep_nbytes`: an entry holds decoded images, model inputs and masks, from 8 MB for the demo
+model to well over 100 MB for a Mask R-CNN on a 1333x800 photo, so an entry count would bound nothing. The least
+recently used entry goes first; a value larger than its whole cache is returned but not kept. Two sessions
+asking for the same entry at once compute it once (the second waits for the first).
 Cache keys are strings built from file paths, sizes and modification times, so replacing a file on disk (a new
 checkpoint, an edited image) invalidates its entries. Arguments starting with ``_`` are not hashed.
 """
@@ -13,9 +18,11 @@ import shutil
 import tempfile
 import threading
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, TypeVar, Union, cast
 
+import cachetools
 import streamlit as st
+from cachetools.keys import hashkey
 
 from ..audit import AuditDataset, load_dataset, load_summary
 from ..deploy import (
@@ -34,6 +41,7 @@ from ..deploy import (
 )
 from ..deploy.contract import Format, Method
 from ..errors import D2DebugError
+from ..memory import deep_nbytes
 from ..model import LoadedModel, load_demo_model, load_model
 from ..pitfalls import Pitfall
 from ..run import RunResult
@@ -67,7 +75,29 @@ __all__ = [
     "export",
     "deployed_comparison",
     "contract_from",
+    "CACHE_MB",
+    "cache_bytes",
 ]
+
+# Byte bounds of the caches of what a view computes (MB); see the module docstring.
+CACHE_MB = {"reference": 256, "comparison": 512, "runs": 256, "deployed_comparison": 256}
+_SIZED: dict[str, cachetools.LRUCache] = {}
+_F = TypeVar("_F", bound=Callable)
+
+
+def _sized(name: str, nkeys: int) -> Callable[[_F], _F]:
+    """Cache a function on its first ``nkeys`` arguments (strings; the rest are the values they stand for, not
+    hashed) in an LRU of at most ``CACHE_MB[name]`` megabytes, shared by every session; one computation per key
+    at a time."""
+    cache = _SIZED[name] = cachetools.LRUCache(maxsize=CACHE_MB[name] * 2**20, getsizeof=deep_nbytes)
+    lock = threading.Lock()
+    return cast(Callable[[_F], _F], cachetools.cached(cache, key=lambda *args: hashkey(*args[:nkeys]), lock=lock,
+                                                      condition=threading.Condition(lock)))
+
+
+def cache_bytes() -> dict[str, tuple[int, int]]:
+    """Each byte-bounded cache's ``(entries, bytes held)``: what the memory benchmark and the tests read."""
+    return {name: (len(c), int(c.currsize)) for name, c in _SIZED.items()}
 
 
 def file_key(path: Union[str, Path, None]) -> str:
@@ -146,7 +176,7 @@ def user_model(config: str, weights: Optional[str], classes: Union[None, str, Se
                        allow_mismatch, device, trust_config, tuple(imports), serving.path_check()), key
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@_sized("reference", 3)
 def _reference(model_key: str, image_key: str, spec_key: str, _loaded: LoadedModel, _image: str,
                _spec: PipelineSpec) -> ReferenceView:
     return prepare_reference(_loaded, _image, _spec)
@@ -158,19 +188,19 @@ def reference(loaded: LoadedModel, model_key: str, image: Path, spec: PipelineSp
 
 
 # Variant runs made for the home page's sensitivity table, reused when a stage page asks for the same spec.
-_RUNS: dict[tuple[str, str, str], RunResult] = {}
+_RUNS = _SIZED["runs"] = cachetools.LRUCache(maxsize=CACHE_MB["runs"] * 2**20, getsizeof=deep_nbytes)
 _RUNS_LOCK = threading.Lock()
-_RUNS_MAX = 16  # one image's pitfalls; each run holds the decoded image, so keep this small
 
 
 def _remember_run(key: tuple[str, str, str], result: RunResult) -> None:
     with _RUNS_LOCK:
-        if len(_RUNS) >= _RUNS_MAX:
-            _RUNS.pop(next(iter(_RUNS)))
-        _RUNS[key] = result
+        try:
+            _RUNS[key] = result
+        except ValueError:
+            pass  # larger than the whole cache
 
 
-@st.cache_resource(show_spinner=False, max_entries=24)
+@_sized("comparison", 4)
 def _comparison(model_key: str, image_key: str, ref_key: str, spec_key: str, _loaded: LoadedModel, _image: str,
                 _spec: PipelineSpec, _reference: ReferenceView) -> ComparisonView:
     with _RUNS_LOCK:
@@ -274,7 +304,7 @@ def export(loaded: LoadedModel, model_key: str, fmt: Format, method: Method, fol
     return report
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
+@_sized("deployed_comparison", 5)
 def _deployed_comparison(model_key: str, deployed_key: str, image_key: str, ref_key: str, spec_key: str,
                          _loaded: LoadedModel, _deployed: DeployedModel, _image: str, _spec: PipelineSpec,
                          _reference: ReferenceView) -> DeployedComparison:
