@@ -12,7 +12,7 @@ from .common import add_model_args, load_from_args
 __all__ = ["register", "cmd_bench"]
 
 ROWS = ("predictor", "reference", "toggle", "audit", "memory", "views", "audit_memory", "ranks")
-DEFAULT_ROWS = ROWS[:5]  # views (96 page views), audit_memory (1,200 images) and ranks run when asked for
+DEFAULT_ROWS = ROWS[:5]  # views (1,000 page views), audit_memory (1,200 images) and ranks run when asked for
 # demo, the R50-FPN Faster R-CNN, and every other architecture detectron2 ships, each at its stock size
 MODELS = ("demo", "r50", "mask_rcnn_fpn", "mask_rcnn_c4", "cascade_mask_rcnn", "keypoint_rcnn", "retinanet",
           "panoptic_fpn", "semantic_fpn")
@@ -45,7 +45,7 @@ def register(sub) -> None:
     p.add_argument("--rows", default=",".join(DEFAULT_ROWS),
                    help=f"rows to run, of {','.join(ROWS)} (default: {','.join(DEFAULT_ROWS)}); audit_memory: peak "
                         "RSS of audits of 100 and 1,000 images; ranks: --nproc 2 vs one process; views: the dashboard's memory "
-                        "over 96 images")
+                        "over 1,000 images")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall time (default; what a user waits for) or this process's CPU time (with --threads 1, "
                         "robust to other processes competing for the CPU)")

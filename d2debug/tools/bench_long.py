@@ -6,8 +6,9 @@ measured in one run:
    no report): flat memory means a ratio near 1. 6b: the same 100 images with the heap never trimmed
    (``malloc_trim``), and 6c what trimming costs in CPU time per image (trimmed when grown, as shipped, and
    after every image; CPU time, page faults included, so that other processes on the machine do not count).
-5c. Resident memory of a real ``streamlit run app.py`` after a stage page showed 96 images one after another
-   (the sidebar's Next button, the sample images twice over) vs after 16, when its caches are full.
+5c. Resident memory of a real ``streamlit run app.py`` after a stage page showed 1,000 images one after another
+   (the sidebar's Next button through a folder of copies of the sample images) vs after 100, when its caches
+   are full.
 7. Time per image of ``--nproc 2`` (two ranks under torch's launcher, one intra-op thread each) vs one
    process using every core, from the images' finish times (start-up excluded; the wall time of each command
    is in the note): under 1 means the two ranks are faster. 7b: one process with one DataLoader worker
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from ..audit import read_results, results_files
 from ..errors import D2DebugError
@@ -170,30 +171,44 @@ def bench_ranks(log: Callable[[str], None] = lambda s: None, n: int = 48) -> tup
     return rows, {"ranks": got}
 
 
-def bench_dashboard_images(log: Callable[[str], None] = lambda s: None, views: int = 96, warm: int = 16,
-                           wait_s: float = 600.0) -> tuple[list[Row], dict]:
-    """Row 5c: a real server's resident memory after ``views`` images on the channel-order page vs after
-    ``warm`` (headless Chromium pressing the sidebar's Next button; the demo model, the sample images)."""
+def bench_dashboard_images(log: Callable[[str], None] = lambda s: None, views: int = 1000,
+                           marks_at: Sequence[int] = (100, 500, 1000), wait_s: float = 600.0,
+                           ) -> tuple[list[Row], dict]:
+    """Row 5c: a real server's resident memory after ``views`` images viewed one after another on the
+    channel-order page (headless Chromium pressing the sidebar's Next button through a folder of ``views``
+    copies of the sample images, each a file of its own, so that every view is a cache miss), read after each
+    of ``marks_at`` and every 50 images; the ratio is the last mark over the first (flat: near 1). Also the
+    seconds per image of the first and the last hundred views."""
     if not CHROMIUM.exists():
         raise D2DebugError(f"{CHROMIUM}: not installed; the dashboard row drives a real browser")
     from playwright.sync_api import expect, sync_playwright
 
-    names = [p.name for p in list_images(SAMPLE_IMAGES)]
     wait_ms = int(wait_s * 1000)
     marks: list[list[float]] = []
+    stamps: list[float] = []
     with tempfile.TemporaryDirectory(prefix="d2debug-bench-views-") as tmp, \
             streamlit_server(Path(tmp) / "streamlit.log") as (url, proc), sync_playwright() as pw:
+        folder = copies(Path(tmp) / "images", views)
+        names = [p.name for p in list_images(folder)]
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1250})
             page.goto(f"{url}/channel-order")
-            nxt = page.get_by_test_id("stSidebar").get_by_role("button", name="Next ▶")
+            bar = page.get_by_test_id("stSidebar")
+            source = bar.get_by_text("Folder on this workstation")
+            expect(source).to_be_visible(timeout=wait_ms)
+            source.click()
+            typed = bar.get_by_placeholder("/path/to/images")
+            typed.fill(str(folder))
+            typed.press("Enter")
+            nxt = bar.get_by_role("button", name="Next ▶")
             t0 = time.perf_counter()
             for view in range(1, views + 1):
-                expect(page.get_by_text(f"Image {names[(view - 1) % len(names)]}")).to_be_visible(timeout=wait_ms)
+                expect(page.get_by_text(f"Image {names[view - 1]}")).to_be_visible(timeout=wait_ms)
                 settle(page, wait_ms)
-                if view in (1, warm, views) or view % 16 == 0:
-                    marks.append([view, round(rss_mb(proc.pid)), round(time.perf_counter() - t0, 1)])
+                stamps.append(time.perf_counter() - t0)
+                if view in marks_at or view % 50 == 0 or view == 1:
+                    marks.append([view, round(rss_mb(proc.pid)), round(stamps[-1], 1)])
                     log(f"dashboard: {view} images viewed, {marks[-1][1]} MB resident")
                 if view < views:
                     nxt.click()
@@ -202,8 +217,14 @@ def bench_dashboard_images(log: Callable[[str], None] = lambda s: None, views: i
                 raise D2DebugError("the dashboard showed an exception during the image views")
         finally:
             browser.close()
-    at_warm = next(m[1] for m in marks if m[0] == warm)
-    rows = [Row("demo", "cpu", "5c", f"dashboard resident memory after {views} images on a stage page vs after {warm}",
-                marks[-1][1], "MB", marks[-1][1] / at_warm, f"after {warm}", None,
-                f"peak {peak:.0f} MB; [images, MB, s]: {marks}")]
-    return rows, {"dashboard_views": {"marks": marks, "peak_mb": round(peak, 1)}}
+    at = {m[0]: m[1] for m in marks}
+    first, last = marks_at[0], marks_at[-1]
+    span = min(100, views // 2) or 1
+    per_first = stamps[span - 1] / span
+    per_last = (stamps[-1] - stamps[-span - 1]) / span if len(stamps) > span else per_first
+    rows = [Row("demo", "cpu", "5c", f"dashboard resident memory after {last} images on a stage page vs after {first}",
+                at[last], "MB", at[last] / at[first], f"after {first}", None,
+                f"MB after {', '.join(f'{v}: {at[v]:.0f}' for v in marks_at)}; peak {peak:.0f} MB; s/image: first "
+                f"{span} {per_first:.2f}, last {span} {per_last:.2f}; [images, MB, s]: {marks}")]
+    return rows, {"dashboard_views": {"marks": marks, "peak_mb": round(peak, 1), "mb_at": at,
+                                      "seconds_per_image_first": per_first, "seconds_per_image_last": per_last}}
