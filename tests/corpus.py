@@ -1,15 +1,46 @@
-"""A corpus of bad and unusual image files, generated here (no binary fixtures): what the CLI and the dashboard
-must refuse in one line (``broken_corpus``) or convert and say so (``convertible_corpus``)."""
+"""A corpus of bad, unusual and hostile input files, generated here (no binary fixtures), shared by the CLI, AppTest
+and browser tests: images the CLI and the dashboard must refuse in one line (``broken_corpus``) or convert and say
+so (``convertible_corpus``), configs that are not detectron2 configs (``BAD_CONFIGS``), and a checkpoint whose
+unpickling would write a file (``evil_pickle``: the proof that a loader ran code)."""
 from __future__ import annotations
 
 import io
+import pickle
 import struct
 import zlib
 
 import numpy as np
 from PIL import Image
 
-__all__ = ["broken_corpus", "convertible_corpus"]
+__all__ = ["broken_corpus", "convertible_corpus", "BAD_CONFIGS", "CreatesFile", "evil_pickle"]
+
+# name -> (the file's text, what the one-line error must say)
+BAD_CONFIGS = {
+    "list.yaml": ("- a\n- b\n", "the top level is a list"),
+    "scalar.yaml": ("hello\n", "the top level is a str"),
+    "empty.yaml": ("# only a comment\n", "empty config"),
+    "section.yaml": ("MODEL: 3\n", "section MODEL is a int"),
+    "section_list.yaml": ("INPUT: [1, 2]\n", "section INPUT is a list"),
+    "base_self.yaml": ("_BASE_: base_self.yaml\n", "form a cycle"),
+    "base_int.yaml": ("_BASE_: 3\n", "_BASE_ is 3"),
+    "base_missing.yaml": ("_BASE_: nowhere.yaml\n", "not found"),
+    "base_list.yaml": ("_BASE_: list.yaml\n", "list.yaml: the top level is a list"),
+}
+
+
+class CreatesFile:
+    """Unpickling this object creates a file: the proof that a loader ran code from a checkpoint."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def evil_pickle(marker) -> bytes:
+    """A detectron2-shaped checkpoint (``{"model": {...}}``) whose unpickling creates the file ``marker``."""
+    return pickle.dumps({"model": {"w": CreatesFile(marker)}})
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:

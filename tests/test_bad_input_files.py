@@ -14,6 +14,7 @@ from d2debug.cli import main
 from d2debug.doctor import make_fingerprint
 from d2debug.samples import DEMO_CONFIG, DEMO_WEIGHTS
 
+from corpus import BAD_CONFIGS
 from helpers import SAMPLES
 
 IMAGE = SAMPLES / "images" / "val_000.jpg"
@@ -31,33 +32,20 @@ def _one_line_error(capsys, argv, *needles) -> str:
 
 
 # --- configs --------------------------------------------------------------------------------------------------
-CONFIGS = {
-    "list.yaml": ("- a\n- b\n", "the top level is a list"),
-    "scalar.yaml": ("hello\n", "the top level is a str"),
-    "empty.yaml": ("# only a comment\n", "empty config"),
-    "section.yaml": ("MODEL: 3\n", "section MODEL is a int"),
-    "section_list.yaml": ("INPUT: [1, 2]\n", "section INPUT is a list"),
-    "base_self.yaml": ("_BASE_: base_self.yaml\n", "form a cycle"),
-    "base_int.yaml": ("_BASE_: 3\n", "_BASE_ is 3"),
-    "base_missing.yaml": ("_BASE_: nowhere.yaml\n", "not found"),
-    "base_list.yaml": ("_BASE_: list.yaml\n", "list.yaml: the top level is a list"),
-}
-
-
 @pytest.fixture(scope="module")
 def config_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("configs")
-    for name, (text, _) in CONFIGS.items():
+    for name, (text, _) in BAD_CONFIGS.items():
         (d / name).write_text(text)
     (d / "cycle_a.yaml").write_text("_BASE_: cycle_b.yaml\n")
     (d / "cycle_b.yaml").write_text("_BASE_: cycle_a.yaml\n")
     return d
 
 
-@pytest.mark.parametrize("name", sorted(CONFIGS))
+@pytest.mark.parametrize("name", sorted(BAD_CONFIGS))
 def test_bad_config_files(config_dir, capsys, name):
     _one_line_error(capsys, ["compare", "--config", config_dir / name, "--weights", DEMO_WEIGHTS],
-                    name, CONFIGS[name][1])
+                    name, BAD_CONFIGS[name][1])
 
 
 def test_base_config_cycle_through_two_files(config_dir, capsys):

@@ -10,17 +10,8 @@ from d2debug.checkpoint import read_state_dict
 from d2debug.errors import D2DebugError
 from d2debug.model import load_model
 
+from corpus import evil_pickle
 from helpers import TINY_CONFIG
-
-
-class _CreatesFile:
-    """Unpickling this object creates a file: the proof that a loader ran code from a checkpoint."""
-
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".pt", ".pkl"])
@@ -28,7 +19,7 @@ def test_hostile_checkpoint_is_refused_and_runs_nothing(tmp_path, suffix):
     marker = tmp_path / "pwned.txt"
     path = tmp_path / f"evil{suffix}"
     with open(path, "wb") as f:
-        pickle.dump({"model": {"w": _CreatesFile(marker)}}, f)
+        f.write(evil_pickle(marker))
     with pytest.raises(D2DebugError, match=str(path.name)):
         load_model(TINY_CONFIG, path, device="cpu")
     assert not marker.exists()

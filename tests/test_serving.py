@@ -4,7 +4,6 @@ paths are read only under the allowed folders, and each session's uploads are it
 from __future__ import annotations
 
 import os
-import pickle
 import shutil
 import stat
 from contextlib import contextmanager
@@ -18,22 +17,13 @@ from d2debug.errors import D2DebugError
 from d2debug.serving import ALLOW_CODE_VAR, ALLOWED_DIRS_VAR, is_loopback, serving_policy
 from d2debug.ui.state import Keys
 
+from corpus import evil_pickle
 from helpers import ROOT, SAMPLE_IMAGES, TINY_CONFIG, app_errors, app_run
 
 TIMEOUT = 300
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 CONFIG_DIFF = str(ROOT / "app_pages" / "config_diff.py")
 MODEL_TICKS = (Keys.TRUST_CHECKPOINT, Keys.TRUST_CONFIG, Keys.RUN_IMPORTS)
-
-
-class _CreatesFile:
-    """Unpickling this object creates a file: the proof that a loader ran code."""
-
-    def __init__(self, target):
-        self.target = str(target)
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
 
 
 @pytest.fixture(autouse=True)
@@ -197,7 +187,7 @@ def test_the_model_loader_refuses_code_however_it_is_reached(lan, tmp_path):
 
     marker = tmp_path / "ran.txt"
     evil = tmp_path / "evil.pkl"
-    evil.write_bytes(pickle.dumps({"model": {"w": _CreatesFile(marker)}}))
+    evil.write_bytes(evil_pickle(marker))
     for flags, what in (({"trust": True}, "Trust this checkpoint"), ({"trust_config": True}, "Trust this config"),
                         ({"imports": ["os"]}, "Run this code")):
         with pytest.raises(D2DebugError, match=f"{what}: refused.*{ALLOW_CODE_VAR}=1"):
@@ -236,7 +226,7 @@ def test_on_another_address_the_code_ticks_are_off_and_a_forged_tick_runs_nothin
     allowed, _outside = folders
     shutil.copy(TINY_CONFIG, allowed / "tiny.yaml")
     marker = allowed / "ran.txt"
-    (allowed / "evil.pkl").write_bytes(pickle.dumps({"model": {"w": _CreatesFile(marker)}}))
+    (allowed / "evil.pkl").write_bytes(evil_pickle(marker))
     at = app_run(AppTest.from_file(CONFIG_DIFF, default_timeout=TIMEOUT))
     notes = [c.value for c in at.sidebar.caption if ALLOW_CODE_VAR in c.value]
     assert len(notes) == 1 and f"{ALLOW_CODE_VAR}=1" in notes[0] and "0.0.0.0" in notes[0]
