@@ -126,8 +126,13 @@ def bench_memory(log: Callable[[str], None] = lambda s: None, wait_s: float = 60
 
 
 def settle(page, wait_ms: int) -> None:
-    """Wait until the app stopped running and every picture has loaded."""
+    """Wait until the app stopped running, nothing of the previous run is still shown in place of this one's
+    (Streamlit marks such elements ``data-stale``; its running indicator shows only after a moment), no element
+    is a placeholder while its code loads (``stSkeleton``: metrics and pictures, the first time a browser shows
+    them) and every picture has loaded. Call it once the page shows something of the run waited for."""
     from playwright.sync_api import expect
 
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=wait_ms)
+    expect(page.locator("[data-testid=stElementContainer][data-stale=true]")).to_have_count(0, timeout=wait_ms)
+    expect(page.get_by_test_id("stSkeleton")).to_have_count(0, timeout=wait_ms)
     page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=wait_ms)
