@@ -8,6 +8,7 @@ from d2debug.pitfalls import PITFALLS, STAGES, pitfall_stage
 from d2debug.session import outputs_text, pipeline_at_a_glance
 from d2debug.ui import loaders, sidebar
 from d2debug.ui.nav import STAGE_PAGES
+from d2debug.ui.sidebar import as_uploaded
 from d2debug.ui.state import Keys
 
 sel = sidebar()
@@ -31,7 +32,7 @@ else:
         with st.spinner("Running the reference pipeline (once per image and model)..."):
             ref = loaders.reference(sel.loaded, sel.model_key, sel.image, sel.reference_spec)
     except D2DebugError as exc:
-        st.error(str(exc))
+        st.error(as_uploaded(str(exc)))
 
 if ref is not None:
     st.subheader(f"Your pipeline at a glance: {sel.image_label}")

@@ -29,7 +29,7 @@ from ..errors import D2DebugError
 from ..lessons import lesson
 from ..pitfalls import STAGES, stage_of
 from . import loaders, serving, state
-from .sidebar import Selection, sidebar
+from .sidebar import Selection, as_uploaded, sidebar
 from .stage_page import show_comparison
 from .state import Keys
 from .widgets import deployment_ui, reset_deployment
@@ -206,9 +206,9 @@ def _run(sel: Selection, dep: DeployedModel, dep_key: str, changes: dict) -> Opt
         with st.spinner("Running the deployed model..."):
             return loaders.deployed_comparison(sel.loaded, sel.model_key, dep, dep_key, sel.image, spec, ref)
     except D2DebugError as exc:
-        st.error(str(exc))
+        st.error(as_uploaded(str(exc)))
     except Exception as exc:  # noqa: BLE001 - a bug; show it and keep the rest of the page working
-        st.error(f"Unexpected error running the deployed model ({type(exc).__name__}: {exc})")
+        st.error(as_uploaded(f"Unexpected error running the deployed model ({type(exc).__name__}: {exc})"))
     return None
 
 

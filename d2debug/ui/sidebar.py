@@ -1,6 +1,7 @@
 """The sidebar every page shares: which model, which image, and where the reference runs."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -17,11 +18,12 @@ from ..stages import PipelineSpec
 from . import loaders, serving, state
 from .state import Keys
 
-__all__ = ["Selection", "sidebar", "MODEL_SOURCES", "IMAGE_SOURCES"]
+__all__ = ["Selection", "sidebar", "as_uploaded", "MODEL_SOURCES", "IMAGE_SOURCES"]
 
 MODEL_SOURCES = ("Demo model", "Files on this workstation", "Upload")
 IMAGE_SOURCES = ("Sample images", "Upload", "Folder on this workstation")
 _UPLOAD_TYPES = [s.lstrip(".") for s in IMAGE_SUFFIXES]
+_UPLOADERS = ("up_config", "up_weights", "up_image")
 
 
 @dataclass
@@ -78,6 +80,24 @@ def _uploaded(label: str, types: list[str], key: str) -> tuple[Optional[Path], s
     return Path(saved[0]), saved[1]
 
 
+def as_uploaded(message: str) -> str:
+    """``message`` (an error about a file) as the page shows it: each of this session's sidebar uploads named as
+    the user uploaded it (``evil.pth``), not by the content-hash name it is saved under, and anything else in the
+    session's private folder as ``uploads/...``. The page then names the user's own files, and never where the
+    server keeps them."""
+    folder = st.session_state.get(Keys.SESSION_FOLDER)
+    if not folder:
+        return message
+    for key in _UPLOADERS:
+        saved = st.session_state.get(f"_saved_{key}")
+        if saved is not None:
+            for path in dict.fromkeys((saved[0], os.path.realpath(saved[0]))):
+                message = message.replace(path, saved[1])
+    for path in dict.fromkeys((str(folder), os.path.realpath(folder))):
+        message = message.replace(path + os.sep, "uploads/")
+    return message
+
+
 def _model_section() -> tuple[LoadedModel, str, str]:
     st.subheader("Model")
     state.default(Keys.MODEL_SOURCE, MODEL_SOURCES[0])
@@ -119,9 +139,9 @@ def _model_section() -> tuple[LoadedModel, str, str]:
                     loaded, key = loaders.user_model(config, weights or None, **opts)
                 return loaded, key, label
         except D2DebugError as exc:
-            problem = str(exc)
+            problem = as_uploaded(str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug, but the dashboard must stay usable; say what happened
-            problem = f"unexpected error while loading the model ({type(exc).__name__}: {exc})"
+            problem = as_uploaded(f"unexpected error while loading the model ({type(exc).__name__}: {exc})")
     with st.spinner("Loading the demo model..."):
         try:
             loaded, key = loaders.demo_model()
@@ -212,7 +232,7 @@ def _image_section() -> tuple[Optional[Path], str]:
         path = _browse(paths, Keys.FOLDER_IMAGE)
         return path, path.name
     except D2DebugError as exc:
-        st.error(str(exc))
+        st.error(as_uploaded(str(exc)))
         return None, ""
 
 

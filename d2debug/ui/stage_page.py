@@ -14,7 +14,7 @@ from ..render import MAX_DISPLAY_SIDE
 from ..session import ComparisonView, outputs_text
 from . import charts, loaders
 from .nav import STAGE_PAGES
-from .sidebar import Selection, sidebar
+from .sidebar import Selection, as_uploaded, sidebar
 from .state import Keys
 from .widgets import WIDGETS, preset
 
@@ -149,10 +149,10 @@ def _panel(stage: str, sel: Selection) -> None:
             with st.spinner("Running the variant..."):
                 view = loaders.comparison(sel.loaded, sel.model_key, sel.image, variant, ref)
         except D2DebugError as exc:
-            st.error(str(exc))
+            st.error(as_uploaded(str(exc)))
             st.session_state.pop(Keys.METRICS, None)
         except Exception as exc:  # noqa: BLE001 - a bug; show it and keep the rest of the page working
-            st.error(f"Unexpected error running this comparison ({type(exc).__name__}: {exc})")
+            st.error(as_uploaded(f"Unexpected error running this comparison ({type(exc).__name__}: {exc})"))
             st.session_state.pop(Keys.METRICS, None)
     if view is not None:
         show_comparison(view, stage, sel.image_label)
