@@ -11,8 +11,10 @@ from .common import add_model_args, load_from_args
 
 __all__ = ["register", "cmd_bench"]
 
-ROWS = ("predictor", "reference", "toggle", "audit", "memory", "views", "audit_memory", "ranks")
-DEFAULT_ROWS = ROWS[:5]  # views (1,000 page views), audit_memory (1,200 images) and ranks run when asked for
+ROWS = ("predictor", "reference", "toggle", "audit", "memory", "views", "audit_memory", "ranks", "sessions")
+# views (1,000 page views), audit_memory (1,200 images), ranks and sessions (two servers, three browsers) run when
+# asked for
+DEFAULT_ROWS = ROWS[:5]
 # demo, the R50-FPN Faster R-CNN, and every other architecture detectron2 ships, each at its stock size
 MODELS = ("demo", "r50", "mask_rcnn_fpn", "mask_rcnn_c4", "cascade_mask_rcnn", "keypoint_rcnn", "retinanet",
           "panoptic_fpn", "semantic_fpn")
@@ -45,7 +47,9 @@ def register(sub) -> None:
     p.add_argument("--rows", default=",".join(DEFAULT_ROWS),
                    help=f"rows to run, of {','.join(ROWS)} (default: {','.join(DEFAULT_ROWS)}); audit_memory: peak "
                         "RSS of audits of 100 and 1,000 images; ranks: --nproc 2 vs one process; views: the dashboard's memory "
-                        "over 1,000 images")
+                        "over 1,000 images; sessions: a stage-page toggle with --sessions people on one server vs alone")
+    p.add_argument("--sessions", type=int, default=3, metavar="N",
+                   help="the sessions row: how many people use the dashboard at once (default: 3)")
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="wall time (default; what a user waits for) or this process's CPU time (with --threads 1, "
                         "robust to other processes competing for the CPU)")
@@ -81,6 +85,8 @@ def cmd_bench(a: argparse.Namespace) -> int:
         raise D2DebugError(f"--audit-limit {a.audit_limit}: must be at least 1")
     if a.audit_repeats is not None and a.audit_repeats < 1:
         raise D2DebugError(f"--audit-repeats {a.audit_repeats}: must be at least 1")
+    if a.sessions < 2:
+        raise D2DebugError(f"--sessions {a.sessions}: must be at least 2 (people at once)")
     pitfalls = parse_variants(a.variants)
     if a.images is None:
         images = default_images(a.limit)
@@ -126,6 +132,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
                 got, details = run_rows()
                 res.rows += got
                 res.details.update(details)
+    if "sessions" in rows:
+        from ..tools.bench_sessions import bench_sessions
+
+        got, details = bench_sessions(log, n=a.sessions)
+        res.rows += got
+        res.details.update(details)
     if a.json:
         print(json.dumps(res.to_dict(), indent=1))
     elif a.markdown:
