@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["ROOT", "SAMPLES", "SAMPLE_IMAGES", "TINY_CONFIG", "APP_TIMEOUT", "app_run", "app_errors", "app_metrics",
+__all__ = ["ROOT", "streamlit_config", "SAMPLES", "SAMPLE_IMAGES", "TINY_CONFIG", "APP_TIMEOUT", "app_run", "app_errors", "app_metrics",
            "set_radio", "page_with_model_files", "sample", "cli", "default_predictor"]
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,3 +82,12 @@ def default_predictor(loaded, device: Optional[str] = None):
     if device is not None:
         cfg.MODEL.DEVICE = device
     return DefaultPredictor(cfg)
+
+
+def streamlit_config() -> dict:
+    """The shipped ``.streamlit/config.toml``, parsed."""
+    try:
+        import tomllib as toml  # Python >= 3.11 (the modern stack); its streamlit no longer pulls in toml
+    except ImportError:
+        import toml  # type: ignore[no-redef]  # Python 3.10: streamlit's own dependency
+    return toml.loads((ROOT / ".streamlit" / "config.toml").read_text())

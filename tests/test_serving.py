@@ -18,7 +18,7 @@ from d2debug.serving import ALLOW_CODE_VAR, ALLOWED_DIRS_VAR, is_loopback, servi
 from d2debug.ui.state import Keys
 
 from corpus import evil_pickle
-from helpers import ROOT, SAMPLE_IMAGES, TINY_CONFIG, app_errors, app_run
+from helpers import ROOT, SAMPLE_IMAGES, TINY_CONFIG, app_errors, app_run, streamlit_config
 
 TIMEOUT = 300
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -355,12 +355,7 @@ def test_each_session_uploads_into_its_own_private_folder(lan):
 
 
 def test_the_server_config_keeps_xsrf_cors_and_the_upload_cap_on():
-    try:
-        import tomllib as toml  # Python >= 3.11 (the modern stack); its streamlit no longer pulls in toml
-    except ImportError:
-        import toml  # type: ignore[no-redef]  # Python 3.10: streamlit's own dependency
-
-    server = toml.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
+    server = streamlit_config()["server"]
     assert server["enableXsrfProtection"] is True and server["enableCORS"] is True
     assert 0 < server["maxUploadSize"] <= 300
     assert server["address"] == "127.0.0.1"
