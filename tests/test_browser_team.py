@@ -220,6 +220,7 @@ def test_served_to_a_team_code_is_off_paths_stay_inside_and_uploads_stay_private
     expect(tick.locator("input")).to_be_disabled()
     tick.click(force=True)  # what a user can do to a disabled tick: nothing happens
     files.nth(0).set_input_files(str(DEMO_CONFIG))
+    settle(second, WAIT_MS)  # one file after the other, as a person picks them
     files.nth(1).set_input_files(str(evil))
     _one_error(second, f"{evil.name}:", "refused")
     expect(tick.locator("input")).not_to_be_checked()
@@ -321,6 +322,7 @@ def test_hostile_files_through_the_uploaders_are_one_error_each(workstation, per
     files = bar.locator("input[type=file]")
     expect(files).to_have_count(2, timeout=WAIT_MS)
     files.nth(0).set_input_files(str(DEMO_CONFIG))
+    settle(page, WAIT_MS)  # one file after the other, as a person picks them
     for name, needle in weights.items():
         files.nth(1).set_input_files(str(bad / name))
         _one_error(page, f"{name}:", needle, "Showing the demo model instead")

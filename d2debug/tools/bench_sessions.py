@@ -189,6 +189,7 @@ def drive(page, url: str, scenario: Scenario, wait_ms: int,
         files = bar.locator("input[type=file]")
         expect(files).to_have_count(2, timeout=wait_ms)
         files.nth(0).set_input_files(str(scenario.model[0]))
+        settle(page, wait_ms)  # one file after the other, as a person picks them
         files.nth(1).set_input_files(str(scenario.model[1]))
         expect(bar.get_by_text(f"uploaded {scenario.model[1].name}")).to_be_visible(timeout=wait_ms)
     if scenario.image is not None:
