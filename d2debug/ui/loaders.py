@@ -85,11 +85,17 @@ _SIZED: dict[str, cachetools.LRUCache] = {}
 _F = TypeVar("_F", bound=Callable)
 
 
+def _lru(name: str) -> cachetools.LRUCache:
+    """An LRU of at most ``CACHE_MB[name]`` megabytes (sizes by :func:`deep_nbytes`), listed in :func:`cache_bytes`."""
+    cache = _SIZED[name] = cachetools.LRUCache(maxsize=CACHE_MB[name] * 2**20, getsizeof=deep_nbytes)
+    return cache
+
+
 def _sized(name: str, nkeys: int) -> Callable[[_F], _F]:
     """Cache a function on its first ``nkeys`` arguments (strings; the rest are the values they stand for, not
     hashed) in an LRU of at most ``CACHE_MB[name]`` megabytes, shared by every session; one computation per key
     at a time."""
-    cache = _SIZED[name] = cachetools.LRUCache(maxsize=CACHE_MB[name] * 2**20, getsizeof=deep_nbytes)
+    cache = _lru(name)
     lock = threading.Lock()
     return cast(Callable[[_F], _F], cachetools.cached(cache, key=lambda *args: hashkey(*args[:nkeys]), lock=lock,
                                                       condition=threading.Condition(lock)))
@@ -188,7 +194,7 @@ def reference(loaded: LoadedModel, model_key: str, image: Path, spec: PipelineSp
 
 
 # Variant runs made for the home page's sensitivity table, reused when a stage page asks for the same spec.
-_RUNS = _SIZED["runs"] = cachetools.LRUCache(maxsize=CACHE_MB["runs"] * 2**20, getsizeof=deep_nbytes)
+_RUNS = _lru("runs")
 _RUNS_LOCK = threading.Lock()
 
 
