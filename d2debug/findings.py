@@ -46,16 +46,18 @@ FindingId = Literal[
     "traced_size",
     "graph_double_normalization",
     "rescale_boxes",
+    "channels_last",
+    "unexplained",
     "match",
 ]
 FINDING_IDS: tuple[str, ...] = get_args(FindingId)
 
 # Tie-break order for findings of equal confidence: the earlier a stage, the earlier it is listed.
 STAGE_ORDER: tuple[str, ...] = (
-    "batch_contract", "dtype", "exif_orientation", "alpha_channel", "recompression", "transposed_hw", "crop",
-    "padding", "channel_order", "value_range_0_1", "graph_double_normalization", "double_normalization",
+    "batch_contract", "channels_last", "dtype", "exif_orientation", "alpha_channel", "recompression", "transposed_hw",
+    "crop", "padding", "channel_order", "value_range_0_1", "graph_double_normalization", "double_normalization",
     "external_normalization", "pixel_mean_std", "traced_size", "resize_aspect", "resize_size", "resize_interpolation",
-    "missing_original_size", "match", "rescale_boxes",
+    "missing_original_size", "unexplained", "match", "rescale_boxes",
 )
 # Findings that say what the deployment must still do with a correct input (not a difference from the
 # reference): listed after the others, and a diagnosis whose only other finding is ``match`` is a match.

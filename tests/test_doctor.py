@@ -245,7 +245,8 @@ def test_finding_ids_are_the_contract():
                            "pixel_mean_std", "resize_size", "resize_aspect", "resize_interpolation",
                            "exif_orientation", "missing_original_size", "dtype", "batch_contract", "padding",
                            "crop", "transposed_hw", "recompression", "alpha_channel", "traced_size",
-                           "graph_double_normalization", "rescale_boxes", "match")
+                           "graph_double_normalization", "rescale_boxes", "channels_last", "unexplained",
+                           "match")
     with pytest.raises(ValueError):
         Finding("colour", 1.0, "", "")
 
