@@ -107,7 +107,7 @@ def test_load_formats(demo, tmp_path):
 
 
 @pytest.mark.parametrize("obj, message", [
-    (torch.zeros(40, 50, 3), "HxWxC"),
+    (torch.zeros(40, 50, 4), "40 channels"),  # (an HxWx3 image is diagnosed: the finding channels_last)
     (torch.zeros(2, 40, 50), "2 channels"),  # (1 channel is an input detectron2 runs: it broadcasts)
     ({"img": torch.zeros(3, 4, 4)}, "no 'image' key"),
     ({"image": torch.zeros(3, 8, 8), "height": -3, "width": 8}, "'height' is -3"),

@@ -34,6 +34,7 @@ class Fed(NamedTuple):
     tensor: torch.Tensor
     batched: bool
     size: Optional[tuple[int, int]]
+    channels_last: bool = False  # handed over as HxWxC (``tensor`` is still 3xHxW)
 
 
 @dataclasses.dataclass
@@ -131,8 +132,9 @@ def _fixes(e: Explanation) -> dict[str, Callable[[], Fed]]:
         return _with(e, torch.stack([(t[c] - float(e.offset[c])) / float(e.slope[c]) for c in range(3)]))
 
     return {
-        "batch_contract": lambda: Fed(e.as_fed.tensor, False, e.as_fed.size),
-        "dtype": lambda: Fed(t, e.as_fed.batched, e.as_fed.size),
+        "batch_contract": lambda: e.as_fed._replace(batched=False),
+        "channels_last": lambda: e.as_fed._replace(channels_last=False),
+        "dtype": lambda: e.as_fed._replace(tensor=t),
         "missing_original_size": lambda: Fed(t, False, e.original),
         "channel_order": lambda: _with(e, t[inv]),
         "value_range_0_1": values,
@@ -170,6 +172,7 @@ def _alone(e: Explanation, reference_tensor: torch.Tensor) -> dict[str, Callable
     fill01 = None if e.fill is None else (np.asarray(e.fill) - e.offset) / e.slope
     return {
         "batch_contract": lambda: Fed(ref[None], True, e.original),
+        "channels_last": lambda: Fed(ref, False, e.original, channels_last=True),
         "dtype": lambda: Fed(ref.to(e.as_fed.tensor.dtype), False, e.original),
         "missing_original_size": lambda: feed(ref, e.as_fed.size),
         "channel_order": lambda: feed(mapped(ref, e.perm, values=False)),
@@ -199,8 +202,10 @@ def _centre(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def _score(loaded, reference, fed: Fed) -> Optional[float]:
     """Agreement of the model's output on ``fed`` with ``reference``'s; ``None`` when the model cannot run it."""
-    if fed.batched:
-        return None  # a 1xCxHxW "image": detectron2's ImageList stacks it into a 5-D batch and the backbone fails
+    if fed.batched or fed.channels_last:
+        # a 1xCxHxW "image": detectron2's ImageList stacks it into a 5-D batch and the backbone fails; an HxWxC
+        # one: PIXEL_MEAN (3x1x1) does not broadcast over it
+        return None
     spec = reference_spec(loaded.cfg, loaded.device).replace(original_size="pass" if fed.size else "omit")
     try:
         out = run_tensor(loaded, fed.tensor, spec, original_size=fed.size)
@@ -209,7 +214,7 @@ def _score(loaded, reference, fed: Fed) -> Optional[float]:
     return compare(reference, out).score
 
 
-CONTAINER = ("batch_contract", "dtype")
+CONTAINER = ("batch_contract", "channels_last", "dtype")
 # A rebuild is size arithmetic on what the Doctor inferred (a pad, a crop, a turn, a resize to the user's size):
 # where those sizes do not fit this input, torch refuses the shapes (RuntimeError) or the resizer the size
 # (ValueError). Anything else is a bug in the rebuild and propagates.

@@ -343,7 +343,7 @@ def _explanation(ui: UserInput, ref: _Reference, geo: _Pixels) -> Explanation:
     best = geo.rs.fit
     return Explanation(
         as_fed=Fed(ui.tensor.to(_DTYPES.get(ui.dtype, torch.float32)), ui.batch is not None,
-                   ui.original_size),
+                   ui.original_size, ui.channels_last),
         user_decode=geo.user_decode, reference_decode=ref.image, size=geo.size, resampler=geo.rs.key,
         perm=best.perm, slope=best.slope, offset=best.offset, transposed=geo.turned.finding is not None,
         content=geo.padded.tensor if geo.padded.finding is not None else None,

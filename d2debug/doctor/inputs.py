@@ -49,6 +49,7 @@ class UserInput:
     has_size_keys: bool
     source: str
     notes: tuple[str, ...] = ()
+    channels_last: bool = False  # the image was HxWxC (``tensor`` is it permuted to CxHxW for the analysis)
 
     @property
     def original_size(self) -> Optional[tuple[int, int]]:
@@ -56,7 +57,7 @@ class UserInput:
         return (self.height, self.width) if self.height is not None and self.width is not None else None
 
     def describe(self) -> str:
-        shape = "x".join(str(s) for s in self.tensor.shape)
+        shape = "x".join(str(s) for s in (self.tensor.permute(1, 2, 0) if self.channels_last else self.tensor).shape)
         if self.batch is not None:
             shape = f"{self.batch}x{shape}"
         what = {"dict": "dict", "list_of_dicts": "list of dicts", "tensor": "tensor", "array": "numpy array",
@@ -72,8 +73,9 @@ def _dtype_name(x) -> str:
     return str(x.dtype).replace("torch.", "")
 
 
-def _image_to_tensor(img, name: str) -> tuple[torch.Tensor, str, Optional[int], list[str]]:
-    """A tensor/array image -> (3xHxW float32 analysis copy, dtype name, batch size or None, notes)."""
+def _image_to_tensor(img, name: str) -> tuple[torch.Tensor, str, Optional[int], list[str], bool]:
+    """A tensor/array image -> (3xHxW float32 analysis copy, dtype name, batch size or None, notes, whether it
+    was HxWxC)."""
     notes: list[str] = []
     if isinstance(img, np.ndarray):
         if img.dtype == object or not (np.issubdtype(img.dtype, np.number) or img.dtype == np.bool_):
@@ -100,6 +102,11 @@ def _image_to_tensor(img, name: str) -> tuple[torch.Tensor, str, Optional[int], 
         t = t[0]
     if t.dim() != 3:
         raise D2DebugError(f"{name}: image has shape {tuple(img.shape)}; expected CxHxW (or 1xCxHxW)")
+    channels_last = t.shape[0] not in (1, 3) and t.shape[-1] in (1, 3)
+    if channels_last:
+        # An HxWxC image handed over as it came from cv2/PIL: diagnosed as the image it holds, and named
+        # (``channels_last``), since the model cannot run it.
+        t = t.permute(2, 0, 1)
     if t.shape[0] == 1:
         # detectron2 runs a 1xHxW image: (x - PIXEL_MEAN) / PIXEL_STD broadcasts it to three channels, so the
         # backbone sees the same plane three times. Diagnose it as that input.
@@ -107,18 +114,13 @@ def _image_to_tensor(img, name: str) -> tuple[torch.Tensor, str, Optional[int], 
                      "model then sees a grey image); it was checked as those 3 channels")
         t = t.expand(3, -1, -1)
     if t.shape[0] != 3:
-        if t.shape[-1] == 3 and t.shape[0] != 3:
-            raise D2DebugError(
-                f"{name}: image has shape {tuple(t.shape)} (HxWxC); the model takes CxHxW: "
-                "torch.as_tensor(img.astype('float32').transpose(2, 0, 1))"
-            )
         raise D2DebugError(f"{name}: image has {t.shape[0]} channels (shape {tuple(t.shape)}); expected 3 (CxHxW)")
     if t.shape[1] < 2 or t.shape[2] < 2:
         raise D2DebugError(f"{name}: image of shape {tuple(t.shape)} is too small to analyse")
     if not torch.isfinite(t).all():
         bad = int((~torch.isfinite(t)).sum())
         raise D2DebugError(f"{name}: image contains {bad} NaN/inf values")
-    return t.contiguous(), dtype, batch, notes
+    return t.contiguous(), dtype, batch, notes, channels_last
 
 
 def _size_value(d: dict, key: str, name: str) -> Optional[int]:
@@ -151,22 +153,22 @@ def parse_user_input(obj: Any, name: str = "input") -> UserInput:
         if isinstance(first, dict):
             u = parse_user_input(first, name)
             return UserInput(u.tensor, u.dtype, "list_of_dicts", u.batch, u.height, u.width, True, name,
-                             tuple(notes) + u.notes)
+                             tuple(notes) + u.notes, u.channels_last)
         if isinstance(first, (torch.Tensor, np.ndarray)):
-            t, dtype, batch, n2 = _image_to_tensor(first, name)
-            return UserInput(t, dtype, "list_of_tensors", batch, None, None, False, name, tuple(notes + n2))
+            t, dtype, batch, n2, hwc = _image_to_tensor(first, name)
+            return UserInput(t, dtype, "list_of_tensors", batch, None, None, False, name, tuple(notes + n2), hwc)
         raise D2DebugError(f"{name}: list of {type(first).__name__}; expected a list of dicts with an 'image' tensor")
     if isinstance(obj, dict):
         if "image" not in obj:
             keys = ", ".join(map(str, list(obj)[:6])) or "none"
             raise D2DebugError(f"{name}: dict has no 'image' key (keys: {keys}); expected {{'image', 'height', 'width'}}")
-        t, dtype, batch, n2 = _image_to_tensor(obj["image"], name)
+        t, dtype, batch, n2, hwc = _image_to_tensor(obj["image"], name)
         h, w = _size_value(obj, "height", name), _size_value(obj, "width", name)
-        return UserInput(t, dtype, "dict", batch, h, w, True, name, tuple(notes + n2))
+        return UserInput(t, dtype, "dict", batch, h, w, True, name, tuple(notes + n2), hwc)
     if isinstance(obj, (torch.Tensor, np.ndarray)):
-        t, dtype, batch, n2 = _image_to_tensor(obj, name)
+        t, dtype, batch, n2, hwc = _image_to_tensor(obj, name)
         kind = "array" if isinstance(obj, np.ndarray) else "tensor"
-        return UserInput(t, dtype, kind, batch, None, None, False, name, tuple(notes + n2))
+        return UserInput(t, dtype, kind, batch, None, None, False, name, tuple(notes + n2), hwc)
     raise D2DebugError(f"{name}: a {type(obj).__name__} is not a model input; expected a dict, list of dicts or tensor")
 
 
@@ -331,15 +333,28 @@ def container_findings(ui: UserInput) -> list[Finding]:
         findings.append(Finding("batch_contract", conf, ev,
                                 "model([{'image': x[i], 'height': orig_h, 'width': orig_w} for i in range(len(x))])"
                                 "  # one 3xHxW float32 tensor per dict"))
+    if ui.channels_last:
+        h, w = int(ui.tensor.shape[1]), int(ui.tensor.shape[2])
+        findings.append(Finding(
+            "channels_last", 0.99,
+            f"the image is {h}x{w}x3 (HxWxC, as cv2/PIL/numpy hold it); GeneralizedRCNN reads dimension 0 as the "
+            f"channels: PIXEL_MEAN (3x1x1) cannot broadcast over it and the model does not run",
+            "torch.as_tensor(image.astype('float32').transpose(2, 0, 1))  # HxWxC -> CxHxW, or tensor.permute(2, 0, 1)"))
     if ui.dtype != "float32":
         if ui.dtype == "uint8":
             ev = ("uint8 image: detectron2 documents float32 0..255; uint8 only works where the normalization happens "
                   "to promote it, and cannot hold any scaled or normalized value")
             conf = 0.95
-        else:
-            ev = (f"{ui.dtype} image: the model's weights are float32; float64/float16 inputs fail in the first "
-                  "convolution (dtype mismatch) or lose precision")
+        elif ui.dtype == "float64":
+            ev = ("float64 image: the normalization keeps float64 and the first convolution fails against the "
+                  "float32 weights (dtype mismatch)")
             conf = 0.99
+        else:
+            ev = (f"{ui.dtype} image: detectron2 documents float32; the model's normalization promotes it to float32, "
+                  "so it runs, but the values were already rounded to what the type holds (integers lose fractions, "
+                  "float16/bfloat16 lose precision) and other code paths (a traced/exported model, AMP) do not "
+                  "promote it")
+            conf = 0.95
         findings.append(Finding("dtype", conf, ev, "image = image.to(torch.float32)  # or torch.as_tensor("
                                 "img.astype('float32').transpose(2, 0, 1)), values 0..255"))
     if ui.has_size_keys and (ui.height is None or ui.width is None):
