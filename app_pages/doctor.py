@@ -9,6 +9,7 @@ import streamlit as st
 
 from d2debug.doctor import call_preprocess, diagnose, load_fingerprint, load_user_input, parse_user_input
 from d2debug.doctor.examples import EXAMPLES, example_input
+from d2debug.doctor.inputs import preprocess_function
 from d2debug.errors import D2DebugError
 from d2debug.ui import charts, serving, sidebar
 from d2debug.ui.loaders import contract_from, file_key
@@ -101,18 +102,21 @@ if st.session_state.get(f"_{Keys.DOCTOR}_key") != run_key:
         if fp_source is not None:
             fingerprint = load_fingerprint(json.loads(fp_source) if isinstance(fp_source, bytes) else fp_source)
         contract = contract_from(c_source, c_name) if c_source is not None else None
+        user_fn = None
         if is_example:
             user = parse_user_input(example_input(source, sel.loaded.cfg)[1], source_name)
         elif isinstance(source, tuple):  # the user's function: refused in one line unless "Run my function"
             serving.require_code("Run my function")
             file, sep, function = source[1].rpartition(":")
             fn_spec = f"{serving.path(file, 'function file')}:{function}" if sep and file else source[1]
-            user = call_preprocess(fn_spec, image, trust=source[2])
+            user_fn = preprocess_function(fn_spec, trust=source[2])
+            user = call_preprocess(fn_spec, image, trust=source[2], fn=user_fn)
         else:
             user = load_user_input(serving.path(source, "model input"), name=source_name)
         with st.spinner("Re-rendering the image under each candidate explanation, then measuring each finding's "
                         "damage with the model..."):
-            diag = diagnose(sel.loaded, image, user, fingerprint=fingerprint, contract=contract)
+            diag = diagnose(sel.loaded, image, user, fingerprint=fingerprint, contract=contract,
+                            preprocess=user_fn)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         st.error(f"{fp_name}: not a JSON fingerprint ({exc})")
         st.stop()
@@ -144,13 +148,17 @@ if diag.is_match:
     f = diag.findings[0]
     st.success(f"**match**: {f.evidence}")
 elif diag.top == "unexplained":
-    st.warning("The input differs from the reference, but no stage the Doctor knows explains it (see notes).")
+    st.warning("The input differs from the reference by a transform no stage of the reference pipeline has "
+               "(the `unexplained` finding says what it resembles).")
 for i, f in enumerate([f for f in diag.findings if f.id != "match"], 1):  # a match may carry reminders
     with st.container(border=True):
         damage = "" if f.recovers is None else (
             f" &nbsp; fixing it alone recovers **{f.recovers:+.3f}** agreement F1"
             + ("" if f.costs_alone is None else f" (alone it costs {f.costs_alone:.3f})"))
         st.markdown(f"**{i}. `{f.id}`** &nbsp; confidence {f.confidence:.2f}{damage}")
+        if f.own is not None:
+            st.caption(f"On your function: {f.own}." if f.recovers_own is None else
+                       f"On your function: fixing it alone recovers {f.recovers_own:+.3f} ({f.own}).")
         st.markdown(f.evidence)
         st.code(f.fix, language="python", wrap_lines=True)
 for n in diag.notes:

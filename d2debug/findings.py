@@ -76,6 +76,10 @@ class Finding:
     fix: str
     recovers: Optional[float] = None  # agreement F1 gained by fixing this one alone (None: not measured)
     costs_alone: Optional[float] = None  # agreement F1 lost by this mistake alone on the reference input
+    # With the user's own preprocessing function: the agreement gained by setting this stage to the reference on
+    # its input file or its output (None: not measurable there), and how it was set or why it could not be.
+    recovers_own: Optional[float] = None
+    own: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.id not in FINDING_IDS:
@@ -84,7 +88,9 @@ class Finding:
     def to_dict(self) -> dict:
         return {"id": self.id, "confidence": round(float(self.confidence), 3), "evidence": self.evidence,
                 "fix": self.fix, "recovers": None if self.recovers is None else round(float(self.recovers), 4),
-                "costs_alone": None if self.costs_alone is None else round(float(self.costs_alone), 4)}
+                "costs_alone": None if self.costs_alone is None else round(float(self.costs_alone), 4),
+                "recovers_own": None if self.recovers_own is None else round(float(self.recovers_own), 4),
+                "own": self.own}
 
 
 def merge(findings: Iterable[Finding]) -> list[Finding]:

@@ -267,7 +267,8 @@ def test_cli_doctor_json_and_exit_codes(demo, tmp_path):
     assert r.returncode == 1, r.stderr
     out = json.loads(r.stdout)
     assert [f["id"] for f in out["findings"]] == ["channel_order", "resize_aspect"]
-    assert all(set(f) == {"id", "confidence", "evidence", "fix", "recovers", "costs_alone"} for f in out["findings"])
+    assert all(set(f) == {"id", "confidence", "evidence", "fix", "recovers", "costs_alone", "recovers_own", "own"}
+               for f in out["findings"])
     # measured with the model: fixing the channel order alone recovers more agreement than the resize
     assert out["findings"][0]["recovers"] >= out["findings"][1]["recovers"]
     assert out["findings"][0]["confidence"] >= out["findings"][1]["confidence"]

@@ -30,6 +30,7 @@ __all__ = ["register", "cmd_doctor", "cmd_fingerprint", "cmd_doctor_suite"]
 def cmd_doctor(a: argparse.Namespace) -> int:
     from ..deploy import read_contract
     from ..doctor import call_preprocess, check_input_statistics, diagnose, load_fingerprint, load_user_input
+    from ..doctor.inputs import preprocess_function
 
     fp = load_fingerprint(a.fingerprint) if a.fingerprint else None
     if a.image is None and fp is None:
@@ -44,14 +45,16 @@ def cmd_doctor(a: argparse.Namespace) -> int:
     if a.preprocess is not None:
         if a.image is None:
             raise D2DebugError("--preprocess needs --image (the image your function is called on)")
-        ui = call_preprocess(a.preprocess, a.image, a.trust_code)  # refused in one line without --trust-code
+        function = preprocess_function(a.preprocess, a.trust_code)  # refused in one line without --trust-code
+        ui = call_preprocess(a.preprocess, a.image, a.trust_code, function)
     else:
+        function = None
         ui = load_user_input(a.input)  # bad input files fail before any model loads
     # With a fingerprint and no --config, the fingerprint IS the reference: no model needed.
     loaded = load_from_args(a) if (a.config is not None or fp is None) else None
     result: Diagnosis | StatisticsCheck
     if a.image is not None:
-        result = diagnose(loaded, a.image, ui, fingerprint=fp, contract=contract)
+        result = diagnose(loaded, a.image, ui, fingerprint=fp, contract=contract, preprocess=function)
     else:
         assert fp is not None  # checked above: without --image a fingerprint is required
         result = check_input_statistics(ui, fp, loaded.cfg if loaded is not None else None, str(a.fingerprint))

@@ -13,18 +13,19 @@ Tensors are ``3xHxW`` float32 (the user's values) unless said otherwise; images 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 import torch
 
 from ..compare import compare
-from ..errors import D2DebugError
+from ..errors import D2DebugError, first_line
 from ..findings import Finding
 from ..run import reference_spec, run_tensor
 from .resample import render_at
 
-__all__ = ["Explanation", "Fed", "measure_recovery"]
+__all__ = ["Explanation", "Fed", "measure_recovery", "measure_own", "ON_OUTPUT", "ON_INPUT"]
 
 
 class Fed(NamedTuple):
@@ -64,6 +65,10 @@ class Explanation:
     original: tuple[int, int]
     padding: Optional[dict] = None  # side -> pixels
     fill: Optional[np.ndarray] = None  # the padding's value per channel, in the user's units
+    render: Optional[np.ndarray] = None  # HxWx3 uint8: what explains the user's pixels at their size (before values)
+    delta: Optional[torch.Tensor] = None  # 3xhxw: what no stage explains, grey levels, reference channel order
+    full_decode: Optional[np.ndarray] = None  # the full-size decode when the user's decoder reduced the image
+    crop_box: Optional[tuple[int, int, int, int]] = None  # (x0, y0, x1, y1) of the crop in the crop_resize frame
 
 
 def _user_values(e: Explanation, img: np.ndarray) -> torch.Tensor:
@@ -145,11 +150,13 @@ def _fixes(e: Explanation) -> dict[str, Callable[[], Fed]]:
         "padding": lambda: _with(e, _geometry(e, _given(e.content, "padding"), skip="padding")),
         "resize_size": lambda: rerender(e.user_decode, ref_size_for(e.user_decode)),
         "resize_aspect": lambda: rerender(e.user_decode, ref_size_for(e.user_decode)),
-        "resize_interpolation": lambda: rerender(e.user_decode, resampler=("pil", "bilinear")),
+        "resize_interpolation": lambda: rerender(e.user_decode if e.full_decode is None else e.full_decode,
+                                                 resampler=("pil", "bilinear")),
         "crop": lambda: rerender(e.user_decode, e.crop_resize),
         "exif_orientation": lambda: rerender(e.reference_decode, oriented_size()),
         "alpha_channel": lambda: rerender(e.reference_decode),
         "recompression": lambda: rerender(e.reference_decode),
+        "unexplained": lambda: _with(e, _geometry(e, _user_values(e, _given(e.render, "render")))),
     }
 
 
@@ -184,20 +191,29 @@ def _alone(e: Explanation, reference_tensor: torch.Tensor) -> dict[str, Callable
         "padding": lambda: feed(_pad(ref, _given(e.padding, "padding"), fill01)),
         "resize_size": lambda: feed(at(e.reference_decode, e.size)),
         "resize_aspect": lambda: feed(at(e.reference_decode, e.size)),
-        "resize_interpolation": lambda: feed(at(e.reference_decode, e.reference_size, e.resampler)),
+        "resize_interpolation": lambda: feed(at(e.reference_decode if e.full_decode is None else e.user_decode,
+                                                e.reference_size, e.resampler)),
         "crop": lambda: feed(at(e.reference_decode, e.size)) if e.crop_resize is None else feed(
-            _centre(at(e.reference_decode, e.crop_resize), e.size)),
+            _box(at(e.reference_decode, e.crop_resize), _given(e.crop_box, "crop box"))),
         "exif_orientation": lambda: feed(at(e.user_decode, e.size if e.size != e.reference_size else
                                             (e.size[1], e.size[0]))),
         "alpha_channel": lambda: feed(at(e.user_decode, e.reference_size)),
         "recompression": lambda: feed(at(e.user_decode, e.reference_size)),
+        "unexplained": lambda: feed(ref + _same_shape(_given(e.delta, "remainder"), ref)),
     }
 
 
-def _centre(t: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    h, w = size
-    top, left = (t.shape[1] - h) // 2, (t.shape[2] - w) // 2
-    return t[:, top:top + h, left:left + w]
+def _same_shape(delta: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """``delta`` when it lies on the reference's grid; a remainder measured on another size has no place there."""
+    if tuple(delta.shape) != tuple(ref.shape):
+        raise ValueError("the remainder is not on the reference's grid")
+    return delta
+
+
+def _box(t: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:
+    """The ``(x0, y0, x1, y1)`` box of a ``3xHxW`` tensor."""
+    x0, y0, x1, y1 = box
+    return t[:, y0:y1, x0:x1]
 
 
 def _score(loaded, reference, fed: Fed) -> Optional[float]:
@@ -267,3 +283,65 @@ def measure_recovery(loaded, reference_tensor: torch.Tensor, original: tuple[int
         out.append(dataclasses.replace(f, recovers=gained,
                                        costs_alone=None if by_itself is None else 1.0 - by_itself))
     return out, blocking, scores
+
+
+# Where each stage can be set to the reference around the user's own function (it takes an image path and
+# returns the model input): on its output (what it returned, the stage undone as the rebuilt estimate does),
+# or on its input (the file it is given). Every other stage happens inside it.
+ON_OUTPUT = ("batch_contract", "channels_last", "dtype", "missing_original_size", "channel_order", "value_range_0_1",
+             "double_normalization", "external_normalization", "graph_double_normalization", "transposed_hw",
+             "padding")
+ON_INPUT = {
+    "exif_orientation": "called on an upright copy of the image (EXIF applied, saved as PNG without the tag)",
+    "alpha_channel": "called on a copy of the image with its alpha channel dropped (RGB PNG)",
+}
+
+
+def _copy_for(finding_id: str, e: Explanation, fmt: str, image: Path, folder: Path) -> Path:
+    """The image file that makes the user's decode the reference's for ``finding_id`` (PNG: lossless)."""
+    from PIL import Image
+
+    rgb = e.reference_decode if fmt == "RGB" else e.reference_decode[:, :, ::-1]
+    out = folder / f"{image.stem}_{finding_id}.png"
+    Image.fromarray(np.ascontiguousarray(rgb)).save(out)
+    return out
+
+
+def measure_own(loaded, reference_tensor: torch.Tensor, original: tuple[int, int], e: Explanation,
+                findings: list[Finding], function: Callable[[str], object], image: Path,
+                runnable: Optional[float]) -> list[Finding]:
+    """``findings`` with ``recovers_own`` / ``own`` set from the user's own ``function``: a stage on its output is
+    measured there (the same input as ``recovers``); a decode stage by calling it on a file with that stage
+    already the reference's (``ON_INPUT``); a stage inside it (resize, crop, resampler, re-encoding, an
+    unexplained transform) cannot be set from outside, and ``own`` says so. ``runnable``: the agreement of
+    its output as given, fed so the model runs."""
+    import tempfile
+
+    from .inputs import parse_user_input
+
+    spec = reference_spec(loaded.cfg, loaded.device)
+    reference = run_tensor(loaded, reference_tensor, spec, original_size=original)
+    fmt = loaded.cfg.INPUT.FORMAT
+    out = []
+    with tempfile.TemporaryDirectory(prefix="d2debug-own-") as folder:
+        for f in findings:
+            if f.id in ON_OUTPUT:
+                out.append(dataclasses.replace(f, recovers_own=f.recovers, own="set on your function's output"))
+                continue
+            if f.id not in ON_INPUT:
+                where = "the model's config" if f.id == "pixel_mean_std" else "inside your function"
+                out.append(dataclasses.replace(
+                    f, own=f"not measurable on your function: the stage is {where}; the estimate is from the "
+                           "input rebuilt with it fixed" if f.recovers is not None else f"the stage is {where}"))
+                continue
+            copy = _copy_for(f.id, e, fmt, image, Path(folder))
+            try:
+                ui = parse_user_input(function(str(copy)), f"your function({copy.name!r})")
+            except Exception as exc:  # noqa: BLE001 - the user's code may raise anything: say it, measure nothing
+                out.append(dataclasses.replace(f, own=f"your function raised {type(exc).__name__} on the PNG copy: "
+                                                      f"{first_line(exc, 80)}"))
+                continue
+            score = _score(loaded, reference, Fed(ui.tensor, False, ui.original_size))
+            gained = None if score is None or runnable is None else score - runnable
+            out.append(dataclasses.replace(f, recovers_own=gained, own=ON_INPUT[f.id]))
+    return out

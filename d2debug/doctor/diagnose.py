@@ -14,15 +14,18 @@ keeps the one that reproduces the user's tensor best, one step at a time:
 6. the original size passed as height/width;
 7. the model side: the weights' first BatchNorm statistics vs PIXEL_MEAN/STD (:mod:`.normcheck`), and a
    fingerprint's recorded values when one is given (:mod:`.fingerprint`);
-8. what is left: an exact reproduction is a ``match``, a large residual a note.
+8. what is left: an exact reproduction is a ``match``; a difference no stage explains is ``unexplained``, described
+   by the closest family that reproduces it (a value curve, a blur or sharpening, a colour change:
+   :mod:`.residual`).
 
 No forward pass is needed: everything except step 7 (one 7x7 convolution) is tensor arithmetic.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -35,16 +38,29 @@ from ..run import preprocess
 from ..stages import decode, to_model_order
 from ..stats import histogram_records, tensor_stats
 from ..text import fmt
-from .damage import Explanation, Fed, measure_recovery
+from .damage import Explanation, Fed, measure_own, measure_recovery
 from .deployed import check_contract, contract_notes, deployment_findings, rescale_finding
 from .fingerprint import cfg_from_fingerprint, check_config, check_statistics
-from .fit import EXACT, UNEXPLAINED, as_channels
+from .fit import EXACT, UNEXPLAINED, Fit, as_channels
 from .geometry import Orientation, choose_orientation, explain_size, orientation_tag, original_size_finding
 from .inputs import UserInput, container_findings, parse_user_input
 from .normcheck import norm_check, pixel_mean_std_finding
 from .register import CropMatch, Geometry, find_crop, unpad, untranspose
 from .resample import Resampling, choose_resampler, render_at, weak_resampler_finding
-from .source import alpha_source, recompressed_source
+from .residual import (
+    COLOUR_RMS,
+    RESAMPLER_SIGMA,
+    UNEXPLAINED_RMS,
+    Spatial,
+    colour_change,
+    describe_colour,
+    describe_curve,
+    describe_spatial,
+    spatial_filter,
+    unexplained_finding,
+    value_curve,
+)
+from .source import alpha_source, recompressed_source, reduced_source
 from .values import channel_finding, value_findings
 
 if TYPE_CHECKING:
@@ -161,6 +177,9 @@ class Diagnosis:
                 f"; fixing it alone recovers {f.recovers:+.3f} agreement F1"
                 + ("" if f.costs_alone is None else f", alone it costs {f.costs_alone:.3f}"))
             lines.append(f"finding {i}   {f.id} (confidence {f.confidence:.2f}{damage})")
+            if f.own is not None:
+                own = "" if f.recovers_own is None else f"fixing it alone recovers {f.recovers_own:+.3f}: "
+                lines.append(f"  yours     {own}{f.own}")
             lines.append(f"  evidence  {f.evidence}")
             lines.append(f"  fix       {f.fix}")
         if not self.findings:
@@ -186,7 +205,7 @@ def _reference(cfg: CfgNode, path: Path) -> _Reference:
 
 def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput, Any],
              fingerprint: Optional[dict] = None, measure: bool = True,
-             contract: Optional[Contract] = None) -> Diagnosis:
+             contract: Optional[Contract] = None, preprocess: Optional[Callable[[str], Any]] = None) -> Diagnosis:
     """Diagnose one user model input against the reference pipeline on ``image``.
 
     ``model_or_cfg``: a :class:`~d2debug.model.LoadedModel` (its config is the reference, and its weights
@@ -199,6 +218,9 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     ``contract``: the exported model's contract, when ``user_input`` is what a deployment feeds that artifact:
     its channel order, resize and mean/std are the reference, and the findings are in its terms
     (:mod:`.deployed`: ``graph_double_normalization``, ``traced_size``, the ``rescale_boxes`` reminder).
+    ``preprocess``: the user's own function that made ``user_input`` from the image path (already trusted by
+    the caller); with ``measure`` each finding also gets ``recovers_own``, measured on what that function returns
+    with the stage set to the reference on its input file or its output, or ``own`` saying why it cannot be.
     """
     model = getattr(model_or_cfg, "model", None)
     cfg = getattr(model_or_cfg, "cfg", model_or_cfg)
@@ -220,43 +242,42 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     findings += geo.findings
     U, size, orient, rs = geo.U, geo.size, geo.orient, geo.rs
     decoded = orient.image.shape[:2]
-    best = rs.fit
     analysis["resampler_residuals"] = rs.residuals
-    analysis.update(resampler=f"{rs.key[0]}/{rs.key[1]}", residual=round(float(best.residual), 4),
+    best, value_list, remainder = _values(U, geo, ref_cfg, analysis)
+    analysis.update(resampler=f"{rs.key[0]}/{rs.key[1]}", residual=round(float(rs.fit.residual), 4),
                     permutation=list(best.perm), slope=[float(f"{v:.6g}") for v in best.slope],
                     offset=[float(f"{v:.6g}") for v in best.offset])
-
     quality = 1.0 / (1.0 + max(0.0, best.residual - EXACT) / QUALITY_SCALE)
     channel = channel_finding(best, fmt_order, quality)
-    Rp = as_channels(rs.image)[list(best.perm)]
-    value_list, value_info = value_findings(U, Rp, best.slope, best.offset, best.residual, ref_cfg, quality)
     findings += ([channel] if channel else []) + value_list
-    if "value_note" in value_info:
-        notes.append(value_info.pop("value_note"))
-    analysis.update(value_info)
     sized = original_size_finding(ui, ref.size, decoded, orient.chosen)
     findings += [sized] if sized else []
 
     findings += _model_side(model, cfg, fingerprint, ref.tensor, findings, analysis)
     notes += _fingerprint_notes(fingerprint, ui, findings)
-    if best.residual > UNEXPLAINED:
-        notes.append(f"{best.residual:.2f} grey levels RMS remain after the best explanation: a step the Doctor does "
-                     "not model (crop, padding, colour conversion, blur, another decoder) also differs")
+    if remainder is not None:
+        findings.append(unexplained_finding(remainder[0], remainder[1], ref_cfg))
+    elif best.residual > UNEXPLAINED:
+        notes.append(f"{best.residual:.2f} grey levels RMS remain after the best explanation (the resampler the "
+                     "Doctor found reproduces the pixels only roughly)")
     analysis["explanation"] = (f"{orient.chosen.replace('_', ' ')}, {size[0]}x{size[1]}, {rs.key[0]}/{rs.key[1]}, "
                                f"channels {list(best.perm)}, slope {fmt(best.slope, 4)}, offset {fmt(best.offset, 3)}")
     fed = (int(ui.tensor.shape[1]), int(ui.tensor.shape[2]))
     if contract is not None:
         findings = deployment_findings(findings, contract, ref_cfg, fed, ref.size, best.slope.tolist())
     if not findings:
-        findings += _match_or_note(ref.tensor, ui.tensor, analysis, notes)
+        findings += _match_or_unexplained(ref.tensor, ui.tensor, analysis, ref_cfg)
     findings = merge(findings)
     blocking: set[str] = set()
     if hasattr(model_or_cfg, "model_on") and measure and findings and findings[0].id != "match":
-        explained = _explanation(ui, ref, geo)
+        explained = _explanation(ui, ref, geo, best)
         if contract is not None:  # the graph takes no height/width: a deployment rescales the boxes itself
             explained.as_fed = explained.as_fed._replace(size=explained.as_fed.size or ref.size)
         findings, blocking, analysis["damage_scores"] = measure_recovery(
             model_or_cfg, ref.tensor, ref.size, explained, findings)
+        if preprocess is not None:
+            findings = measure_own(model_or_cfg, ref.tensor, ref.size, explained, findings, preprocess, path,
+                                   analysis["damage_scores"]["runnable"])
     # A traced graph fed another size is not measurable with the Python model (it takes any size): first, with
     # what stops the model from running.
     blocking |= {"traced_size"}
@@ -298,6 +319,8 @@ class _Pixels(NamedTuple):
     turned: Geometry
     padded: Geometry
     crop: Optional[CropMatch]
+    spatial: Optional[Spatial]  # a blur or sharpening of the render that explains the pixels (no stage's)
+    source: bool  # a source other than the file as read (alpha composite, re-encoding) explains them
 
 
 def _explain_pixels(ui: UserInput, ref: _Reference, path: Path, cfg: CfgNode, analysis: dict) -> _Pixels:
@@ -326,21 +349,81 @@ def _explain_pixels(ui: UserInput, ref: _Reference, path: Path, cfg: CfgNode, an
         sized_rule = [explain_size(size[0], size[1], H, W, cfg)]
     findings += [f for f in (orient.finding, *sized_rule, rs.finding) if f is not None]
     user_decode = orient.image
-    if crop is None:
-        src = _source(U, size, path, orient.image, rs, cfg, analysis)
-        if src is not None:
-            findings.append(src.finding)
-            user_decode = src.image
-            rs = rs._replace(fit=src.fit, image=_render_like(rs, size)(src.image))
-        elif rs.finding is None:
-            weak = weak_resampler_finding(rs, size, orient.image.shape[:2], cfg)
-            findings += [weak] if weak is not None else []
-    return _Pixels(findings, U, size, orient, rs, user_decode, turned, padded, crop)
+    src = _source(U, size, path, orient.image, rs, cfg, analysis) if crop is None else None
+    if src is not None:
+        findings.append(src.finding)
+        user_decode = src.image
+        rs = rs._replace(fit=src.fit, image=_render_like(rs, size)(src.image))
+    spatial = spatial_filter(U, rs.image, rs.fit.residual) if src is None else None
+    weak = (weak_resampler_finding(rs, size, orient.image.shape[:2], cfg)
+            if crop is None and src is None and rs.finding is None else None)
+    if spatial is not None and weak is not None and spatial.kind == "blur" and spatial.sigma < RESAMPLER_SIGMA:
+        spatial = None  # a blur as light as kernels differ by: another resampler made the pixels
+    if spatial is not None:
+        analysis["spatial"] = {"kind": spatial.kind, "sigma": spatial.sigma, "amount": spatial.amount,
+                               "residual": round(spatial.fit.residual, 3)}
+    elif weak is not None:
+        findings.append(weak)
+    return _Pixels(findings, U, size, orient, rs, user_decode, turned, padded, crop, spatial, src is not None)
 
 
-def _explanation(ui: UserInput, ref: _Reference, geo: _Pixels) -> Explanation:
-    """The chain that explains the user's input, for measuring what fixing each step recovers."""
-    best = geo.rs.fit
+# Findings that already account for pixels no kernel or decode of the table reproduces exactly.
+_ATTRIBUTED = ("resize_interpolation", "recompression", "alpha_channel")
+
+
+def _values(U: np.ndarray, geo: _Pixels, cfg: CfgNode,
+            analysis: dict) -> tuple[Fit, list[Finding], Optional[tuple[float, str]]]:
+    """The channel order and value map that explain the pixels (``Fit``), the value findings, and what remains
+    that no stage names (``(grey levels RMS, description)`` for the ``unexplained`` finding, or ``None``).
+
+    A spatial filter found with the pixels is the remainder and the map is fitted against the filtered render;
+    otherwise a value curve is looked for (its ends still name the value range: a gamma after ToTensor is
+    both ``value_range_0_1`` and a curve), then a colour change that stays in 0..255, then any residual left."""
+    rs = geo.rs
+    best = rs.fit
+    remainder: Optional[tuple[float, str]] = None
+    if geo.spatial is not None:
+        best = geo.spatial.fit
+        remainder = (float(rs.fit.residual), describe_spatial(geo.spatial, rs.fit.residual))
+    quality = 1.0 / (1.0 + max(0.0, best.residual - EXACT) / QUALITY_SCALE)
+    Rp = as_channels(rs.image)[list(best.perm)]
+    attributed = any(f.id in _ATTRIBUTED for f in geo.findings)
+    curve = value_curve(U, Rp, best, cfg) if geo.spatial is None and not geo.source and not attributed else None
+    if curve is not None:
+        analysis["value_curve"] = {"residual": round(curve.residual, 3), "moved": round(curve.moved, 3),
+                                   "value_range": curve.name, "gamma": round(curve.gamma, 3)}
+        remainder = (curve.moved, describe_curve(curve))
+        if curve.name is None:
+            return best, [], remainder
+        best = best._replace(slope=curve.slope, offset=curve.offset)
+        linear = best.slope[:, None] * Rp + best.offset[:, None]
+        value_list, info = value_findings(linear, Rp, best.slope, best.offset, 0.0, cfg, 1.0)
+        info.pop("value_note", None)
+        analysis.update(info)
+        return best, [dataclasses.replace(f, evidence=f"{f.evidence}; read off the ends of a value curve (see "
+                                                      "'unexplained')") for f in value_list], remainder
+    value_list, info = value_findings(U, Rp, best.slope, best.offset, best.residual, cfg, quality)
+    note = info.pop("value_note", None)
+    analysis.update(info)
+    if remainder is None and note is not None and not geo.source:
+        moved = colour_change(best.slope, best.offset, Rp)
+        if moved > COLOUR_RMS:
+            remainder = (moved, describe_colour(best.slope, best.offset, moved))
+    if remainder is None and best.residual > UNEXPLAINED_RMS and not attributed:
+        remainder = (float(best.residual), "a change no value curve, blur or sharpening of the image reproduces "
+                                           "(local contrast such as CLAHE, a denoiser, an overlay, a decoder of its own)")
+    return best, value_list, remainder
+
+
+def _explanation(ui: UserInput, ref: _Reference, geo: _Pixels, best: Fit) -> Explanation:
+    """The chain that explains the user's input (``best``: its channel order and value map), for measuring what
+    fixing each step recovers."""
+    render = geo.rs.image
+    # What no stage explains, in the reference's units and channel order on the user's grid: the user's pixels
+    # with the value map undone, less the render that explains them.
+    mapped = (geo.U - best.offset[:, None]) / best.slope[:, None]
+    delta = np.empty_like(mapped)
+    delta[list(best.perm)] = mapped - as_channels(render)[list(best.perm)]
     return Explanation(
         as_fed=Fed(ui.tensor.to(_DTYPES.get(ui.dtype, torch.float32)), ui.batch is not None,
                    ui.original_size, ui.channels_last),
@@ -348,8 +431,12 @@ def _explanation(ui: UserInput, ref: _Reference, geo: _Pixels) -> Explanation:
         perm=best.perm, slope=best.slope, offset=best.offset, transposed=geo.turned.finding is not None,
         content=geo.padded.tensor if geo.padded.finding is not None else None,
         crop_resize=tuple(geo.crop.info["crop"]["resized_to"]) if geo.crop is not None else None,
+        crop_box=tuple(geo.crop.info["crop"]["box_xyxy"]) if geo.crop is not None else None,
         reference_size=(int(ref.tensor.shape[1]), int(ref.tensor.shape[2])), original=ref.size,
-        padding=geo.padded.info.get("padding"), fill=geo.padded.info.get("padding_fill"))
+        padding=geo.padded.info.get("padding"), fill=geo.padded.info.get("padding_fill"), render=render,
+        delta=torch.from_numpy(delta.reshape(3, *geo.size).astype(np.float32)),
+        full_decode=geo.orient.image if geo.source and any(f.id == "resize_interpolation" for f in geo.findings)
+        else None)
 
 
 def _render_like(rs, size: tuple[int, int]):
@@ -362,7 +449,11 @@ def _source(U, size, path: Path, decode: np.ndarray, rs, cfg: CfgNode, analysis:
     render = _render_like(rs, size)
     src = alpha_source(U, path, cfg.INPUT.FORMAT, render, rs.fit.residual, cfg)
     if src is None:
-        src = recompressed_source(U, decode, cfg.INPUT.FORMAT, render, rs.fit.residual, cfg)
+        # a reduced decode and a re-encoding both blur the pixels: the one that explains them better
+        found = [s for s in (reduced_source(U, path, decode, cfg.INPUT.FORMAT, render, rs.fit.residual, cfg),
+                             recompressed_source(U, decode, cfg.INPUT.FORMAT, render, rs.fit.residual, cfg))
+                 if s is not None]
+        src = min(found, key=lambda s: s.fit.residual) if found else None
     if src is not None:
         analysis.update(src.info)
     return src
@@ -399,12 +490,15 @@ def _fingerprint_notes(fingerprint: Optional[dict], ui: UserInput, findings: lis
             for f in check_statistics(fingerprint, ui.tensor, ui.original_size)]
 
 
-def _match_or_note(reference: torch.Tensor, user: torch.Tensor, analysis: dict, notes: list[str]) -> list[Finding]:
-    """No stage differs: a ``match`` when the input equals the reference (or nearly, with every stage right);
-    otherwise a note that something the Doctor does not model differs."""
+def _match_or_unexplained(reference: torch.Tensor, user: torch.Tensor, analysis: dict,
+                          cfg: CfgNode) -> list[Finding]:
+    """No stage differs: a ``match`` when the input equals the reference (or nearly, with every stage right:
+    another JPEG decoder), else ``unexplained``: something the vocabulary has no stage for differs."""
     if tuple(reference.shape) != tuple(user.shape):
-        notes.append("the input's size differs from the reference, but no resize rule the Doctor knows explains it")
-        return []
+        return [unexplained_finding(
+            None, f"the input is {user.shape[1]}x{user.shape[2]} where the reference is "
+            f"{reference.shape[1]}x{reference.shape[2]}, and no resize rule, crop or padding the Doctor knows makes "
+            "that size", cfg, 0.6)]
     diff = (reference - user).abs()
     top = float(diff.max())
     analysis["max_abs_diff"] = top
@@ -416,8 +510,7 @@ def _match_or_note(reference: torch.Tensor, user: torch.Tensor, analysis: dict, 
     if rms < MATCH_CLOSE_RMS:
         return [Finding("match", 0.6,
                         f"every stage the Doctor checks agrees with the reference; small pixel differences remain "
-                        f"(RMS {rms:.2f}, max {top:.1f} grey levels: another JPEG decoder, re-encoding, a light filter)",
+                        f"(RMS {rms:.2f}, max {top:.1f} grey levels: another JPEG decoder, a light filter)",
                         "nothing to fix in the stages the Doctor checks")]
-    notes.append(f"the input differs from the reference by RMS {rms:.2f} grey levels (max {top:.1f}) in a way no "
-                 "stage the Doctor checks explains")
-    return []
+    return [unexplained_finding(rms, f"the input differs from the reference by max {top:.1f} grey levels in a way "
+                                     "no stage explains", cfg)]

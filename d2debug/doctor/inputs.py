@@ -195,10 +195,11 @@ def preprocess_function(spec: str, trust: bool):
     return fn
 
 
-def call_preprocess(spec: str, image: Union[str, Path], trust: bool) -> UserInput:
+def call_preprocess(spec: str, image: Union[str, Path], trust: bool, fn=None) -> UserInput:
     """Call the user's ``FILE.py:FUNCTION`` on ``image`` (its path, as a string) and unpack what it returns
-    (a tensor, an array, or a detectron2 input dict / list of them). An exception in their code is one line."""
-    fn = preprocess_function(spec, trust)
+    (a tensor, an array, or a detectron2 input dict / list of them). An exception in their code is one line.
+    ``fn``: the function already imported by :func:`preprocess_function`."""
+    fn = fn or preprocess_function(spec, trust)
     try:
         out = fn(str(image))
     except Exception as exc:  # noqa: BLE001 - the user's code may raise anything; say what and where

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Sequence, Type
 
 import numpy as np
 
-from ..findings import Finding, feed_code
+from ..findings import Finding, feed_code, reference_resize_code
 from .fit import Fit, fit
 
 if TYPE_CHECKING:
     from detectron2.config import CfgNode
 
-__all__ = ["Source", "alpha_source", "recompressed_source"]
+__all__ = ["Source", "alpha_source", "recompressed_source", "reduced_source"]
 
 BETTER = 0.6  # a source replaces the reference decode when its residual is at most this fraction of it
 MIN_RESIDUAL = 0.3  # grey levels: below this the reference decode explains the pixels; nothing to look for
@@ -121,4 +121,56 @@ def recompressed_source(U: np.ndarray, decode: np.ndarray, fmt: str, render: Cal
         "your code decoded it (block artefacts the model never saw in training)",
         "decode the original file, not a re-encoded copy (an upload widget's bytes, a resized thumbnail); "
         + feed_code(cfg),
+    ), info)
+
+
+REDUCTIONS = (2, 4, 8)  # the scales a JPEG decoder downsizes by in the DCT (cv2.IMREAD_REDUCED_*, PIL draft)
+
+
+def _reduced_decodes(path: Path, fmt: str, shape: tuple[int, ...]) -> list[tuple[str, np.ndarray]]:
+    """The file decoded at 1/2, 1/4, 1/8 scale by cv2 (``IMREAD_REDUCED_COLOR_*``, EXIF applied) and by PIL's
+    JPEG draft mode (EXIF applied after), in ``fmt`` order; only those with the aspect of ``shape`` (the decode
+    the user's orientation gives)."""
+    import cv2
+    from PIL import Image, ImageOps
+
+    flags = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+    out = []
+    H, W = shape[:2]
+    for s in REDUCTIONS:
+        bgr = cv2.imread(str(path), flags[s])
+        if bgr is not None:
+            out.append((f"cv2.IMREAD_REDUCED_COLOR_{s}", bgr if fmt == "BGR" else np.ascontiguousarray(bgr[:, :, ::-1])))
+        with Image.open(path) as im:
+            if im.format != "JPEG":
+                continue
+            im.draft("RGB", (max(1, im.width // s), max(1, im.height // s)))
+            rgb = np.asarray((ImageOps.exif_transpose(im) or im).convert("RGB"))
+        out.append((f"PIL draft('RGB', 1/{s})", rgb if fmt == "RGB" else np.ascontiguousarray(rgb[:, :, ::-1])))
+    return [(name, img) for name, img in out
+            if img.shape[0] < H and abs(np.log((img.shape[1] / img.shape[0]) / (W / H))) < 0.05]
+
+
+def reduced_source(U: np.ndarray, path: Path, decode: np.ndarray, fmt: str, render: Callable[[np.ndarray], np.ndarray],
+                   reference_residual: float, cfg: CfgNode) -> Optional[Source]:
+    """``resize_interpolation`` when the file decoded at a reduced scale (the decoder's own DCT downscale), then
+    resized to the user's size, explains ``U`` far better than the full decode: a resize done in two steps,
+    the first by the decoder."""
+    if reference_residual < MIN_RESIDUAL:
+        return None
+    candidates = _reduced_decodes(path, fmt, decode.shape)
+    if not candidates:
+        return None
+    (name, _), f, img = _best(U, render, candidates, lambda c: c[1])
+    info = {"reduced_residuals": {"full": round(reference_residual, 3), name: round(f.residual, 3)}}
+    if not f.residual < BETTER * reference_residual:
+        return None
+    return Source(img, f, Finding(
+        "resize_interpolation", float(np.clip(1 - f.residual / reference_residual, 0.5, 0.9)),
+        f"the image was decoded at reduced size ({name}: {img.shape[0]}x{img.shape[1]} instead of "
+        f"{decode.shape[0]}x{decode.shape[1]}) and then resized: {f.residual:.2f} grey levels RMS vs "
+        f"{reference_residual:.2f} for the full decode; the decoder's downscale is a resampler of its own, and "
+        "anything resized up from it is blurred",
+        "decode at full size (cv2.IMREAD_COLOR, no draft()/thumbnail()), then resize once with detectron2's "
+        "transform: " + reference_resize_code(cfg),
     ), info)
