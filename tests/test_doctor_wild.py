@@ -75,6 +75,9 @@ def test_every_labelled_mistake_changes_the_input_on_its_image(reference_inputs)
     """A mistake that changes nothing on the case's image (a channel swap on a grey photo, a clamp that does not
     apply) is no mistake there: every alone variant, and every single-mistake pipeline, differs from the
     reference input."""
+    ref, original = reference_inputs["val_001.jpg"]
+    assert changes_input({"image": ref}, ref, original)  # resized without height/width: the resized frame
+    assert not changes_input({"image": ref}, ref, tuple(ref.shape[1:]))  # at the original size: the same frame
     unchanged = []
     for c in CASES:
         ref, original = reference_inputs[c.image]

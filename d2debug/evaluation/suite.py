@@ -350,9 +350,15 @@ def measure_alone(loaded, images_dir: Union[str, Path],
 def changes_input(obj: Any, reference: torch.Tensor, original: tuple[int, int], tol: float = 0.0) -> bool:
     """Whether what a script returns differs from the reference model input (``reference``: ``3xHxW`` float32,
     ``original``: the height/width to pass): another container shape, dtype, height/width, size, or values
-    whose mean absolute difference exceeds ``tol`` grey levels (0: any difference)."""
+    whose mean absolute difference exceeds ``tol`` grey levels (0: any difference). No height/width is read as
+    the model reads it, the input's own size (what it then answers in): no change for an input at the original
+    size."""
     image, size = model_input(obj)
-    if size != tuple(original) or not isinstance(image, torch.Tensor) or image.dtype != torch.float32:
+    if not isinstance(image, torch.Tensor) or image.dtype != torch.float32:
+        return True
+    if size is None and image.dim() == 3:
+        size = (int(image.shape[1]), int(image.shape[2]))
+    if size != tuple(original):
         return True
     if tuple(image.shape) != tuple(reference.shape):
         return True
