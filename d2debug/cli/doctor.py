@@ -3,7 +3,7 @@
     python -m d2debug doctor [--config C --weights W] --image I --input FILE [--json] [--fingerprint fp.json]
                              [--contract contract.json|model.ts|model.onnx]
     python -m d2debug fingerprint [--config C --weights W] [--images DIR] --out fp.json
-    python -m d2debug doctor-suite [--per-case N]
+    python -m d2debug doctor-suite [--per-case N | --handwritten | --wild]
 
 ``doctor`` exits 0 when the input matches the reference, 1 when it has findings, 2 on bad input.
 """
@@ -95,7 +95,7 @@ def cmd_fingerprint(a: argparse.Namespace) -> int:
 
 
 def cmd_doctor_suite(a: argparse.Namespace) -> int:
-    from ..evaluation.suite import confusion_table, run_handwritten, run_suite
+    from ..evaluation.suite import confusion_table, run_handwritten, run_suite, run_wild
 
     images = list_images(Path(a.images) if a.images else SAMPLE_IMAGES, "directory")
 
@@ -103,11 +103,13 @@ def cmd_doctor_suite(a: argparse.Namespace) -> int:
         mark = "ok " if r.top_right else "BAD"
         print(f"[{i:3d}/{n}] {mark} {r.case} on {r.image}: top {r.top}", file=sys.stderr, flush=True)
 
-    if a.handwritten:
+    written = "--handwritten" if a.handwritten else "--wild" if a.wild else None
+    if written:
         if a.config is not None or a.images is not None:
-            raise D2DebugError("--handwritten runs on the demo model and its sample images (the cases are written for "
+            raise D2DebugError(f"{written} runs on the demo model and its sample images (the cases are written for "
                                "them); leave out --config and --images")
-        results = run_handwritten(load_from_args(a), SAMPLE_IMAGES, progress=progress)
+        runner = run_handwritten if a.handwritten else run_wild
+        results = runner(load_from_args(a), SAMPLE_IMAGES, progress=progress)
     else:
         loaded = load_from_args(a)
         with tempfile.TemporaryDirectory() as td:
@@ -116,7 +118,7 @@ def cmd_doctor_suite(a: argparse.Namespace) -> int:
     n = len(results)
     top = sum(r.top_right for r in results)
     refs_ok = all(r.top == "match" for r in results if not r.truth)
-    return 0 if top >= 0.95 * n and refs_ok and not any(r.blamed for r in results if a.handwritten) else 1
+    return 0 if top >= 0.95 * n and refs_ok and not any(r.blamed for r in results if written) else 1
 
 
 def register(sub) -> None:
@@ -160,7 +162,12 @@ def register(sub) -> None:
     add_model_args(s)
     s.add_argument("--images", type=Path, help="directory of images (default: sample_data/images)")
     s.add_argument("--per-case", type=int, default=2, help="images per generated pipeline (default 2)")
-    s.add_argument("--handwritten", action="store_true",
-                   help="the hand-written suite instead: pipelines written like real scripts (torchvision, cv2.dnn, "
-                        "letterbox, pad, crop, uploads...), independent of the Doctor's stage functions")
+    which = s.add_mutually_exclusive_group()
+    which.add_argument("--handwritten", action="store_true",
+                       help="the hand-written suite instead: pipelines written like real scripts (torchvision, "
+                            "cv2.dnn, letterbox, pad, crop, uploads...), independent of the Doctor's stage functions")
+    which.add_argument("--wild", action="store_true",
+                       help="the suite of pipelines from the wild instead: crops anywhere, padding in every border "
+                            "mode, decoders that scale or skip EXIF, training size rules, tensor layouts and dtypes, "
+                            "transforms with no finding id, code from public issues")
     s.set_defaults(func=cmd_doctor_suite)

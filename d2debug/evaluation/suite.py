@@ -2,7 +2,9 @@
 table of true pitfall(s) vs the Doctor's top finding (``python -m d2debug doctor-suite``).
 
 The cases are rendered with the library's own stage functions (``make_user_input``), so the suite checks
-that the Doctor names each stage change it can render; hand-written pipelines are tested separately.
+that the Doctor names each stage change it can render; hand-written pipelines (:mod:`.handwritten`) and
+pipelines from the wild (:mod:`.wild`) are run by :func:`run_handwritten` and :func:`run_wild`, and the wild
+suite's damage order is measured by :func:`measure_alone`.
 """
 from __future__ import annotations
 
@@ -10,22 +12,26 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
+from ..compare import compare
 from ..compat import cfg_node
 from ..doctor.diagnose import diagnose
 from ..doctor.inputs import load_user_input, make_user_input, parse_user_input
-from ..run import preprocess
+from ..errors import D2DebugError
+from ..run import preprocess, reference_spec, run_tensor
 from ..stages import PipelineSpec
+from . import handwritten, wild
 from .handwritten import CASES
 
 if TYPE_CHECKING:
     from detectron2.config import CfgNode
 
-__all__ = ["run_handwritten", "SuiteCase", "SuiteResult", "SUITE", "pick_images", "suite_cases", "run_case", "run_suite",
+__all__ = ["run_handwritten", "run_wild", "measure_alone", "model_input", "agreement", "changes_input",
+           "order_problems", "SuiteCase", "SuiteResult", "SUITE", "pick_images", "suite_cases", "run_case", "run_suite",
            "confusion_table"]
 
 
@@ -258,20 +264,123 @@ def run_suite(loaded, images: Sequence[Union[str, Path]], per_case: int = 2, tmp
     return results
 
 
+def _run_cases(loaded, cases: Sequence[Union[handwritten.Case, wild.Case]], images_dir: Union[str, Path],
+               progress: Optional[Callable[[int, int, SuiteResult], None]]) -> list[SuiteResult]:
+    """Diagnose each written case on its sample image. An input the Doctor refuses (``D2DebugError``: one it
+    cannot read as a model input at all) is the result ``error``, a wrong answer in the table."""
+    results = []
+    for i, case in enumerate(cases, 1):
+        path = Path(images_dir) / case.image
+        try:
+            diag = diagnose(loaded, path, parse_user_input(case.fn(str(path)), case.name))
+            top, found = diag.top, tuple(diag.ids)
+        except D2DebugError:
+            top, found = "error", ("error",)
+        r = SuiteResult(case.name, case.image, tuple(case.mistakes), top, found, tuple(case.mistakes[:case.tied]))
+        results.append(r)
+        if progress is not None:
+            progress(i, len(cases), r)
+    return results
+
+
 def run_handwritten(loaded, images_dir: Union[str, Path],
                     progress: Optional[Callable[[int, int, SuiteResult], None]] = None) -> list[SuiteResult]:
     """The hand-written suite (:mod:`.handwritten`: pipelines written like real scripts, not with the Doctor's
     stage functions) on the demo model's sample images in ``images_dir``."""
-    results = []
-    for i, case in enumerate(CASES, 1):
+    return _run_cases(loaded, CASES, images_dir, progress)
+
+
+def run_wild(loaded, images_dir: Union[str, Path], progress: Optional[Callable[[int, int, SuiteResult], None]] = None,
+             cases: Optional[Sequence[wild.Case]] = None) -> list[SuiteResult]:
+    """The suite of pipelines from the wild (:mod:`.wild`: crops, padding modes, decoders, size rules, tensor
+    layouts, transforms with no finding id, code from public issues) on the demo model's sample images in
+    ``images_dir``; ``cases``: a subset (default all)."""
+    return _run_cases(loaded, wild.CASES if cases is None else cases, images_dir, progress)
+
+
+def model_input(obj: Any) -> tuple[Any, Optional[tuple[int, int]]]:
+    """What the model gets from a script's return value (a dict, a list of dicts, a tensor or an array): the
+    (first) image as given, a numpy array as the tensor it becomes, and the height/width passed (``None``:
+    not passed)."""
+    if isinstance(obj, (list, tuple)):
+        obj = obj[0]
+    size = None
+    if isinstance(obj, dict):
+        if "height" in obj and "width" in obj:
+            size = (int(obj["height"]), int(obj["width"]))
+        obj = obj["image"]
+    if isinstance(obj, np.ndarray):
+        obj = torch.from_numpy(np.ascontiguousarray(obj))
+    return obj, size
+
+
+def agreement(loaded, reference, obj: Any) -> float:
+    """Agreement (``compare(...).score``: detection F1, mIoU for a semantic segmentor) of the model's output on
+    what a script returns (``obj``) with ``reference``, the model's output on the reference input. The image
+    runs as given, its dtype included; an input the model cannot run (a 4-D batch, an ``HxWx3`` tensor, a
+    float64 tensor against float32 weights) scores 0."""
+    image, size = model_input(obj)
+    if not isinstance(image, torch.Tensor) or image.dim() != 3 or image.shape[0] != 3:
+        return 0.0  # detectron2 stacks a 1xCxHxW "image" into a 5-D batch; an HxWxC one fails PIXEL_MEAN
+    spec = reference_spec(loaded.cfg, loaded.device).replace(original_size="pass" if size else "omit")
+    try:
+        out = run_tensor(loaded, image, spec, original_size=size)
+    except (RuntimeError, D2DebugError):
+        return 0.0
+    return float(compare(reference, out).score)
+
+
+def measure_alone(loaded, images_dir: Union[str, Path],
+                  cases: Optional[Sequence[wild.Case]] = None) -> dict[str, dict[str, float]]:
+    """For every wild case with two or more mistakes: the agreement of the model's output on each mistake's
+    ``alone`` pipeline (the correct pipeline with only that mistake) with its output on the reference input
+    (``DefaultPredictor``'s), ``{case name: {finding id: agreement}}``. Lower is more damaging."""
+    out: dict[str, dict[str, float]] = {}
+    spec = reference_spec(loaded.cfg, loaded.device)
+    for case in wild.CASES if cases is None else cases:
+        if len(case.mistakes) < 2:
+            continue
         path = Path(images_dir) / case.image
-        diag = diagnose(loaded, path, parse_user_input(case.fn(str(path)), case.name))
-        r = SuiteResult(case.name, case.image, tuple(case.mistakes), diag.top, tuple(diag.ids),
-                        tuple(case.mistakes[:case.tied]))
-        results.append(r)
-        if progress is not None:
-            progress(i, len(CASES), r)
-    return results
+        tensor, original = preprocess(loaded.cfg, path)
+        reference = run_tensor(loaded, tensor, spec, original_size=original)
+        out[case.name] = {m: round(agreement(loaded, reference, case.alone[m](str(path))), 4) for m in case.mistakes}
+    return out
+
+
+def changes_input(obj: Any, reference: torch.Tensor, original: tuple[int, int], tol: float = 0.0) -> bool:
+    """Whether what a script returns differs from the reference model input (``reference``: ``3xHxW`` float32,
+    ``original``: the height/width to pass): another container shape, dtype, height/width, size, or values
+    whose mean absolute difference exceeds ``tol`` grey levels (0: any difference). No height/width is read as
+    the model reads it, the input's own size (what it then answers in): no change for an input at the original
+    size."""
+    image, size = model_input(obj)
+    if not isinstance(image, torch.Tensor) or image.dtype != torch.float32:
+        return True
+    if size is None and image.dim() == 3:
+        size = (int(image.shape[1]), int(image.shape[2]))
+    if size != tuple(original):
+        return True
+    if tuple(image.shape) != tuple(reference.shape):
+        return True
+    return float((image - reference).abs().mean()) > tol
+
+
+def order_problems(case: wild.Case, measured: dict[str, float], tol: float = 0.02) -> list[str]:
+    """What is wrong with ``case``'s declared damage order given the measured alone-agreements: the mistakes
+    must be listed lowest agreement first (within ``tol``), the first ``case.tied`` within ``tol`` of each
+    other and no later one within ``tol`` of the lowest."""
+    a = [measured[m] for m in case.mistakes]
+    lead, rest = a[:case.tied], a[case.tied:]
+    problems = []
+    for i in range(1, len(a)):
+        if a[i] + tol < a[i - 1]:
+            problems.append(f"{case.mistakes[i]} ({a[i]}) is more damaging than {case.mistakes[i - 1]} ({a[i - 1]})")
+    if max(lead) - min(lead) > tol:
+        problems.append(f"the {case.tied} leading mistakes do not tie: {dict(zip(case.mistakes, lead))}")
+    for m, v in zip(case.mistakes[case.tied:], rest):
+        if v <= min(a) + tol:
+            problems.append(f"{m} ({v}) ties with the most damaging ({min(a)}): tied should count it")
+    return problems
 
 
 def confusion_table(results: Sequence[SuiteResult]) -> str:
