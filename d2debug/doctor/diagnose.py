@@ -238,6 +238,11 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     analysis["reference_resize"] = (f"ResizeShortestEdge({ref_cfg.INPUT.MIN_SIZE_TEST}, "
                                     f"{ref_cfg.INPUT.MAX_SIZE_TEST}), PIL bilinear")
     findings = container_findings(ui)
+    if any(f.id == "missing_original_size" for f in findings) and tuple(ui.tensor.shape[1:]) == ref.size:
+        # Fed at the original size, the input's own frame IS the original's: nothing to rescale yet.
+        findings = [f for f in findings if f.id != "missing_original_size"]
+        notes.append("no height/width: harmless while the image is fed at its original size (boxes come back in "
+                     "that frame); pass them once you resize: {'image': x, 'height': orig_h, 'width': orig_w}")
     geo = _explain_pixels(ui, ref, path, ref_cfg, analysis)
     findings += geo.findings
     U, size, orient, rs = geo.U, geo.size, geo.orient, geo.rs
@@ -251,6 +256,8 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     channel = channel_finding(best, fmt_order, quality)
     findings += ([channel] if channel else []) + value_list
     sized = original_size_finding(ui, ref.size, decoded, orient.chosen)
+    if sized is not None and geo.crop is not None and _crop_frame(geo.crop, decoded, ui):
+        sized = None  # height/width are the crop's own: the crop finding says boxes come back in its frame
     findings += [sized] if sized else []
 
     findings += _model_side(model, cfg, fingerprint, ref.tensor, findings, analysis)
@@ -365,6 +372,15 @@ def _explain_pixels(ui: UserInput, ref: _Reference, path: Path, cfg: CfgNode, an
     elif weak is not None:
         findings.append(weak)
     return _Pixels(findings, U, size, orient, rs, user_decode, turned, padded, crop, spatial, src is not None)
+
+
+def _crop_frame(crop: CropMatch, decoded: tuple[int, ...], ui: UserInput, tol: float = 2.0) -> bool:
+    """Whether the height/width passed are the size of the crop's region in the decoded image (within ``tol``
+    pixels): the user crops and describes the crop, consistently."""
+    rh, rw = crop.info["crop"]["resized_to"]
+    x0, y0, x1, y1 = crop.info["crop"]["box_xyxy"]
+    h, w = (y1 - y0) * decoded[0] / rh, (x1 - x0) * decoded[1] / rw
+    return ui.height is not None and ui.width is not None and abs(ui.height - h) <= tol and abs(ui.width - w) <= tol
 
 
 # Findings that already account for pixels no kernel or decode of the table reproduces exactly.
