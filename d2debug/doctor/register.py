@@ -2,7 +2,7 @@
 
 Real scripts move pixels in ways a resize rule does not explain: ``permute(2, 1, 0)`` instead of
 ``(2, 0, 1)`` (H and W exchanged), letterboxing or pad-to-size (constant borders, or borders made from the
-image's own pixels: replicate, reflect, wrap), centre crops. Each is recognised
+image's own pixels: replicate, reflect, wrap), crops anywhere in the image at any scale. Each is recognised
 here and undone, so that the later steps (resampler, channel order, values) compare the right pixels: a crop
 or a pad never turns into a channel or normalization finding.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
+import cv2
 import numpy as np
 import torch
 
@@ -364,9 +365,31 @@ def _image_has_flat_borders(img: np.ndarray) -> bool:
     return any(_flat_run(x, tol)[0] >= MIN_PAD for x in _side_lines(a).values())
 
 
+# Crops. The search is OpenCV's normalized cross-correlation (TM_CCOEFF_NORMED: blind to a per-channel affine
+# value map with positive slope, so /255 or Normalize do not matter) of the tensor's grey levels against the
+# image's over scales, coarse then fine; the affine fit then confirms the best boxes at +-1 px.
+COARSE_SIDE = 64  # px: the coarse scale search shrinks the tensor so its short side is about this
+COARSE_STEP = 1.015  # scale ratio between coarse steps: a 1.5% scale error still correlates at COARSE_SIDE px
+MAX_ZOOM = 4.0  # the crop box spans at least 1/MAX_ZOOM of the image along its tighter axis
+COARSE_KEEP = 3  # scales (local maxima of the correlation) refined at full resolution, those within
+COARSE_MARGIN = 0.1  # of the best correlation (a far weaker peak is another part of the picture that looks alike)
+FINE_SPAN = 0.025  # relative: the full-resolution search covers the coarse scale +- this
+FINE_KEEP = 3  # boxes (size, position) confirmed with the affine fit
+# A crop is searched for only when the whole image stretched to the user's size leaves more than this (grey
+# levels RMS): a resampler or a JPEG re-encoding leaves a few, a crop tens. Keeps correct inputs fast.
+CROP_SEARCH_FROM = 4.0
+MIN_CUT = 2  # px: a box must leave out at least this much of the frame along one axis to be a crop
+# A crop cut before the resize sits at a fractional position of the resized frame; its render as the crop
+# of the image resized is tried when the cut-after-resize render leaves more than this (grey levels RMS).
+BEFORE_RESIZE_FROM = 0.5
+BOX_STEPS = 12  # px moves of the before-resize box's descent (it starts within a few px of the box)
+
+
 class CropMatch(NamedTuple):
-    """A centre crop that explains the user's pixels: the render (``hxwx3``), the resize it was cut from, the
-    finding, and whether that resize differs from the reference's (then ``size_finding`` says so)."""
+    """A crop that explains the user's pixels: the render (``hxwx3`` uint8), the finding, a ``resize_size``
+    finding when the frame it was cut from is not the reference's, and ``info`` (``crop_residuals`` and
+    ``crop``: ``resized_to`` ``[rh, rw]``, ``box_xyxy`` ``[x0, y0, x1, y1]`` in that frame, ``where``,
+    ``scale``, ``cut`` (``after_resize`` or ``before_resize``) and ``box_in_image_xyxy`` in the image's pixels)."""
 
     image: np.ndarray
     finding: Finding
@@ -374,65 +397,269 @@ class CropMatch(NamedTuple):
     info: dict
 
 
-def _centre_crops(base: np.ndarray, h: int, w: int, scale: float):
-    """The centre ``h x w`` crops of ``base`` resized by ``scale`` (PIL bilinear), both offset roundings."""
+def _grey(img: np.ndarray) -> np.ndarray:
+    """``HxWx3`` (any dtype) -> ``HxW`` float32 channel mean."""
+    return np.ascontiguousarray(img.astype(np.float32).mean(2))
+
+
+def _shrink(g: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``g`` (``HxW`` float32) at ``hxw``: area averaging down (no aliasing), bilinear up."""
+    small = h * w < g.shape[0] * g.shape[1]
+    return cv2.resize(g, (w, h), interpolation=cv2.INTER_AREA if small else cv2.INTER_LINEAR)
+
+
+def _coarse(tg: np.ndarray, G: np.ndarray, f_min: float, f_ref: float) -> list[tuple[float, float, float, float]]:
+    """The best scales (at most :data:`COARSE_KEEP`) for the template ``tg`` (``hxw`` grey) in ``G`` (``HxW``
+    grey): ``(correlation, scale, x, y)`` with the box's top-left in the frame resized by ``scale`` (pixels)."""
+    h, w = tg.shape
+    H, W = G.shape
+    d = max(1.0, min(h, w) / COARSE_SIDE)
+    th, tw = max(4, round(h / d)), max(4, round(w / d))
+    t_small = _shrink(tg, th, tw)
+    steps = int(math.log(MAX_ZOOM) / math.log(COARSE_STEP)) + 1
+    scales = sorted({f_min * COARSE_STEP ** k for k in range(steps)} | ({f_ref} if f_ref >= f_min else set()))
+    top = min(1.0, scales[-1] / d)  # every coarse frame is at most this fraction of the image: shrink once
+    G_small = _shrink(G, max(th, round(H * top)), max(tw, round(W * top)))
+    rows = []
+    for f in scales:
+        ih, iw = max(th, round(H * f / d)), max(tw, round(W * f / d))
+        res = cv2.matchTemplate(_shrink(G_small, ih, iw), t_small, cv2.TM_CCOEFF_NORMED)
+        _, val, _, (x, y) = cv2.minMaxLoc(res)
+        rows.append((float(val), f, x * (W * f) / iw, y * (H * f) / ih))
+    vals = [r[0] for r in rows]
+    peaks = [r for i, r in enumerate(rows) if vals[i] >= max(vals[max(0, i - 2):i + 3])]  # maxima over +-2 steps
+    peaks = sorted(peaks, reverse=True)[:COARSE_KEEP]
+    return [p for p in peaks if p[0] >= peaks[0][0] - COARSE_MARGIN]
+
+
+def _fine(tg: np.ndarray, G: np.ndarray, f: float, x: float, y: float) -> list[tuple[float, int, int, int, int]]:
+    """Full-resolution correlation of ``tg`` (``hxw`` grey) in ``G`` (``HxW`` grey) resized to frames
+    ``rh x rw`` (aspect kept up to rounding) within :data:`FINE_SPAN` of scale ``f``, near the coarse box
+    ``(x, y)``: a hill climb over ``rh`` (steps halving to 1 px). Every frame tried, as
+    ``(correlation, rh, rw, x0, y0)``."""
+    h, w = tg.shape
+    H, W = G.shape
+    lo, hi = max(h, math.floor(H * f * (1 - FINE_SPAN))), math.ceil(H * f * (1 + FINE_SPAN))
+    tried: dict[int, tuple[float, int, int, int, int]] = {}
+    out = []
+
+    def at(rh: int) -> tuple[float, int, int, int, int]:
+        if rh not in tried:
+            best = (-math.inf, rh, 0, 0, 0)
+            for rw in sorted({math.floor(W * rh / H), math.ceil(W * rh / H)}):
+                if rw < w:
+                    continue
+                s = rh / (H * f)
+                m = int(FINE_SPAN * max(rh, rw)) + 8  # how far off the coarse box can be at this size
+                x0, y0 = min(max(0, round(x * s) - m), rw - w), min(max(0, round(y * s) - m), rh - h)
+                x1, y1 = min(rw, x0 + w + 2 * m), min(rh, y0 + h + 2 * m)
+                res = cv2.matchTemplate(_shrink(G, rh, rw)[y0:y1, x0:x1], tg, cv2.TM_CCOEFF_NORMED)
+                _, val, _, (bx, by) = cv2.minMaxLoc(res)
+                out.append((float(val), rh, rw, x0 + bx, y0 + by))
+                best = max(best, out[-1])
+            tried[rh] = best
+        return tried[rh]
+
+    cur = at(min(max(round(H * f), lo), hi))
+    step = max(1, (hi - lo) // 4)
+    while step >= 1:
+        moved = True
+        while moved:
+            moved = False
+            for rh in (cur[1] - step, cur[1] + step):
+                if lo <= rh <= hi and at(rh)[0] > cur[0]:
+                    cur, moved = at(rh), True
+        step //= 2
+    return out
+
+
+class _Scorer:
+    """The affine fit's residual (grey levels RMS) of ``U`` (``3xN``) against many renders, with the channel
+    permutation fixed by one full :func:`~d2debug.doctor.fit.fit`: the statistics of ``U`` are kept, so each
+    render costs three dot products (the search compares hundreds of renders; the winner gets a full fit)."""
+
+    def __init__(self, U: np.ndarray, first: np.ndarray):
+        self.perm = fit(U, first).perm
+        self.Uc = (U - U.mean(1, keepdims=True)).astype(np.float32)
+        self.var_u = (self.Uc * self.Uc).mean(1)
+
+    def __call__(self, img: np.ndarray) -> float:
+        """``img``: ``hxwx3`` (the user's size)."""
+        R = img.reshape(-1, 3).astype(np.float32)
+        total = 0.0
+        for c in range(3):
+            r = R[:, self.perm[c]] - R[:, self.perm[c]].mean()
+            var_r = float(r @ r) / len(r)
+            cov = float(self.Uc[c] @ r) / len(r)
+            if var_r <= 1e-12 or abs(cov) <= 1e-12:
+                return math.inf
+            a = cov / var_r
+            total += max(float(self.var_u[c]) - cov * cov / var_r, 0.0) / (a * a)
+        return math.sqrt(total / 3)
+
+
+def _confirm(U: np.ndarray, base: np.ndarray, size: tuple[int, int],
+             boxes: list[tuple[float, int, int, int, int]]) -> tuple[float, int, int, int, int, np.ndarray]:
+    """The best of ``boxes`` (each +-1 px) by the affine fit of ``U`` (``3xN``) against the crop of the image
+    resized by the reference (PIL bilinear): ``(residual, rh, rw, x0, y0, crop hxwx3)``."""
+    h, w = size
+    best: Optional[tuple[float, int, int, int, int, np.ndarray]] = None
+    frames: dict[tuple[int, int], np.ndarray] = {}
+    score: Optional[_Scorer] = None
+    for _, rh, rw, bx, by in boxes:
+        if (rh, rw) not in frames:
+            frames[(rh, rw)] = resize_image(base, rh, rw, "bilinear", "pil")
+        frame = frames[(rh, rw)]
+        score = score or _Scorer(U, frame[by:by + h, bx:bx + w])
+        for y0 in range(max(0, by - 1), min(rh - h, by + 1) + 1):
+            for x0 in range(max(0, bx - 1), min(rw - w, bx + 1) + 1):
+                img = frame[y0:y0 + h, x0:x0 + w]
+                r = score(img)
+                if best is None or r < best[0]:
+                    best = (r, rh, rw, x0, y0, img)
+    assert best is not None
+    return (fit(U, best[5]).residual,) + best[1:]
+
+
+def _before_resize(U: np.ndarray, base: np.ndarray, size: tuple[int, int], rh: int, rw: int, x0: int, y0: int,
+                   r0: float) -> Optional[tuple[float, tuple[int, int, int, int], np.ndarray]]:
+    """The crop cut from the image before the resize: the box (``x0, y0, x1, y1`` in the image's pixels) near
+    the one ``(x0, y0)`` in the ``rh x rw`` frame maps to, resized to ``size`` (PIL bilinear), when it fits ``U``
+    better than ``r0``: ``(residual, box, render)``. A descent over the box's edges, 1 px moves."""
+    h, w = size
     H, W = base.shape[:2]
-    rh, rw = max(h, int(round(H * scale))), max(w, int(round(W * scale)))
-    big = resize_image(base, rh, rw, "bilinear", "pil")
-    seen = set()
-    for top, left in (((rh - h) // 2, (rw - w) // 2), (int(round((rh - h) / 2.0)), int(round((rw - w) / 2.0)))):
-        if (top, left) not in seen:
-            seen.add((top, left))
-            yield (rh, rw, top, left), big[top:top + h, left:left + w]
+    sx, sy = W / rw, H / rh
+    box = [round(x0 * sx), round(y0 * sy), round((x0 + w) * sx), round((y0 + h) * sy)]
+    renders: dict[tuple[int, ...], tuple[float, Optional[np.ndarray]]] = {}
+    score: Optional[_Scorer] = None
+
+    def render(b: list[int]) -> tuple[float, Optional[np.ndarray]]:
+        nonlocal score
+        if tuple(b) not in renders:
+            if not (0 <= b[0] < b[2] - 1 <= W - 1 and 0 <= b[1] < b[3] - 1 <= H - 1):
+                renders[tuple(b)] = (math.inf, None)
+            else:
+                img = resize_image(np.ascontiguousarray(base[b[1]:b[3], b[0]:b[2]]), h, w, "bilinear", "pil")
+                score = score or _Scorer(U, img)
+                renders[tuple(b)] = (score(img), img)
+        return renders[tuple(b)]
+
+    # Moves of one edge, of both edges of an axis together (a shift) and apart (a zoom), 1 px each.
+    moves = [m for i in (0, 1) for m in ({i: 1}, {i: -1}, {i + 2: 1}, {i + 2: -1}, {i: 1, i + 2: 1},
+                                         {i: -1, i + 2: -1}, {i: -1, i + 2: 1}, {i: 1, i + 2: -1})]
+    r, img = render(box)
+    for _ in range(BOX_STEPS):
+        cand = min(([v + m.get(i, 0) for i, v in enumerate(box)] for m in moves), key=lambda b: render(b)[0])
+        if not render(cand)[0] < r:
+            break
+        box = cand
+        r, img = render(box)
+    if img is None:
+        return None
+    r = fit(U, img).residual
+    return (r, (box[0], box[1], box[2], box[3]), img) if r < r0 else None
+
+
+def _where_in(x0: int, y0: int, x1: int, y1: int, W: int, H: int) -> str:
+    """Where the box ``x0, y0, x1, y1`` sits in a ``W x H`` frame: ``centre``, a corner, or ``offset (x0, y0)``
+    (1 px of slack for rounding)."""
+    def centred(a0, a1, n):
+        return abs(a0 - (n - a1)) <= 1
+
+    def start(a0):
+        return a0 <= 1
+
+    def end(a1, n):
+        return a1 >= n - 1
+
+    if centred(x0, x1, W) and centred(y0, y1, H):
+        return "centre"
+    for name, ok in (("top-left", start(y0) and start(x0)), ("top-right", start(y0) and end(x1, W)),
+                     ("bottom-left", end(y1, H) and start(x0)), ("bottom-right", end(y1, H) and end(x1, W))):
+        if ok:
+            return f"{name} corner"
+    return f"offset ({x0}, {y0})"
+
+
+def _crop_words(where: str) -> str:
+    return "the centre crop" if where == "centre" else (
+        f"the {where} crop" if where.endswith("corner") else f"a crop at {where}")
 
 
 def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg: CfgNode) -> Optional[CropMatch]:
-    """``crop`` when the user's ``size`` has another shape than the image and a centre crop of the image,
-    resized (aspect kept) by some scale, explains ``U`` (``3xN``) far better than stretching the whole image."""
+    """``crop`` when a box of the image at some scale explains ``U`` (``3xN`` float64, the user's ``hxw`` tensor in
+    any per-channel affine value map) far better than the whole image stretched to ``size``: a crop anywhere
+    (centre, a corner, an offset, a random crop) of the image resized by some scale, or of the image itself
+    before a resize. ``base``: the decode, ``HxWx3`` uint8.
+
+    Searched for only when the whole image stretched to ``size`` explains the pixels poorly
+    (:data:`CROP_SEARCH_FROM`), whatever the shape (a crop with the image's aspect is a crop too). Accepted when the box leaves part of the frame out
+    (:data:`MIN_CUT`) and explains the pixels far better than the stretch (:data:`BETTER`, :data:`MAX_GOOD`)."""
     from detectron2.data import transforms as T
 
     h, w = size
     H, W = base.shape[:2]
-    if _aspect_close(w / h, W / H):
-        return None
     stretched = fit(U, resize_image(base, h, w, "bilinear", "pil")).residual
+    if stretched <= CROP_SEARCH_FROM:
+        return None  # the whole image explains the pixels: a crop could not do far better
+    tg = np.ascontiguousarray(U.reshape(3, h, w).mean(0), dtype=np.float32)
+    if float(tg.std()) <= 1e-12 or min(h, w) < 8:
+        return None  # a flat tensor correlates with nothing
+    G = _grey(base)
     f_min = max(h / H, w / W)
     mn, mx = int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)
     ref_h, ref_w = T.ResizeShortestEdge.get_output_shape(H, W, mn, mx) if mn > 0 else (H, W)
-    f_ref = ref_h / H
-    coarse = [f_min * (1 + 0.02 * k) for k in range(40)] + ([f_ref] if f_ref >= f_min else [])
-    best: Optional[tuple[float, float, tuple[int, int, int, int], np.ndarray]] = None
-    for f in coarse:
-        for geom, img in _centre_crops(base, h, w, f):
-            r = fit(U, img).residual
-            if best is None or r < best[0]:
-                best = (r, f, geom, img)
-    if best is None:
+    boxes = [b for _, f, x, y in _coarse(tg, G, f_min, ref_h / H) for b in _fine(tg, G, f, x, y)]
+    r, rh, rw, x0, y0, img = _confirm(U, base, size, sorted(boxes, reverse=True)[:FINE_KEEP])
+    sx, sy = W / rw, H / rh
+    in_image = (round(x0 * sx), round(y0 * sy), round((x0 + w) * sx), round((y0 + h) * sy))
+    cut = "after_resize"
+    if r > BEFORE_RESIZE_FROM:
+        before = _before_resize(U, base, size, rh, rw, x0, y0, r)
+        if before is not None:
+            r, in_image, img = before
+            cut = "before_resize"
+    if cut == "after_resize":
+        whole = rh < h + MIN_CUT and rw < w + MIN_CUT
+        where = _where_in(x0, y0, x0 + w, y0 + h, rw, rh)
+    else:
+        whole = in_image[2] - in_image[0] > W - MIN_CUT and in_image[3] - in_image[1] > H - MIN_CUT
+        where = _where_in(*in_image, W, H)
+    info = {"crop_residuals": {"stretched": round(stretched, 3), "crop": round(r, 3)},
+            "crop": {"resized_to": [rh, rw], "box_xyxy": [x0, y0, x0 + w, y0 + h], "where": where,
+                     "scale": round(rh / H, 4), "cut": cut, "box_in_image_xyxy": list(in_image)}}
+    if whole or not (r < BETTER * stretched and r < MAX_GOOD):
         return None
-    coarse_best = best[1]
-    for f in (coarse_best * (1 + 0.002 * k) for k in range(-10, 11)):
-        for geom, img in _centre_crops(base, h, w, f):
-            r = fit(U, img).residual
-            if r < best[0]:
-                best = (r, f, geom, img)
-    r, f, (rh, rw, top, left), img = best
-    info = {"crop_residuals": {"stretched": round(stretched, 3), "centre_crop": round(r, 3)},
-            "crop": {"resized_to": [rh, rw], "box_xyxy": [left, top, left + w, top + h]}}
-    if not (r < BETTER * stretched and r < MAX_GOOD):
-        return None
+    if cut == "after_resize":
+        what = (f"{_crop_words(where)} (box x {x0}..{x0 + w}, y {y0}..{y0 + h}) of the image resized to {rh}x{rw} "
+                f"(scale {rh / H:.3f} of the {H}x{W} image)")
+    else:
+        bx0, by0, bx1, by1 = in_image
+        what = (f"{_crop_words(where)} (box x {bx0}..{bx1}, y {by0}..{by1}) of the {H}x{W} image, cut before the "
+                f"resize and resized to {h}x{w} (scale {h / (by1 - by0):.3f})")
     finding = Finding(
         "crop", 0.95,
-        f"the {h}x{w} input is the centre crop (x {left}..{left + w}, y {top}..{top + h}) of the image resized to "
-        f"{rh}x{rw}: {r:.2f} grey levels RMS, vs {stretched:.2f} for the whole image stretched to {h}x{w}; the "
-        "model never sees the cut-off parts and boxes come back in the crop's frame",
-        "no crop (CenterCrop / a [top:bottom, left:right] slice): feed the whole image; " + reference_resize_code(cfg),
+        f"the {h}x{w} input is {what}: {r:.2f} grey levels RMS, vs {stretched:.2f} for the whole image stretched "
+        f"to {h}x{w}; the model never sees the cut-off parts and boxes come back in the crop's frame",
+        "no crop (CenterCrop / RandomCrop / a [top:bottom, left:right] slice): feed the whole image; "
+        + reference_resize_code(cfg),
     )
+    # The size is a mistake of its own only when no correct resize gives it: neither the reference resize of
+    # the image it was cut from, nor the reference resize of the box (a crop first, then the right resize).
+    bh, bw = in_image[3] - in_image[1], in_image[2] - in_image[0]
+    box_h, box_w = T.ResizeShortestEdge.get_output_shape(bh, bw, mn, mx) if mn > 0 else (bh, bw)
     size_finding = None
-    if abs(rh - ref_h) > 1 and abs(rw - ref_w) > 1:
-        size_finding = Finding(
-            "resize_size", 0.9,
-            f"the crop was cut from the image resized to {rh}x{rw}; ResizeShortestEdge({mn}, {mx}) gives "
-            f"{ref_h}x{ref_w} (HxW) for the {H}x{W} image",
-            reference_resize_code(cfg),
-        )
-    return CropMatch(img, finding, size_finding, info)
+    if abs(box_h - h) > 1 or abs(box_w - w) > 1:
+        if cut == "before_resize":
+            size_finding = Finding(
+                "resize_size", 0.9,
+                f"the {bh}x{bw} crop was resized to {h}x{w}; ResizeShortestEdge({mn}, {mx}) gives "
+                f"{box_h}x{box_w} (HxW) for it", reference_resize_code(cfg))
+        elif abs(rh - ref_h) > 1 and abs(rw - ref_w) > 1:
+            size_finding = Finding(
+                "resize_size", 0.9,
+                f"the crop was cut from the image resized to {rh}x{rw}; ResizeShortestEdge({mn}, {mx}) gives "
+                f"{ref_h}x{ref_w} (HxW) for the {H}x{W} image",
+                reference_resize_code(cfg),
+            )
+    return CropMatch(np.ascontiguousarray(img), finding, size_finding, info)
