@@ -113,40 +113,60 @@ def _flat_run(lines: np.ndarray, tol: float) -> tuple[int, np.ndarray]:
     return n, fill
 
 
-def _mirror_amounts(lines: np.ndarray, mode: str, tol: float, limit: int) -> list[int]:
-    """The widths ``p`` (1..``limit``) for which the first ``p`` of ``lines`` (``K x 3 x L``, outermost first)
-    are made from the lines inside them by ``mode``: ``edge`` (all equal line ``p``), ``symmetric`` (line
-    ``p-k`` is line ``p+k-1``: cba|abc) or ``reflect`` (line ``p-k`` is line ``p+k``: dcb|abcd). Ascending;
-    ``edge`` gives only the widest (every narrower width holds too); the mirrors leave out borders of one
-    repeated line (they mirror trivially and are edge borders)."""
+def _line_gaps(a: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """For each side of ``a`` (``3xhxw``), outermost line first: the largest difference between line ``i`` and
+    line ``i+1``, and between line ``i`` and line ``i+2`` (float32 vectors; computed once for every mode)."""
+    r1 = np.abs(a[:, 1:] - a[:, :-1]).max(axis=(0, 2))
+    r2 = np.abs(a[:, 2:] - a[:, :-2]).max(axis=(0, 2))
+    c1 = np.abs(a[:, :, 1:] - a[:, :, :-1]).max(axis=(0, 1))
+    c2 = np.abs(a[:, :, 2:] - a[:, :, :-2]).max(axis=(0, 1))
+    return {"top": (r1, r2), "bottom": (r1[::-1], r2[::-1]), "left": (c1, c2), "right": (c1[::-1], c2[::-1])}
+
+
+def _mirror_amounts(lines: np.ndarray, gaps: tuple[np.ndarray, np.ndarray], mode: str, tol: float,
+                    limit: int) -> list[int]:
+    """The widths ``p`` (1..``limit``) for which the first ``p`` of ``lines`` (``K x 3 x L``, outermost first;
+    ``gaps`` from :func:`_line_gaps`) are made from the lines inside them by ``mode``: ``edge`` (all equal
+    line ``p``), ``symmetric`` (line ``p-k`` is line ``p+k-1``: cba|abc) or ``reflect`` (line ``p-k`` is line
+    ``p+k``: dcb|abcd). Ascending; ``edge`` gives only the widest (every narrower width holds too); the
+    mirrors leave out borders of one repeated line (they mirror trivially and are edge borders)."""
     K = len(lines)
     if K < 3:
         return []
-    step = 1 if mode in ("edge", "symmetric") else 2
-    near = np.abs(lines[step:] - lines[:-step]).max(axis=(1, 2)) <= tol  # near[i]: line i == line i + step
-    if mode == "edge":
-        run = len(near) if near.all() else int(np.argmin(near))
-        return [run] if 1 <= run <= limit else []
-    same = np.abs(lines[1:] - lines[:-1]).max(axis=(1, 2)) <= tol if step == 2 else near
+    same = gaps[0] <= tol  # same[i]: line i == line i + 1
     repeated = len(same) if same.all() else int(np.argmin(same))  # lines 0..repeated are one line
+    if mode == "edge":
+        return [repeated] if 1 <= repeated <= limit else []
+    near = same if mode == "symmetric" else gaps[1] <= tol  # the innermost pair of a width p: lines p-1, p(+1)
     out = []
-    for p in (int(i) + 1 for i in np.flatnonzero(near)):  # line p - 1 pairs with the first inner line
+    for p in (int(i) + 1 for i in np.flatnonzero(near[:limit])):
         if p <= repeated:
             continue  # a border of one repeated line mirrors trivially: that is an edge border
-        k = np.arange(1, p + 1)
-        inner = p + k - 1 if mode == "symmetric" else p + k
-        if p <= limit and inner[-1] < K and np.abs(lines[p - k] - lines[inner]).max() <= tol:
+        if 2 * p - (mode == "symmetric") < K and _mirrored(lines, p, 1 if mode == "symmetric" else 0, tol):
             out.append(p)
     return out
+
+
+def _mirrored(lines: np.ndarray, p: int, shift: int, tol: float) -> bool:
+    """Whether line ``p-k`` equals line ``p+k-shift`` for k = 1..p (``lines``: ``K x 3 x L``), compared in
+    blocks of growing size so that a width that does not mirror is rejected after a few lines."""
+    done, upto = 0, 4
+    while done < p:
+        k = np.arange(done + 1, min(p, upto) + 1)
+        if np.abs(lines[p - k] - lines[p + k - shift]).max() > tol:
+            return False
+        done, upto = k[-1], upto * 4
+    return True
 
 
 def _wrap_totals(lines: np.ndarray, tol: float, limit: int) -> list[int]:
     """The border totals ``q`` (1..``limit``, both sides of the axis together) for which ``lines``
     (``K x 3 x L``) repeat with period ``K - q`` (a wrap / circular border). Ascending."""
     K = len(lines)
-    first = np.abs(lines - lines[0]).max(axis=(1, 2)) <= tol  # first[T]: line T == line 0
-    return [q for q in range(1, min(limit, K - 1) + 1)
-            if first[K - q] and np.abs(lines[:q] - lines[K - q:]).max() <= tol]
+    limit = min(limit, K - 1)
+    tail = np.abs(lines[K - limit:] - lines[0]).max(axis=(1, 2)) <= tol  # tail[j]: line K - limit + j == line 0
+    return [q for q in range(1, limit + 1)
+            if tail[limit - q] and np.abs(lines[:q] - lines[K - q:]).max() <= tol]
 
 
 class _Renders:
@@ -194,8 +214,8 @@ def _looks_constant(lines: dict[str, np.ndarray], amounts: dict[str, int], tol: 
     return all(_flat_run(lines[s][:p], tol)[0] >= p for s, p in amounts.items() if p > 0)
 
 
-def _mirror_padding(a: np.ndarray, lines: dict[str, np.ndarray], tol: float, renders: _Renders,
-                    mode: str) -> Optional[tuple[float, dict[str, int]]]:
+def _mirror_padding(a: np.ndarray, lines: dict[str, np.ndarray], gaps: dict[str, tuple[np.ndarray, np.ndarray]],
+                    tol: float, renders: _Renders, mode: str) -> Optional[tuple[float, dict[str, int]]]:
     """The best ``edge``/``symmetric``/``reflect`` border of ``a`` (``3xhxw``): its content's residual and the
     pixels per side; ``None`` when no side has a border of at least :data:`MIN_PAD` lines in that mode.
 
@@ -205,7 +225,7 @@ def _mirror_padding(a: np.ndarray, lines: dict[str, np.ndarray], tol: float, ren
     h, w = a.shape[1:]
     limit = {"top": h - _min_content(h), "left": w - _min_content(w)}
     limit.update(bottom=limit["top"], right=limit["left"])
-    options = {s: _mirror_amounts(lines[s], mode, tol, limit[s])[-MAX_SIDE_OPTIONS:] for s in SIDES}
+    options = {s: _mirror_amounts(lines[s], gaps[s], mode, tol, limit[s])[-MAX_SIDE_OPTIONS:] for s in SIDES}
     if not any(p >= MIN_PAD for ps in options.values() for p in ps):
         return None
 
@@ -312,17 +332,18 @@ def unpad(t: torch.Tensor, decoded: np.ndarray, cfg: CfgNode) -> Geometry:
             f"padded with a constant {[round(float(v), 4) for v in fill]} (in the input's units) on the "
             f"{_where(amounts)} (a letterbox or pad-to-size; {PAD_MODE_WORDS['constant']})"), info)
     renders = _Renders(decoded)
+    gaps = _line_gaps(a)
     found = []
     for order, mode in enumerate(PAD_MODES[1:]):
         got = (_wrap_padding(a, lines, tol, renders) if mode == "wrap"
-               else _mirror_padding(a, lines, tol, renders, mode))
+               else _mirror_padding(a, lines, gaps, tol, renders, mode))
         if got is not None:
             found.append((got[0], order, mode, got[1]))
     if not found:
         return Geometry(t, None, {})
     r, _, mode, amounts = min(found)
     whole = renders.residual(a)
-    if not (r < BETTER * whole and r < MAX_GOOD):  # perhaps the user's image is not upright: every orientation
+    if r >= MAX_GOOD and whole > UNEXPLAINED:  # neither fits upright: perhaps the image is not upright
         whole = renders.residual(a, turned=True)
         r, _, mode, amounts = min((renders.residual(_content(a, am), turned=True), k, m, am) for _, k, m, am in found)
     if not (r < BETTER * whole and r < MAX_GOOD):
