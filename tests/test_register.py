@@ -226,6 +226,19 @@ def test_random_crops_at_random_scales_are_found_with_their_box(cfg, seed):
     _crop_check(m, (x0, y0, x0 + w, y0 + h), (rh, rw))
 
 
+@pytest.mark.parametrize("name,interpolation", [("val_035_large", cv2.INTER_LINEAR), ("val_004", cv2.INTER_CUBIC)])
+def test_a_crop_of_a_frame_resized_by_cv2_is_found_with_its_resampler(cfg, name, interpolation):
+    """cv2.resize without antialiasing (5.5x down for the 1657x2949 image: aliased) to the reference size,
+    then a crop: the box is confirmed in a cv2 render of the frame, named in the evidence."""
+    img = _read(name)
+    rh, rw = _reference(img).shape[:2]
+    frame = cv2.resize(img, (rw, rh), interpolation=interpolation)
+    crop = frame[20:260, 30:300]
+    m = find_crop(_U(crop), crop.shape[:2], img, cfg)
+    _crop_check(m, (30, 20, 300, 260), (rh, rw), "offset (30, 20)")
+    assert m.info["crop"]["resampler"].startswith("cv2/") and "cv2.resize" in m.finding.evidence, m.info
+
+
 @pytest.mark.parametrize("name,box", [("val_004", (300, 100, 900, 500)), ("val_000", (20, 60, 380, 500)),
                                       ("val_016", (0, 0, 560, 420)), ("val_000", (40, 120, 360, 480))])
 def test_a_crop_of_the_original_before_a_correct_resize_is_found(cfg, name, box):

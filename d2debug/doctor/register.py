@@ -12,7 +12,7 @@ Tensors are the user's image as ``3xHxW`` float32 (any value range); images ``Hx
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple, Optional
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import cv2
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 from ..findings import Finding, reference_resize_code
 from ..stages import resize_image
 from .fit import UNEXPLAINED, fit
+from .resample import RESAMPLERS, render_at, resampler_code
 
 if TYPE_CHECKING:
     from detectron2.config import CfgNode
@@ -400,17 +401,22 @@ FINE_KEEP = 3  # boxes (size, position) confirmed with the affine fit
 # levels RMS): a resampler or a JPEG re-encoding leaves a few, a crop tens. Keeps correct inputs fast.
 CROP_SEARCH_FROM = 4.0
 MIN_CUT = 2  # px: a box must leave out at least this much of the frame along one axis to be a crop
-# A crop cut before the resize sits at a fractional position of the resized frame; its render as the crop
-# of the image resized is tried when the cut-after-resize render leaves more than this (grey levels RMS).
-BEFORE_RESIZE_FROM = 0.5
+# A box whose render leaves more than this (grey levels RMS) is not exact: its neighbouring frame sizes are
+# tried, then the crop cut before the resize (it sits at a fractional position of any resized frame).
+NOT_EXACT = 0.5
+# Resamplers other than the reference's, best first at the box, whose neighbouring frame sizes are also tried
+# (the box's frame came from the reference resampler's fit, and may be a pixel off for another's).
+KERNELS_REFINED = 3
+RELOCATE = 8  # px: how far another resampler's frame may move the box (aliasing shifts the correlation peak)
 BOX_STEPS = 12  # px moves of the before-resize box's descent (it starts within a few px of the box)
 
 
 class CropMatch(NamedTuple):
-    """A crop that explains the user's pixels: the render (``hxwx3`` uint8), the finding, a ``resize_size``
+    """A crop that explains the user's pixels: the render (``hxwx3``, uint8; float32 after a torch resize), the finding, a ``resize_size``
     finding when the frame it was cut from is not the reference's, and ``info`` (``crop_residuals`` and
     ``crop``: ``resized_to`` ``[rh, rw]``, ``box_xyxy`` ``[x0, y0, x1, y1]`` in that frame, ``where``,
-    ``scale``, ``cut`` (``after_resize`` or ``before_resize``) and ``box_in_image_xyxy`` in the image's pixels)."""
+    ``scale``, ``cut`` (``after_resize`` or ``before_resize``), ``box_in_image_xyxy`` in the image's pixels and
+    ``resampler``, ``backend/interpolation`` of the resize the crop was cut from)."""
 
     image: np.ndarray
     finding: Finding
@@ -519,19 +525,27 @@ class _Scorer:
         return math.sqrt(total / 3)
 
 
-def _confirm(U: np.ndarray, base: np.ndarray, size: tuple[int, int],
-             boxes: list[tuple[float, int, int, int, int]]) -> tuple[float, int, int, int, int, np.ndarray]:
-    """The best of ``boxes`` (each +-1 px) by the affine fit of ``U`` (``3xN``) against the crop of the image
-    resized by the reference (PIL bilinear): ``(residual, rh, rw, x0, y0, crop hxwx3)``."""
+_Box = tuple[float, int, int, int, int, np.ndarray]  # (residual, rh, rw, x0, y0, the crop hxwx3)
+
+
+def _confirm(score: _Scorer, size: tuple[int, int], frame_of: Callable[[int, int], np.ndarray],
+             boxes: list[tuple[float, int, int, int, int]], tg: Optional[np.ndarray] = None) -> _Box:
+    """The best of ``boxes`` (``(correlation, rh, rw, x0, y0)``, each +-1 px) by ``score`` against the crop of
+    the frame ``frame_of(rh, rw)`` (the image resized, ``rh x rw x 3``). With ``tg`` (the user's grey levels,
+    ``hxw`` float32) each box is first moved to where ``tg`` correlates best with that frame within
+    :data:`RELOCATE` px (a frame made by another resampler can put the box a few pixels elsewhere)."""
     h, w = size
-    best: Optional[tuple[float, int, int, int, int, np.ndarray]] = None
-    frames: dict[tuple[int, int], np.ndarray] = {}
-    score: Optional[_Scorer] = None
+    best: Optional[_Box] = None
     for _, rh, rw, bx, by in boxes:
-        if (rh, rw) not in frames:
-            frames[(rh, rw)] = resize_image(base, rh, rw, "bilinear", "pil")
-        frame = frames[(rh, rw)]
-        score = score or _Scorer(U, frame[by:by + h, bx:bx + w])
+        if rh < h or rw < w:
+            continue
+        frame = frame_of(rh, rw)
+        if tg is not None:
+            x0, y0 = max(0, bx - RELOCATE), max(0, by - RELOCATE)
+            x1, y1 = min(rw, bx + w + RELOCATE), min(rh, by + h + RELOCATE)
+            res = cv2.matchTemplate(_grey(frame[y0:y1, x0:x1]), tg, cv2.TM_CCOEFF_NORMED)
+            _, _, _, (dx, dy) = cv2.minMaxLoc(res)
+            bx, by = x0 + dx, y0 + dy
         for y0 in range(max(0, by - 1), min(rh - h, by + 1) + 1):
             for x0 in range(max(0, bx - 1), min(rw - w, bx + 1) + 1):
                 img = frame[y0:y0 + h, x0:x0 + w]
@@ -539,29 +553,56 @@ def _confirm(U: np.ndarray, base: np.ndarray, size: tuple[int, int],
                 if best is None or r < best[0]:
                     best = (r, rh, rw, x0, y0, img)
     assert best is not None
-    return (fit(U, best[5]).residual,) + best[1:]
+    return best
 
 
-def _before_resize(U: np.ndarray, base: np.ndarray, size: tuple[int, int], rh: int, rw: int, x0: int, y0: int,
-                   r0: float) -> Optional[tuple[float, tuple[int, int, int, int], np.ndarray]]:
+class _Frames:
+    """The image (``HxWx3`` uint8) resized to frames ``rh x rw`` by a resampler ``(backend, interpolation)``,
+    cached: the boxes are cut from these."""
+
+    def __init__(self, base: np.ndarray):
+        self.base = base
+        self._cache: dict[tuple[tuple[str, str], int, int], np.ndarray] = {}
+
+    def by(self, key: tuple[str, str]) -> Callable[[int, int], np.ndarray]:
+        def frame_of(rh: int, rw: int) -> np.ndarray:
+            if (key, rh, rw) not in self._cache:
+                self._cache[(key, rh, rw)] = render_at(self.base, (rh, rw), key)
+            return self._cache[(key, rh, rw)]
+        return frame_of
+
+
+def _register_box(score: _Scorer, size: tuple[int, int], frame_of: Callable[[int, int], np.ndarray],
+                  boxes: list[tuple[float, int, int, int, int]], tg: Optional[np.ndarray] = None) -> _Box:
+    """The box among ``boxes`` (``(correlation, rh, rw, x0, y0)``) that ``score`` finds best in the frames of
+    ``frame_of`` (``tg``: see :func:`_confirm`). The correlation ran on area-averaged grey levels, which cannot
+    tell a frame one pixel wider from another: a box that is not exact (:data:`NOT_EXACT`) is also tried in
+    the neighbouring frame sizes."""
+    best = _confirm(score, size, frame_of, boxes, tg)
+    if best[0] > NOT_EXACT:
+        _, rh, rw, bx, by, _ = best
+        near = [(0.0, rh + dh, rw + dw, bx, by) for dh in (-1, 0, 1) for dw in (-1, 0, 1) if dh or dw]
+        best = min(best, _confirm(score, size, frame_of, near, tg), key=lambda c: c[0])
+    return best
+
+
+def _before_resize(score: _Scorer, base: np.ndarray, size: tuple[int, int], rh: int, rw: int, x0: int,
+                   y0: int) -> Optional[tuple[float, tuple[int, int, int, int], np.ndarray]]:
     """The crop cut from the image before the resize: the box (``x0, y0, x1, y1`` in the image's pixels) near
-    the one ``(x0, y0)`` in the ``rh x rw`` frame maps to, resized to ``size`` (PIL bilinear), when it fits ``U``
-    better than ``r0``: ``(residual, box, render)``. A descent over the box's edges, 1 px moves."""
+    the one ``(x0, y0)`` in the ``rh x rw`` frame maps to, resized to ``size`` (PIL bilinear), as
+    ``(score, box, render)``. A descent over the box's edges, 1 px moves."""
     h, w = size
     H, W = base.shape[:2]
     sx, sy = W / rw, H / rh
     box = [round(x0 * sx), round(y0 * sy), round((x0 + w) * sx), round((y0 + h) * sy)]
     renders: dict[tuple[int, ...], tuple[float, Optional[np.ndarray]]] = {}
-    score: Optional[_Scorer] = None
 
     def render(b: list[int]) -> tuple[float, Optional[np.ndarray]]:
-        nonlocal score
         if tuple(b) not in renders:
             if not (0 <= b[0] < b[2] - 1 <= W - 1 and 0 <= b[1] < b[3] - 1 <= H - 1):
                 renders[tuple(b)] = (math.inf, None)
             else:
                 img = resize_image(np.ascontiguousarray(base[b[1]:b[3], b[0]:b[2]]), h, w, "bilinear", "pil")
-                score = score or _Scorer(U, img)
                 renders[tuple(b)] = (score(img), img)
         return renders[tuple(b)]
 
@@ -575,10 +616,7 @@ def _before_resize(U: np.ndarray, base: np.ndarray, size: tuple[int, int], rh: i
             break
         box = cand
         r, img = render(box)
-    if img is None:
-        return None
-    r = fit(U, img).residual
-    return (r, (box[0], box[1], box[2], box[3]), img) if r < r0 else None
+    return None if img is None else (r, (box[0], box[1], box[2], box[3]), img)
 
 
 def _where_in(x0: int, y0: int, x1: int, y1: int, W: int, H: int) -> str:
@@ -614,8 +652,9 @@ def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg: CfgNo
     before a resize. ``base``: the decode, ``HxWx3`` uint8.
 
     Searched for only when the whole image stretched to ``size`` explains the pixels poorly
-    (:data:`CROP_SEARCH_FROM`), whatever the shape (a crop with the image's aspect is a crop too). Accepted when the box leaves part of the frame out
-    (:data:`MIN_CUT`) and explains the pixels far better than the stretch (:data:`BETTER`, :data:`MAX_GOOD`)."""
+    (:data:`CROP_SEARCH_FROM`), whatever the shape (a crop with the image's aspect is a crop too). Accepted
+    when the box leaves part of the frame out (:data:`MIN_CUT`) and explains the pixels far better than the
+    stretch (:data:`BETTER`, :data:`MAX_GOOD`)."""
     from detectron2.data import transforms as T
 
     h, w = size
@@ -631,15 +670,43 @@ def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg: CfgNo
     mn, mx = int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)
     ref_h, ref_w = T.ResizeShortestEdge.get_output_shape(H, W, mn, mx) if mn > 0 else (H, W)
     boxes = [b for _, f, x, y in _coarse(tg, G, f_min, ref_h / H) for b in _fine(tg, G, f, x, y)]
-    r, rh, rw, x0, y0, img = _confirm(U, base, size, sorted(boxes, reverse=True)[:FINE_KEEP])
-    sx, sy = W / rw, H / rh
-    in_image = (round(x0 * sx), round(y0 * sy), round((x0 + w) * sx), round((y0 + h) * sy))
+    boxes = [b for b in sorted(boxes, reverse=True)[:FINE_KEEP] if b[1] >= h + MIN_CUT or b[2] >= w + MIN_CUT]
+    if not boxes:
+        return None  # the best boxes are the whole frame: the image stretched, explained by something else
+    frames, kernel = _Frames(base), RESAMPLERS[0]
+    _, rh, rw, bx, by = boxes[0]
+    score = _Scorer(U, frames.by(kernel)(rh, rw)[by:by + h, bx:bx + w])
+    r, rh, rw, x0, y0, img = _register_box(score, size, frames.by(kernel), boxes)
+
+    def in_image_of(x0: int, y0: int, rh: int, rw: int) -> tuple[int, int, int, int]:
+        """The box of the ``rh x rw`` frame in the image's pixels."""
+        sx, sy = W / rw, H / rh
+        return round(x0 * sx), round(y0 * sy), round((x0 + w) * sx), round((y0 + h) * sy)
+
+    in_image = in_image_of(x0, y0, rh, rw)
     cut = "after_resize"
-    if r > BEFORE_RESIZE_FROM:
-        before = _before_resize(U, base, size, rh, rw, x0, y0, r)
-        if before is not None:
+    # The refinements below only pay where the box already explains the pixels far better than the stretch
+    # (a picture that is no crop keeps the stretch's geometry, and the box no more than matches it).
+    promising = r < BETTER * stretched
+    if promising and r > NOT_EXACT:  # a crop cut before the resize sits at a fractional position of any frame
+        before = _before_resize(score, base, size, rh, rw, x0, y0)
+        if before is not None and before[0] < r:
             r, in_image, img = before
             cut = "before_resize"
+    if promising and r > UNEXPLAINED:  # a frame made by another resampler (a cv2 or torch resize, then the crop)
+        at = [(0.0, rh, rw, x0, y0)]
+        # An aliased frame fits only at its exact size, which the correlation cannot pin: the reference rule's
+        # size is the likeliest, so it is tried too.
+        if (ref_h, ref_w) != (rh, rw) and abs(ref_h / rh - 1) < FINE_SPAN:
+            at.append((0.0, ref_h, ref_w, round(x0 * ref_w / rw), round(y0 * ref_h / rh)))
+        tried = {k: _confirm(score, size, frames.by(k), at, tg) for k in RESAMPLERS[1:]}
+        for other in sorted(tried, key=lambda k: tried[k][0])[:KERNELS_REFINED]:
+            _, orh, orw, ox, oy, _ = tried[other]
+            cand = _register_box(score, size, frames.by(other), [(0.0, orh, orw, ox, oy)], tg)
+            if cand[0] < r:
+                (r, rh, rw, x0, y0, img), kernel, cut = cand, other, "after_resize"
+                in_image = in_image_of(x0, y0, rh, rw)
+    r = fit(U, img).residual
     if cut == "after_resize":
         whole = rh < h + MIN_CUT and rw < w + MIN_CUT
         where = _where_in(x0, y0, x0 + w, y0 + h, rw, rh)
@@ -648,12 +715,14 @@ def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg: CfgNo
         where = _where_in(*in_image, W, H)
     info = {"crop_residuals": {"stretched": round(stretched, 3), "crop": round(r, 3)},
             "crop": {"resized_to": [rh, rw], "box_xyxy": [x0, y0, x0 + w, y0 + h], "where": where,
-                     "scale": round(rh / H, 4), "cut": cut, "box_in_image_xyxy": list(in_image)}}
+                     "scale": round(rh / H, 4), "cut": cut, "box_in_image_xyxy": list(in_image),
+                     "resampler": "/".join(kernel)}}
     if whole or not (r < BETTER * stretched and r < MAX_GOOD):
         return None
     if cut == "after_resize":
-        what = (f"{_crop_words(where)} (box x {x0}..{x0 + w}, y {y0}..{y0 + h}) of the image resized to {rh}x{rw} "
-                f"(scale {rh / H:.3f} of the {H}x{W} image)")
+        how = "" if kernel == ("pil", "bilinear") else f" with {resampler_code(*kernel)}"
+        what = (f"{_crop_words(where)} (box x {x0}..{x0 + w}, y {y0}..{y0 + h}) of the image resized to {rh}x{rw}"
+                f"{how} (scale {rh / H:.3f} of the {H}x{W} image)")
     else:
         bx0, by0, bx1, by1 = in_image
         what = (f"{_crop_words(where)} (box x {bx0}..{bx1}, y {by0}..{by1}) of the {H}x{W} image, cut before the "
