@@ -412,11 +412,11 @@ BOX_STEPS = 12  # px moves of the before-resize box's descent (it starts within 
 
 
 class CropMatch(NamedTuple):
-    """A crop that explains the user's pixels: the render (``hxwx3``, uint8; float32 after a torch resize), the finding, a ``resize_size``
-    finding when the frame it was cut from is not the reference's, and ``info`` (``crop_residuals`` and
-    ``crop``: ``resized_to`` ``[rh, rw]``, ``box_xyxy`` ``[x0, y0, x1, y1]`` in that frame, ``where``,
-    ``scale``, ``cut`` (``after_resize`` or ``before_resize``), ``box_in_image_xyxy`` in the image's pixels and
-    ``resampler``, ``backend/interpolation`` of the resize the crop was cut from)."""
+    """A crop that explains the user's pixels: the render (``hxwx3``, uint8; float32 after a torch resize),
+    the finding, a ``resize_size`` finding when no correct resize gives the user's size, and ``info``
+    (``crop_residuals`` and ``crop``: ``resized_to`` ``[rh, rw]``, ``box_xyxy`` ``[x0, y0, x1, y1]`` in that
+    frame, ``where``, ``scale``, ``cut`` (``after_resize`` or ``before_resize``), ``box_in_image_xyxy`` in the
+    image's pixels and ``resampler``, ``backend/interpolation`` of the resize the crop was cut from)."""
 
     image: np.ndarray
     finding: Finding
