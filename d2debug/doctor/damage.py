@@ -23,6 +23,7 @@ from ..compare import compare
 from ..errors import D2DebugError, first_line
 from ..findings import Finding
 from ..run import reference_spec, run_tensor
+from .register import pad_like
 from .resample import render_at
 
 __all__ = ["Explanation", "Fed", "measure_recovery", "measure_own", "ON_OUTPUT", "ON_INPUT"]
@@ -69,6 +70,8 @@ class Explanation:
     delta: Optional[torch.Tensor] = None  # 3xhxw: what no stage explains, grey levels, reference channel order
     full_decode: Optional[np.ndarray] = None  # the full-size decode when the user's decoder reduced the image
     crop_box: Optional[tuple[int, int, int, int]] = None  # (x0, y0, x1, y1) of the crop in the crop_resize frame
+    crop_in_image: Optional[tuple[int, int, int, int]] = None  # the box in the decoded image, when cut before resizing
+    padding_mode: str = "constant"  # np.pad's name: constant, edge, symmetric, reflect, wrap
 
 
 def _user_values(e: Explanation, img: np.ndarray) -> torch.Tensor:
@@ -79,19 +82,10 @@ def _user_values(e: Explanation, img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(out))
 
 
-def _pad(t: torch.Tensor, amounts: dict, fill) -> torch.Tensor:
-    """``t`` with constant borders of ``amounts`` pixels per side filled with ``fill`` (per channel)."""
-    top, bottom, left, right = (int(amounts.get(k, 0)) for k in ("top", "bottom", "left", "right"))
-    out = torch.empty(3, t.shape[1] + top + bottom, t.shape[2] + left + right, dtype=torch.float32)
-    out[:] = torch.as_tensor(np.asarray(fill, np.float32)).view(3, 1, 1)
-    out[:, top:top + t.shape[1], left:left + t.shape[2]] = t
-    return out
-
-
 def _geometry(e: Explanation, t: torch.Tensor, skip: str = "") -> torch.Tensor:
     """The user's padding and transposition put back on a rebuilt image (except the one named ``skip``)."""
     if e.padding and skip != "padding":
-        t = _pad(t, e.padding, e.fill)
+        t = pad_like(t, {"padding": e.padding, "padding_mode": e.padding_mode, "padding_fill": e.fill})
     if e.transposed and skip != "transposed_hw":
         t = t.transpose(1, 2)
     return t
@@ -176,7 +170,7 @@ def _alone(e: Explanation, reference_tensor: torch.Tensor) -> dict[str, Callable
         return torch.from_numpy(np.ascontiguousarray(render_at(decode, size, resampler).astype(np.float32)
                                                      .transpose(2, 0, 1)))
 
-    fill01 = None if e.fill is None else (np.asarray(e.fill) - e.offset) / e.slope
+    fill01 = None if e.fill is None else list((np.asarray(e.fill) - e.offset) / e.slope)
     return {
         "batch_contract": lambda: Fed(ref[None], True, e.original),
         "channels_last": lambda: Fed(ref, False, e.original, channels_last=True),
@@ -188,13 +182,15 @@ def _alone(e: Explanation, reference_tensor: torch.Tensor) -> dict[str, Callable
         "external_normalization": lambda: feed(mapped(ref)),
         "graph_double_normalization": lambda: feed(mapped(ref)),
         "transposed_hw": lambda: feed(ref.transpose(1, 2)),
-        "padding": lambda: feed(_pad(ref, _given(e.padding, "padding"), fill01)),
+        "padding": lambda: feed(pad_like(ref, {"padding": _given(e.padding, "padding"), "padding_mode": e.padding_mode,
+                                               "padding_fill": fill01})),
         "resize_size": lambda: feed(at(e.reference_decode, e.size)),
         "resize_aspect": lambda: feed(at(e.reference_decode, e.size)),
         "resize_interpolation": lambda: feed(at(e.reference_decode if e.full_decode is None else e.user_decode,
                                                 e.reference_size, e.resampler)),
         "crop": lambda: feed(at(e.reference_decode, e.size)) if e.crop_resize is None else feed(
-            _box(at(e.reference_decode, e.crop_resize), _given(e.crop_box, "crop box"))),
+            at(_box_hwc(e.reference_decode, _given(e.crop_in_image, "crop box")), e.size) if e.crop_in_image
+            else _box(at(e.reference_decode, e.crop_resize), _given(e.crop_box, "crop box"))),
         "exif_orientation": lambda: feed(at(e.user_decode, e.size if e.size != e.reference_size else
                                             (e.size[1], e.size[0]))),
         "alpha_channel": lambda: feed(at(e.user_decode, e.reference_size)),
@@ -208,6 +204,12 @@ def _same_shape(delta: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
     if tuple(delta.shape) != tuple(ref.shape):
         raise ValueError("the remainder is not on the reference's grid")
     return delta
+
+
+def _box_hwc(img: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The ``(x0, y0, x1, y1)`` box of an ``HxWx3`` image."""
+    x0, y0, x1, y1 = box
+    return np.ascontiguousarray(img[y0:y1, x0:x1])
 
 
 def _box(t: torch.Tensor, box: tuple[int, int, int, int]) -> torch.Tensor:

@@ -448,6 +448,9 @@ def _explanation(ui: UserInput, ref: _Reference, geo: _Pixels, best: Fit) -> Exp
         content=geo.padded.tensor if geo.padded.finding is not None else None,
         crop_resize=tuple(geo.crop.info["crop"]["resized_to"]) if geo.crop is not None else None,
         crop_box=tuple(geo.crop.info["crop"]["box_xyxy"]) if geo.crop is not None else None,
+        crop_in_image=(tuple(geo.crop.info["crop"]["box_in_image_xyxy"])
+                       if geo.crop is not None and geo.crop.info["crop"].get("cut") == "before_resize" else None),
+        padding_mode=geo.padded.info.get("padding_mode", "constant"),
         reference_size=(int(ref.tensor.shape[1]), int(ref.tensor.shape[2])), original=ref.size,
         padding=geo.padded.info.get("padding"), fill=geo.padded.info.get("padding_fill"), render=render,
         delta=torch.from_numpy(delta.reshape(3, *geo.size).astype(np.float32)),

@@ -706,7 +706,10 @@ def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg: CfgNo
             if cand[0] < r:
                 (r, rh, rw, x0, y0, img), kernel, cut = cand, other, "after_resize"
                 in_image = in_image_of(x0, y0, rh, rw)
-    r = fit(U, img).residual
+    final = fit(U, img)
+    r = final.residual
+    if np.any(final.slope <= 0):
+        return None  # a box that fits only with a channel inverted is a coincidence of a distorted image, no crop
     if cut == "after_resize":
         whole = rh < h + MIN_CUT and rw < w + MIN_CUT
         where = _where_in(x0, y0, x0 + w, y0 + h, rw, rh)

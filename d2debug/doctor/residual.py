@@ -41,9 +41,10 @@ CURVE_MIN_COUNT = 20
 # A curve goes down by more than CURVE_STEP grey levels between neighbouring values at most this often.
 CURVE_STEP = 2.0
 CURVE_NON_MONOTONE = 0.1
-# A named value range is read off a curve's ends when they land within this many grey levels of the
-# reference's ends (an equalization stretches them) and far closer than any other named range's.
-CURVE_END_TOL = 100.0
+# A named value range is read off a curve's ends (1st/99th percentiles) when they land within this many grey
+# levels of the reference's (an equalization or contrast curve stretches them towards 0..255) and far closer
+# than any other named range's.
+CURVE_END_TOL = 64.0
 CURVE_END_RATIO = 0.5
 # A blur or sharpening names the remainder when it leaves at most this fraction of it.
 SPATIAL_GAIN = 0.5
@@ -99,16 +100,13 @@ def value_curve(U: np.ndarray, Rp: np.ndarray, best: Fit, cfg: CfgNode) -> Optio
         v = lut[c][ok[c]] * np.sign(best.slope[c] or 1.0)
         if v.size > 2 and np.mean(np.diff(v) < -CURVE_STEP * abs(best.slope[c])) > CURVE_NON_MONOTONE:
             return None
-    # The value range the curve lands in: its ends (the darkest and brightest well-populated reference values)
-    # against each named mapping of 0 and 255.
-    lo = np.array([np.flatnonzero(ok[c])[0] if ok[c].any() else 0 for c in range(3)])
-    hi = np.array([np.flatnonzero(ok[c])[-1] if ok[c].any() else 255 for c in range(3)])
-    ends_lo = np.array([lut[c][lo[c]] for c in range(3)])
-    ends_hi = np.array([lut[c][hi[c]] for c in range(3)])
+    # The value range the curve lands in: the user's values mapped back by each named mapping, their darkest and
+    # brightest percentiles against the reference's (a curve bends the values in between, not the range).
+    ref_ends = np.percentile(Rp, (1, 99))
     scored = []
     for name, a, b in named_mappings(cfg):
-        back_lo, back_hi = (ends_lo - b) / a, (ends_hi - b) / a
-        scored.append((float(np.max(np.abs(np.concatenate([back_lo - lo, back_hi - hi])))), name, a, b))
+        ends = np.percentile((U - b[:, None]) / a[:, None], (1, 99))
+        scored.append((float(np.mean(np.abs(ends - ref_ends))), name, a, b))
     scored.sort(key=lambda s: s[0])
     err, name, a, b = scored[0]
     named: Optional[str] = name if err < CURVE_END_TOL and err < CURVE_END_RATIO * scored[1][0] else None

@@ -8,6 +8,7 @@ suite's damage order is measured by :func:`measure_alone`.
 """
 from __future__ import annotations
 
+import time
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -162,6 +163,8 @@ class SuiteResult:
     top: str
     found: tuple[str, ...]
     leading: tuple[str, ...] = ()
+    seconds: Optional[float] = None  # the diagnosis's wall time (the damage measurement included)
+    forwards: Optional[int] = None  # model forward passes the damage measurement made
 
     @property
     def top_right(self) -> bool:
@@ -247,8 +250,11 @@ def run_case(loaded, case: SuiteCase, image: Path, tmpdir: Optional[Path] = None
         ui = parse_user_input(obj)
     truth = tuple(f for f in case.finding_ids if _has_effect(cfg, image, case, f))
     deployed = _Deployed(_user_config(cfg, case.config), loaded.model)
+    t0 = time.perf_counter()
     diag = diagnose(deployed, image, ui)
-    return SuiteResult(case.name, image.name, truth, diag.top, tuple(diag.ids))
+    seconds = time.perf_counter() - t0
+    return SuiteResult(case.name, image.name, truth, diag.top, tuple(diag.ids), seconds=seconds,
+                       forwards=_forwards(diag.analysis))
 
 
 def run_suite(loaded, images: Sequence[Union[str, Path]], per_case: int = 2, tmpdir: Optional[Path] = None,
@@ -271,16 +277,30 @@ def _run_cases(loaded, cases: Sequence[Union[handwritten.Case, wild.Case]], imag
     results = []
     for i, case in enumerate(cases, 1):
         path = Path(images_dir) / case.image
+        seconds: Optional[float] = None
+        forwards: Optional[int] = None
         try:
-            diag = diagnose(loaded, path, parse_user_input(case.fn(str(path)), case.name))
+            user = parse_user_input(case.fn(str(path)), case.name)
+            t0 = time.perf_counter()
+            diag = diagnose(loaded, path, user)
+            seconds = time.perf_counter() - t0
+            forwards = _forwards(diag.analysis)
             top, found = diag.top, tuple(diag.ids)
         except D2DebugError:
             top, found = "error", ("error",)
-        r = SuiteResult(case.name, case.image, tuple(case.mistakes), top, found, tuple(case.mistakes[:case.tied]))
+        r = SuiteResult(case.name, case.image, tuple(case.mistakes), top, found, tuple(case.mistakes[:case.tied]),
+                        seconds, forwards)
         results.append(r)
         if progress is not None:
             progress(i, len(cases), r)
     return results
+
+
+def _forwards(analysis: dict) -> int:
+    """Forward passes the damage measurement made: the reference, the input as given and as run, and each
+    finding fixed alone and present alone (one per score recorded besides the two runs)."""
+    scores = analysis.get("damage_scores")
+    return 0 if not scores else 1 + len(scores)
 
 
 def run_handwritten(loaded, images_dir: Union[str, Path],
@@ -414,6 +434,12 @@ def confusion_table(results: Sequence[SuiteResult]) -> str:
                  f"all findings exactly right {exact}/{n} = {exact / max(n, 1):.1%}; "
                  f"reference -> match {sum(r.top == 'match' for r in refs)}/{len(refs)}; "
                  f"a right stage blamed in {len(blamed)}/{n}")
+    timed = sorted(r.seconds for r in results if r.seconds is not None)
+    if timed:
+        passes = [r.forwards for r in results if r.forwards is not None]
+        lines.append(f"cost per diagnosis (damage measured with the model): median {timed[len(timed) // 2]:.2f} s, "
+                     f"max {timed[-1]:.2f} s; model forward passes median {sorted(passes)[len(passes) // 2]}, "
+                     f"max {max(passes)}")
     if any(r.leading for r in results):
         lines.append("(rows: the most damaging mistake of each pipeline, a / b when they tie; the Doctor's top "
                      "finding must be it)")
