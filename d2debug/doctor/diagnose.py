@@ -383,8 +383,9 @@ def _crop_frame(crop: CropMatch, decoded: tuple[int, ...], ui: UserInput, tol: f
     return ui.height is not None and ui.width is not None and abs(ui.height - h) <= tol and abs(ui.width - w) <= tol
 
 
-# Findings that already account for pixels no kernel or decode of the table reproduces exactly.
-_ATTRIBUTED = ("resize_interpolation", "recompression", "alpha_channel")
+# Findings that already account for pixels no kernel or decode of the table reproduces exactly (a crop's box
+# and frame are registered to a pixel, not to the user's exact scale).
+_ATTRIBUTED = ("resize_interpolation", "recompression", "alpha_channel", "crop")
 
 
 def _values(U: np.ndarray, geo: _Pixels, cfg: CfgNode,

@@ -437,9 +437,10 @@ def confusion_table(results: Sequence[SuiteResult]) -> str:
     timed = sorted(r.seconds for r in results if r.seconds is not None)
     if timed:
         passes = [r.forwards for r in results if r.forwards is not None]
-        lines.append(f"cost per diagnosis (damage measured with the model): median {timed[len(timed) // 2]:.2f} s, "
-                     f"max {timed[-1]:.2f} s; model forward passes median {sorted(passes)[len(passes) // 2]}, "
-                     f"max {max(passes)}")
+        how = ("damage measured with the model: forward passes median "
+               f"{sorted(passes)[len(passes) // 2]}, max {max(passes)}" if passes and max(passes) else
+               "no damage measurement: the pixels' explanation only")
+        lines.append(f"cost per diagnosis: median {timed[len(timed) // 2]:.2f} s, max {timed[-1]:.2f} s ({how})")
     if any(r.leading for r in results):
         lines.append("(rows: the most damaging mistake of each pipeline, a / b when they tie; the Doctor's top "
                      "finding must be it)")
