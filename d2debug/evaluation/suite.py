@@ -436,10 +436,10 @@ def confusion_table(results: Sequence[SuiteResult]) -> str:
                  f"a right stage blamed in {len(blamed)}/{n}")
     timed = sorted(r.seconds for r in results if r.seconds is not None)
     if timed:
-        passes = [r.forwards for r in results if r.forwards is not None]
-        how = ("damage measured with the model: forward passes median "
-               f"{sorted(passes)[len(passes) // 2]}, max {max(passes)}" if passes and max(passes) else
-               "no damage measurement: the pixels' explanation only")
+        passes = sorted(r.forwards for r in results if r.forwards is not None)
+        most = passes[-1] if passes else 0
+        how = (f"damage measured with the model: forward passes median {passes[len(passes) // 2]}, max {most}"
+               if most else "no damage measurement: the pixels' explanation only")
         lines.append(f"cost per diagnosis: median {timed[len(timed) // 2]:.2f} s, max {timed[-1]:.2f} s ({how})")
     if any(r.leading for r in results):
         lines.append("(rows: the most damaging mistake of each pipeline, a / b when they tie; the Doctor's top "
