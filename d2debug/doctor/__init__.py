@@ -7,7 +7,11 @@ One module per step, each with its thresholds as named constants:
 - :mod:`.fit`: least-squares fits of the user's tensor against a rendering;
 - :mod:`.geometry`: orientation, size rule, the original size passed;
 - :mod:`.resample`: which resize kernel made the pixels;
+- :mod:`.register`: transposition, padding of any border mode, crops anywhere;
+- :mod:`.source`: an alpha composite, a JPEG re-encoding, a decoder's reduced decode;
 - :mod:`.values`: channel order, value range, normalization;
+- :mod:`.residual`: what no stage explains (``unexplained``): a value curve, a blur or sharpening, a colour change;
+- :mod:`.damage`: what fixing each finding recovers, measured with the model (and on the user's own function);
 - :mod:`.normcheck`: which PIXEL_MEAN/STD the weights were trained with;
 - :mod:`.fingerprint`: the reference recorded at training time, and checks against it;
 - :mod:`.statscheck`: a tensor against a fingerprint without the image;
