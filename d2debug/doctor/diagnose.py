@@ -237,12 +237,7 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     notes = list(ui.notes) + [n for n in ref.notes if "EXIF" not in n] + analysis.pop("contract_notes", [])
     analysis["reference_resize"] = (f"ResizeShortestEdge({ref_cfg.INPUT.MIN_SIZE_TEST}, "
                                     f"{ref_cfg.INPUT.MAX_SIZE_TEST}), PIL bilinear")
-    findings = container_findings(ui)
-    if any(f.id == "missing_original_size" for f in findings) and tuple(ui.tensor.shape[1:]) == ref.size:
-        # Fed at the original size, the input's own frame IS the original's: nothing to rescale yet.
-        findings = [f for f in findings if f.id != "missing_original_size"]
-        notes.append("no height/width: harmless while the image is fed at its original size (boxes come back in "
-                     "that frame); pass them once you resize: {'image': x, 'height': orig_h, 'width': orig_w}")
+    findings = _container(ui, ref.size, notes)
     geo = _explain_pixels(ui, ref, path, ref_cfg, analysis)
     findings += geo.findings
     U, size, orient, rs = geo.U, geo.size, geo.orient, geo.rs
@@ -280,11 +275,7 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
         explained = _explanation(ui, ref, geo, best)
         if contract is not None:  # the graph takes no height/width: a deployment rescales the boxes itself
             explained.as_fed = explained.as_fed._replace(size=explained.as_fed.size or ref.size)
-        findings, blocking, analysis["damage_scores"] = measure_recovery(
-            model_or_cfg, ref.tensor, ref.size, explained, findings)
-        if preprocess is not None:
-            findings = measure_own(model_or_cfg, ref.tensor, ref.size, explained, findings, preprocess, path,
-                                   analysis["damage_scores"]["runnable"])
+        findings, blocking = _measure(model_or_cfg, ref, explained, findings, preprocess, path, analysis)
     # A traced graph fed another size is not measurable with the Python model (it takes any size): first, with
     # what stops the model from running.
     blocking |= {"traced_size"}
@@ -293,6 +284,29 @@ def diagnose(model_or_cfg, image: Union[str, Path], user_input: Union[UserInput,
     reminder = rescale_finding(contract, fed, ref.size, analysis) if contract is not None else None
     ranked += [reminder] if reminder is not None else []
     return Diagnosis(ranked, ref.tensor, ui.tensor, ui, str(path), fmt_order, ref.size, analysis, notes)
+
+
+def _container(ui: UserInput, original: tuple[int, int], notes: list[str]) -> list[Finding]:
+    """The container's findings; height/width left out of an image fed at its ``original`` size are no mistake
+    there (its own frame IS the original's), only a note."""
+    findings = container_findings(ui)
+    if any(f.id == "missing_original_size" for f in findings) and tuple(ui.tensor.shape[1:]) == original:
+        findings = [f for f in findings if f.id != "missing_original_size"]
+        notes.append("no height/width: harmless while the image is fed at its original size (boxes come back in "
+                     "that frame); pass them once you resize: {'image': x, 'height': orig_h, 'width': orig_w}")
+    return findings
+
+
+def _measure(loaded, ref: _Reference, explained: Explanation, findings: list[Finding],
+             preprocess: Optional[Callable[[str], Any]], path: Path, analysis: dict) -> tuple[list[Finding], set[str]]:
+    """Each finding's measured damage (and, with the user's function, on what it returns); the findings that
+    stop the model from running."""
+    findings, blocking, analysis["damage_scores"] = measure_recovery(loaded, ref.tensor, ref.size, explained,
+                                                                     findings)
+    if preprocess is not None:
+        findings = measure_own(loaded, ref.tensor, ref.size, explained, findings, preprocess, path,
+                               analysis["damage_scores"]["runnable"])
+    return findings, blocking
 
 
 def _with_contract(contract: Contract, ref_cfg: CfgNode, cfg: Optional[CfgNode],

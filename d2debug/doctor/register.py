@@ -722,6 +722,25 @@ def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg: CfgNo
                      "resampler": "/".join(kernel)}}
     if whole or not (r < BETTER * stretched and r < MAX_GOOD):
         return None
+    finding, size_finding = _crop_findings(info, size, (H, W), (ref_h, ref_w), cfg)
+    return CropMatch(np.ascontiguousarray(img), finding, size_finding, info)
+
+
+def _crop_findings(info: dict, size: tuple[int, int], image: tuple[int, int], ref: tuple[int, int],
+                   cfg: CfgNode) -> tuple[Finding, Optional[Finding]]:
+    """The ``crop`` finding of a registered box (``info`` as :func:`find_crop` records it) and, when no correct
+    resize gives the user's ``size``, the ``resize_size`` one. ``image``: the decode's ``(H, W)``; ``ref``: what
+    the reference resize gives for it."""
+    from detectron2.data import transforms as T
+
+    h, w = size
+    H, W = image
+    ref_h, ref_w = ref
+    mn, mx = int(cfg.INPUT.MIN_SIZE_TEST), int(cfg.INPUT.MAX_SIZE_TEST)
+    c = info["crop"]
+    (rh, rw), (x0, y0, _, _), in_image = c["resized_to"], c["box_xyxy"], c["box_in_image_xyxy"]
+    cut, where, kernel = c["cut"], c["where"], tuple(c["resampler"].split("/"))
+    r, stretched = info["crop_residuals"]["crop"], info["crop_residuals"]["stretched"]
     if cut == "after_resize":
         how = "" if kernel == ("pil", "bilinear") else f" with {resampler_code(*kernel)}"
         what = (f"{_crop_words(where)} (box x {x0}..{x0 + w}, y {y0}..{y0 + h}) of the image resized to {rh}x{rw}"
@@ -755,4 +774,4 @@ def find_crop(U: np.ndarray, size: tuple[int, int], base: np.ndarray, cfg: CfgNo
                 f"{ref_h}x{ref_w} (HxW) for the {H}x{W} image",
                 reference_resize_code(cfg),
             )
-    return CropMatch(np.ascontiguousarray(img), finding, size_finding, info)
+    return finding, size_finding
