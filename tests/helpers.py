@@ -91,3 +91,19 @@ def streamlit_config() -> dict:
     except ImportError:
         import toml  # type: ignore[no-redef]  # Python 3.10: streamlit's own dependency
     return toml.loads((ROOT / ".streamlit" / "config.toml").read_text())
+
+
+# The one d2debug module the written suites may import: their scripts' shared helpers, free of the Doctor's code.
+SCRIPT_HELPERS = "d2debug.evaluation.scripts"
+
+
+def d2debug_imports(path: Path) -> set[str]:
+    """The d2debug (or relative) modules a source file imports, besides :data:`SCRIPT_HELPERS`; a relative
+    import counts as ``"."``."""
+    import ast
+
+    tree = ast.parse(Path(path).read_text())
+    names = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and not n.level}
+    names |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    names |= {"." for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level}
+    return {m for m in names if m.startswith(("d2debug", ".")) and m != SCRIPT_HELPERS}

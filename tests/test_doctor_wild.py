@@ -5,7 +5,6 @@ damage order measured by running the model on each mistake alone. Run with ``-s`
 (also: ``python -m d2debug doctor-suite --wild``)."""
 from __future__ import annotations
 
-import ast
 import dataclasses
 
 import pytest
@@ -15,7 +14,7 @@ from d2debug.evaluation.suite import changes_input, confusion_table, measure_alo
 from d2debug.findings import FINDING_IDS
 from d2debug.run import preprocess
 
-from helpers import ROOT, SAMPLES
+from helpers import ROOT, SAMPLES, d2debug_imports
 
 IMAGES = SAMPLES / "images"
 CASES = wild.CASES
@@ -24,11 +23,7 @@ CASES = wild.CASES
 def test_the_cases_are_written_without_the_doctors_code():
     """No d2debug import (nor a relative one) in the suite: the cases must not be rendered with the library's
     stage functions, which is what the suite guards against."""
-    tree = ast.parse((ROOT / "d2debug" / "evaluation" / "wild.py").read_text())
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | {
-        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    assert not any(m.startswith(("d2debug", ".")) for m in imported), imported
-    assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree))
+    assert not d2debug_imports(ROOT / "d2debug" / "evaluation" / "wild.py")
 
 
 def test_the_suite_covers_the_families_with_labels_of_the_vocabulary():

@@ -25,31 +25,15 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps
+from PIL import Image
+
+from d2debug.evaluation.scripts import IMAGENET_MEAN as _IMAGENET_MEAN
+from d2debug.evaluation.scripts import IMAGENET_STD as _IMAGENET_STD
+from d2debug.evaluation.scripts import MAX_SIZE_TEST, MIN_SIZE_TEST
+from d2debug.evaluation.scripts import exif_transpose as _exif_transpose
+from d2debug.evaluation.scripts import imread as _imread
 
 __all__ = ["Case", "CASES", "MIN_SIZE_TEST", "MAX_SIZE_TEST"]
-
-# What the user's config says (cfg.INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST of the demo model).
-MIN_SIZE_TEST = 320
-MAX_SIZE_TEST = 533
-
-
-def _imread(path: str, flags: int = cv2.IMREAD_COLOR) -> np.ndarray:
-    """``cv2.imread(path, flags)``, which returns ``None`` for a file it cannot read, as a script would check."""
-    img = cv2.imread(path, flags)
-    if img is None:
-        raise FileNotFoundError(f"{path}: cv2.imread cannot read it")
-    return img
-
-
-def _exif_transpose(im: Image.Image) -> Image.Image:
-    """``ImageOps.exif_transpose(im)``: a new upright image (older Pillow types it as optional)."""
-    out = ImageOps.exif_transpose(im)
-    assert out is not None
-    return out
-
-_IMAGENET_MEAN = [0.485, 0.456, 0.406]
-_IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
 @dataclass(frozen=True)
