@@ -26,7 +26,7 @@ from ..run import reference_spec, run_tensor
 from .register import pad_like
 from .resample import render_at
 
-__all__ = ["Explanation", "Fed", "measure_recovery", "measure_own", "ON_OUTPUT", "ON_INPUT"]
+__all__ = ["Explanation", "Fed", "reference_output", "measure_recovery", "measure_own", "ON_OUTPUT", "ON_INPUT"]
 
 
 class Fed(NamedTuple):
@@ -239,16 +239,22 @@ CONTAINER = ("batch_contract", "channels_last", "dtype")
 REBUILD_ERRORS = (ValueError, RuntimeError)
 
 
+def reference_output(loaded, reference_tensor: torch.Tensor, original: tuple[int, int]):
+    """The model's output on the reference input (``3xHxW`` 0..255 of ``original`` size), on the model's own
+    device: on a GPU the damage is measured where the reference runs, as fast as it runs."""
+    return run_tensor(loaded, reference_tensor, reference_spec(loaded.cfg, loaded.device), original_size=original)
+
+
 def measure_recovery(loaded, reference_tensor: torch.Tensor, original: tuple[int, int], e: Explanation,
-                     findings: list[Finding]) -> tuple[list[Finding], set[str], dict]:
+                     findings: list[Finding], reference=None) -> tuple[list[Finding], set[str], dict]:
     """``findings`` with ``recovers`` set: the agreement gained by fixing each alone (``loaded``: the model,
     ``reference_tensor``: the reference input ``3xHxW`` 0..255 of ``original`` size). When the model cannot run
     the input as given (a batch, a float64 tensor), the container findings that stop it are returned as
     ``blocking`` (they recover everything the runnable input scores) and the other fixes are measured on the
     runnable input. Also returns the measured scores."""
     # On the model's own device: on a GPU the damage is measured where the reference runs, as fast as it runs.
-    spec = reference_spec(loaded.cfg, loaded.device)
-    reference = run_tensor(loaded, reference_tensor, spec, original_size=original)
+    if reference is None:
+        reference = reference_output(loaded, reference_tensor, original)
     fixes = _fixes(e)
     given = _score(loaded, reference, e.as_fed)
     runnable = _score(loaded, reference, _with(e, e.as_fed.tensor))
@@ -309,20 +315,18 @@ def _copy_for(finding_id: str, e: Explanation, fmt: str, image: Path, folder: Pa
     return out
 
 
-def measure_own(loaded, reference_tensor: torch.Tensor, original: tuple[int, int], e: Explanation,
-                findings: list[Finding], function: Callable[[str], object], image: Path,
-                runnable: Optional[float]) -> list[Finding]:
+def measure_own(loaded, reference, e: Explanation, findings: list[Finding], function: Callable[[str], object],
+                image: Path, runnable: Optional[float]) -> list[Finding]:
     """``findings`` with ``recovers_own`` / ``own`` set from the user's own ``function``: a stage on its output is
     measured there (the same input as ``recovers``); a decode stage by calling it on a file with that stage
     already the reference's (``ON_INPUT``); a stage inside it (resize, crop, resampler, re-encoding, an
-    unexplained transform) cannot be set from outside, and ``own`` says so. ``runnable``: the agreement of
-    its output as given, fed so the model runs."""
+    unexplained transform) cannot be set from outside, and ``own`` says so. ``reference``: the model's output on
+    the reference input (:func:`reference_output`); ``runnable``: the agreement of the function's output as
+    given, fed so the model runs."""
     import tempfile
 
     from .inputs import parse_user_input
 
-    spec = reference_spec(loaded.cfg, loaded.device)
-    reference = run_tensor(loaded, reference_tensor, spec, original_size=original)
     fmt = loaded.cfg.INPUT.FORMAT
     out = []
     with tempfile.TemporaryDirectory(prefix="d2debug-own-") as folder:

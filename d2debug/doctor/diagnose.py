@@ -38,7 +38,7 @@ from ..run import preprocess
 from ..stages import decode, to_model_order
 from ..stats import histogram_records, tensor_stats
 from ..text import fmt
-from .damage import Explanation, Fed, measure_own, measure_recovery
+from .damage import Explanation, Fed, measure_own, measure_recovery, reference_output
 from .deployed import check_contract, contract_notes, deployment_findings, rescale_finding
 from .fingerprint import cfg_from_fingerprint, check_config, check_statistics
 from .fit import EXACT, UNEXPLAINED, Fit, as_channels
@@ -301,10 +301,11 @@ def _measure(loaded, ref: _Reference, explained: Explanation, findings: list[Fin
              preprocess: Optional[Callable[[str], Any]], path: Path, analysis: dict) -> tuple[list[Finding], set[str]]:
     """Each finding's measured damage (and, with the user's function, on what it returns); the findings that
     stop the model from running."""
+    reference = reference_output(loaded, ref.tensor, ref.size)  # one forward pass for both measurements
     findings, blocking, analysis["damage_scores"] = measure_recovery(loaded, ref.tensor, ref.size, explained,
-                                                                     findings)
+                                                                     findings, reference)
     if preprocess is not None:
-        findings = measure_own(loaded, ref.tensor, ref.size, explained, findings, preprocess, path,
+        findings = measure_own(loaded, reference, explained, findings, preprocess, path,
                                analysis["damage_scores"]["runnable"])
     return findings, blocking
 
