@@ -262,6 +262,8 @@ def correct_imdecode_upload(path: str) -> dict:
     with open(path, "rb") as f:
         data = f.read()
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{path}: cv2.imdecode cannot decode it")
     rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     return _feed(_d2_resize(rgb), rgb.shape[0], rgb.shape[1])
 
@@ -818,7 +820,7 @@ def issue282_batch(path: str) -> list:
     """facebookresearch/detectron2#282 ("Do you support batch inference?"), the posted "working example":
     cv2.imread, np.transpose(img, (2, 0, 1)), torch.from_numpy, [{"image": t}, {"image": t}]: uint8 BGR at full
     resolution, no height/width (harmless here: with no resize the output frame is the original's)."""
-    img = cv2.imread(path)
+    img = _imread(path)
     img = np.transpose(img, (2, 0, 1))
     img_tensor = torch.from_numpy(img)
     return [{"image": img_tensor}, {"image": img_tensor}]
@@ -828,7 +830,7 @@ def issue5105_custom_predictor(path: str) -> dict:
     """facebookresearch/detectron2#5105 ("CustomPredictor Class Implementation"): the forward's preprocessing on a
     cv2 image, torch.from_numpy(cv_image.astype("float32").transpose(2, 0, 1)) with its own size as height/width:
     no resize, BGR for an RGB model."""
-    cv_image = cv2.imread(path)
+    cv_image = _imread(path)
     image_tensor = torch.from_numpy(cv_image.astype("float32").transpose(2, 0, 1))
     height, width = image_tensor.shape[1], image_tensor.shape[2]
     return {"image": image_tensor, "height": height, "width": width}
@@ -838,7 +840,7 @@ def issue1005_hwc_list(path: str) -> list:
     """facebookresearch/detectron2#1005 ("outputs.pred_boxes format"): model([{"image": image} for image in
     image_l]) with each image "a numpy array (height, width, channel)": a cv2 image as an HxWx3 tensor, full
     resolution, BGR."""
-    image_l = [torch.as_tensor(cv2.imread(path).astype("float32"))]
+    image_l = [torch.as_tensor(_imread(path).astype("float32"))]
     return [{"image": image} for image in image_l]
 
 
