@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from d2debug.tools.bench_browser import settle
+from d2debug.tools.bench_browser import pick_file
 from d2debug.tools.serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 from d2debug.ui.nav import SECTIONS, STAGE_PAGES
 
@@ -101,9 +101,9 @@ def test_uploaded_model_and_image_survive_a_page_switch(server, page):
     bar.get_by_test_id("stRadio").nth(0).get_by_text("Upload").click()
     files = bar.locator("input[type=file]")
     expect(files).to_have_count(2, timeout=WAIT_MS)
-    files.nth(0).set_input_files(str(ROOT / "sample_data/demo_config.yaml"))
-    settle(page, WAIT_MS)  # one file after the other, as a person picks them
-    files.nth(1).set_input_files(str(ROOT / "sample_data/demo_model.pth"))
+    uploaders = bar.get_by_test_id("stFileUploader")
+    pick_file(page, uploaders.nth(0), ROOT / "sample_data/demo_config.yaml", WAIT_MS)  # one after the other
+    pick_file(page, uploaders.nth(1), ROOT / "sample_data/demo_model.pth", WAIT_MS)
     expect(bar.get_by_text("uploaded demo_model.pth")).to_be_visible(timeout=WAIT_MS)
 
     bar.get_by_test_id("stRadio").nth(1).get_by_text("Upload").click()

@@ -136,3 +136,15 @@ def settle(page, wait_ms: int) -> None:
     expect(page.locator("[data-testid=stElementContainer][data-stale=true]")).to_have_count(0, timeout=wait_ms)
     expect(page.get_by_test_id("stSkeleton")).to_have_count(0, timeout=wait_ms)
     page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=wait_ms)
+
+
+def pick_file(page, uploader, path: Path, wait_ms: int) -> None:
+    """Choose ``path`` in ``uploader`` (a locator of one Streamlit ``stFileUploader``) as a person does, and wait
+    until the upload is done (its chip names the file, no spinner) and the run it started has settled. A second
+    file picked before the first one's upload and run are done can race it; a person waits, so does this."""
+    from playwright.sync_api import expect
+
+    uploader.locator("input[type=file]").set_input_files(str(path))
+    expect(uploader.get_by_test_id("stFileChipName")).to_have_text(path.name, timeout=wait_ms)
+    expect(uploader.get_by_test_id("stFileChipIconSpinner")).to_have_count(0, timeout=wait_ms)
+    settle(page, wait_ms)

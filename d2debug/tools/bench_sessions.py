@@ -17,14 +17,15 @@ import statistics
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Mapping, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional
 
 from ..errors import D2DebugError
 from ..pitfalls import STAGES
 from ..samples import DEMO_CONFIG, DEMO_WEIGHTS, SAMPLE_IMAGES
-from .bench_browser import settle
+from .bench_browser import pick_file, settle
 from .bench_report import Row
 from .serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
@@ -172,6 +173,21 @@ def _settled(page, shows: str, wait_ms: int) -> None:
     settle(page, wait_ms)
 
 
+@contextmanager
+def _step(page, scenario: Scenario, what: str) -> Iterator[None]:
+    """A failed expectation inside says, on its first line, which person and step it was and what the page
+    showed then: its error boxes and the sidebar's model line."""
+    try:
+        yield
+    except AssertionError as exc:
+        errors = page.get_by_test_id("stAlertContentError").all_inner_texts()
+        model = [c for c in page.get_by_test_id("stSidebar").get_by_test_id("stCaption").all_inner_texts()
+                 if " classes, FORMAT " in c]
+        lines = str(exc).splitlines()
+        raise AssertionError(f"{scenario.name}, {what}: {lines[0] if lines else type(exc).__name__}; the page "
+                             f"showed errors {errors or 'none'}, model {model or 'none'}") from exc
+
+
 def drive(page, url: str, scenario: Scenario, wait_ms: int,
           ready: Callable[[], None] = lambda: None) -> SessionRun:
     """Play ``scenario`` in ``page`` (a fresh browser context's page: a session of its own) against the server
@@ -181,40 +197,42 @@ def drive(page, url: str, scenario: Scenario, wait_ms: int,
 
     run = SessionRun(scenario)
     t0 = time.perf_counter()
-    page.goto(f"{url}/{scenario.page}")
-    expect(page.get_by_role("heading", name=scenario.heading)).to_be_visible(timeout=wait_ms)
+    with _step(page, scenario, "opening the page"):
+        page.goto(f"{url}/{scenario.page}")
+        expect(page.get_by_role("heading", name=scenario.heading)).to_be_visible(timeout=wait_ms)
     bar = page.get_by_test_id("stSidebar")
+    uploaders = bar.get_by_test_id("stFileUploader")
     if scenario.model is not None:
-        bar.get_by_test_id("stRadio").nth(0).get_by_text("Upload").click()
-        files = bar.locator("input[type=file]")
-        expect(files).to_have_count(2, timeout=wait_ms)
-        files.nth(0).set_input_files(str(scenario.model[0]))
-        settle(page, wait_ms)  # one file after the other, as a person picks them
-        files.nth(1).set_input_files(str(scenario.model[1]))
-        expect(bar.get_by_text(f"uploaded {scenario.model[1].name}")).to_be_visible(timeout=wait_ms)
-    if scenario.image is not None:
-        bar.get_by_test_id("stRadio").nth(1).get_by_text("Upload").click()
-        files = bar.locator("input[type=file]")
-        expect(files).to_have_count(3 if scenario.model is not None else 1, timeout=wait_ms)
-        files.last.set_input_files(str(scenario.image))
-    elif scenario.sample is not None:
-        bar.get_by_test_id("stSelectbox").first.click()
-        page.keyboard.type(scenario.sample.rsplit(".", 1)[0])
-        page.keyboard.press("Enter")
-    expect(page.get_by_text(_CAPTION)).to_contain_text(f"Image {scenario.image_name}", timeout=wait_ms)
-    _settled(page, IDENTICAL, wait_ms)
+        with _step(page, scenario, "uploading the model"):
+            bar.get_by_test_id("stRadio").nth(0).get_by_text("Upload").click()
+            expect(uploaders).to_have_count(2, timeout=wait_ms)
+            pick_file(page, uploaders.nth(0), scenario.model[0], wait_ms)  # one file after the other
+            pick_file(page, uploaders.nth(1), scenario.model[1], wait_ms)
+            expect(bar.get_by_text(f"uploaded {scenario.model[1].name}")).to_be_visible(timeout=wait_ms)
+    with _step(page, scenario, "choosing the image"):
+        if scenario.image is not None:
+            bar.get_by_test_id("stRadio").nth(1).get_by_text("Upload").click()
+            expect(uploaders).to_have_count(3 if scenario.model is not None else 1, timeout=wait_ms)
+            pick_file(page, uploaders.last, scenario.image, wait_ms)
+        elif scenario.sample is not None:
+            bar.get_by_test_id("stSelectbox").first.click()
+            page.keyboard.type(scenario.sample.rsplit(".", 1)[0])
+            page.keyboard.press("Enter")
+        expect(page.get_by_text(_CAPTION)).to_contain_text(f"Image {scenario.image_name}", timeout=wait_ms)
+        _settled(page, IDENTICAL, wait_ms)
     run.seen.append(_seen(page))
     run.setup_s = time.perf_counter() - t0
     ready()
     main = page.get_by_test_id("stMain")
     for toggle in scenario.toggles:
         t0 = time.perf_counter()
-        if toggle.select:
-            main.get_by_test_id("stSelectbox").filter(has_text=toggle.select).click()
-            page.get_by_role("option", name=toggle.option, exact=True).click()
-        else:
-            main.get_by_text(toggle.option, exact=True).click()
-        _settled(page, toggle.shows, wait_ms)
+        with _step(page, scenario, f"toggling {toggle.option!r}"):
+            if toggle.select:
+                main.get_by_test_id("stSelectbox").filter(has_text=toggle.select).click()
+                page.get_by_role("option", name=toggle.option, exact=True).click()
+            else:
+                main.get_by_text(toggle.option, exact=True).click()
+            _settled(page, toggle.shows, wait_ms)
         run.toggle_s.append(time.perf_counter() - t0)
         run.seen.append(_seen(page))
     run.text = page.inner_text("body")
