@@ -175,3 +175,30 @@ def test_a_stage_page_opened_first_on_a_fresh_server_is_that_page_under_the_menu
         links = page.get_by_test_id("stSidebarNav").get_by_test_id("stSidebarNavLink")
         expect(links).to_have_count(sum(len(pages) for pages in SECTIONS.values()), timeout=WAIT_MS)
         assert [t.strip() for t in links.all_inner_texts()] == [p.title for ps in SECTIONS.values() for p in ps]
+
+
+def _inotify_watches(pid: int) -> int:
+    """How many inotify watches the process ``pid`` holds (Linux: one ``inotify wd:`` line per watch in the
+    fdinfo of its inotify descriptors)."""
+    n = 0
+    for fd in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            n += sum(line.startswith("inotify wd:") for line in fd.read_text().splitlines())
+        except OSError:  # a descriptor closed meanwhile
+            pass
+    return n
+
+
+@pytest.mark.skipif(not Path("/proc/self/fdinfo").is_dir(), reason="counts inotify watches through Linux's /proc")
+def test_a_session_leaves_the_server_watching_no_files(tmp_path, page):
+    """Streamlit's default file watcher watches the folder the app runs in recursively, the virtual environments
+    with it (thousands of folders); with watchdog 7, a busy tree overflows the inotify queue and each overflow
+    re-walks the whole tree in the server process. The shipped config turns the watcher off: once a page has run,
+    the server holds no watch at all."""
+    from playwright.sync_api import expect
+
+    with streamlit_server(tmp_path / "server.log") as (url, proc):
+        page.goto(f"{url}/{STAGE_PAGES['channel_order'].url_path}")
+        f1 = page.get_by_test_id("stMetric").filter(has_text="Agreement F1").get_by_test_id("stMetricValue")
+        expect(f1).to_have_text("1.000", timeout=WAIT_MS)
+        assert _inotify_watches(proc.pid) == 0
