@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.util import patch_config_options
 
 from d2debug.errors import D2DebugError
+from d2debug.samples import DEMO_CONFIG
 from d2debug.serving import ALLOW_CODE_VAR, ALLOWED_DIRS_VAR, is_loopback, serving_policy
 from d2debug.ui.state import Keys
 
@@ -352,6 +353,19 @@ def test_each_session_uploads_into_its_own_private_folder(lan):
         assert file.parent == folder and file.read_bytes() == image.read_bytes()
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, "no other user of the machine can list or read it"
         assert folder.name.startswith("d2debug-session-") and len(folder.name) > len("d2debug-session-") + 6
+
+
+def test_an_uploaded_config_without_weights_is_one_error_naming_it_and_its_weights_are_not_read(lan):
+    """Served, the config's own MODEL.WEIGHTS could name any file of the machine: only given weights are read,
+    and the error names the config as the user uploaded it, never where the server keeps it."""
+    at = app_run(AppTest.from_file(CONFIG_DIFF, default_timeout=TIMEOUT))
+    at.radio(key=Keys.MODEL_SOURCE).set_value("Upload")
+    app_run(at)
+    at.file_uploader(key="up_config").upload("my_run.yaml", DEMO_CONFIG.read_bytes())
+    app_run(at)
+    (err,) = app_errors(at)
+    assert err.startswith("my_run.yaml: give the weights too") and "Showing the demo model instead" in err
+    assert str(at.session_state[Keys.SESSION_FOLDER]) not in err
 
 
 def test_the_server_config_keeps_xsrf_cors_and_the_upload_cap_on():

@@ -133,8 +133,8 @@ def _model_section() -> tuple[LoadedModel, str, str]:
             else:
                 if not weights and serving.policy().allowed_dirs is not None:
                     # The config's own MODEL.WEIGHTS could name any file; only typed or uploaded ones are read here.
-                    raise D2DebugError("give the weights too: this server reads only the files given here, not the "
-                                       "config's MODEL.WEIGHTS")
+                    raise D2DebugError(f"{config}: give the weights too: this server reads only the files given "
+                                       "here, not the config's MODEL.WEIGHTS")
                 with st.spinner("Loading the model..."):
                     loaded, key = loaders.user_model(config, weights or None, **opts)
                 return loaded, key, label
