@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from d2debug.tools.bench_browser import pick_file
+from d2debug.tools.bench_browser import model_answer, pick_file
 from d2debug.tools.serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 from d2debug.ui.nav import SECTIONS, STAGE_PAGES
 
@@ -102,8 +102,8 @@ def test_uploaded_model_and_image_survive_a_page_switch(server, page):
     files = bar.locator("input[type=file]")
     expect(files).to_have_count(2, timeout=WAIT_MS)
     uploaders = bar.get_by_test_id("stFileUploader")
-    pick_file(page, uploaders.nth(0), ROOT / "sample_data/demo_config.yaml", WAIT_MS)  # one after the other
-    pick_file(page, uploaders.nth(1), ROOT / "sample_data/demo_model.pth", WAIT_MS)
+    for uploader, name in ((uploaders.nth(0), "demo_config.yaml"), (uploaders.nth(1), "demo_model.pth")):
+        pick_file(page, uploader, ROOT / "sample_data" / name, WAIT_MS, model_answer(page, name))
     expect(bar.get_by_text("uploaded demo_model.pth")).to_be_visible(timeout=WAIT_MS)
 
     bar.get_by_test_id("stRadio").nth(1).get_by_text("Upload").click()

@@ -23,7 +23,7 @@ import pytest
 
 from d2debug.samples import DEMO_CONFIG, DEMO_WEIGHTS, SAMPLE_IMAGES
 from d2debug.serving import ALLOW_CODE_VAR, ALLOWED_DIRS_VAR
-from d2debug.tools.bench_browser import pick_file, settle
+from d2debug.tools.bench_browser import model_answer, pick_file, settle
 from d2debug.tools.bench_sessions import VIEWPORT, differences, latency_ratio, solo_and_together, team_scenarios
 from d2debug.tools.serve import CHROMIUM, CHROMIUM_ARGS, ROOT, streamlit_server
 
@@ -219,7 +219,8 @@ def test_served_to_a_team_code_is_off_paths_stay_inside_and_uploads_stay_private
     tick = bar.get_by_test_id("stCheckbox").filter(has_text="Trust this checkpoint")
     expect(tick.locator("input")).to_be_disabled()
     tick.click(force=True)  # what a user can do to a disabled tick: nothing happens
-    pick_file(second, bar.get_by_test_id("stFileUploader").nth(0), DEMO_CONFIG, WAIT_MS)  # one after the other
+    pick_file(second, bar.get_by_test_id("stFileUploader").nth(0), DEMO_CONFIG, WAIT_MS,
+              model_answer(second, DEMO_CONFIG.name))
     files.nth(1).set_input_files(str(evil))
     _one_error(second, f"{evil.name}:", "refused")
     expect(tick.locator("input")).not_to_be_checked()
@@ -320,7 +321,8 @@ def test_hostile_files_through_the_uploaders_are_one_error_each(workstation, per
     bar.get_by_test_id("stRadio").nth(0).get_by_text("Upload").click()
     files = bar.locator("input[type=file]")
     expect(files).to_have_count(2, timeout=WAIT_MS)
-    pick_file(page, bar.get_by_test_id("stFileUploader").nth(0), DEMO_CONFIG, WAIT_MS)  # one after the other
+    pick_file(page, bar.get_by_test_id("stFileUploader").nth(0), DEMO_CONFIG, WAIT_MS,
+              model_answer(page, DEMO_CONFIG.name))
     for name, needle in weights.items():
         files.nth(1).set_input_files(str(bad / name))
         _one_error(page, f"{name}:", needle, "Showing the demo model instead")

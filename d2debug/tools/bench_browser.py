@@ -138,13 +138,29 @@ def settle(page, wait_ms: int) -> None:
     page.wait_for_function("() => [...document.images].every(i => i.complete)", timeout=wait_ms)
 
 
-def pick_file(page, uploader, path: Path, wait_ms: int) -> None:
+def model_answer(page, name: str):
+    """The sidebar's answer to a model file ``name`` picked in its uploader: an error that names it (a config
+    without weights, a refused file) or the model line of the loaded model (``uploaded NAME``); never its chip."""
+    bar = page.get_by_test_id("stSidebar")
+    return (bar.get_by_test_id("stAlertContentError").filter(has_text=f"{name}:")
+            .or_(bar.get_by_test_id("stCaptionContainer").filter(has_text=f"uploaded {name}")))
+
+
+def pick_file(page, uploader, path: Path, wait_ms: int, answer) -> None:
     """Choose ``path`` in ``uploader`` (a locator of one Streamlit ``stFileUploader``) as a person does, and wait
-    until the upload is done (its chip names the file, no spinner) and the run it started has settled. A second
-    file picked before the first one's upload and run are done can race it; a person waits, so does this."""
+    until the upload is done (its chip names the file, no spinner), the page has answered it (``answer``: a
+    locator of what only the run this upload started draws, e.g. the sidebar's line naming the file) and that
+    run has settled.
+
+    A person picks the next file once the page has answered the last one; so must a script. Streamlit drops
+    the reply to an uploader's request for its upload address when a run of the same session starts between
+    the reply and its sending (a run's start clears the session's outgoing queue of all but its lifecycle
+    messages), and the browser then waits for it for ever: no chip, no upload. A file picked right after
+    another one, before that one's run has started, meets exactly that start."""
     from playwright.sync_api import expect
 
     uploader.locator("input[type=file]").set_input_files(str(path))
     expect(uploader.get_by_test_id("stFileChipName")).to_have_text(path.name, timeout=wait_ms)
     expect(uploader.get_by_test_id("stFileChipIconSpinner")).to_have_count(0, timeout=wait_ms)
+    expect(answer.first).to_be_visible(timeout=wait_ms)
     settle(page, wait_ms)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Mapping, Optional
 from ..errors import D2DebugError
 from ..pitfalls import STAGES
 from ..samples import DEMO_CONFIG, DEMO_WEIGHTS, SAMPLE_IMAGES
-from .bench_browser import pick_file, settle
+from .bench_browser import model_answer, pick_file, settle
 from .bench_report import Row
 from .serve import CHROMIUM, CHROMIUM_ARGS, streamlit_server
 
@@ -176,16 +176,24 @@ def _settled(page, shows: str, wait_ms: int) -> None:
 @contextmanager
 def _step(page, scenario: Scenario, what: str) -> Iterator[None]:
     """A failed expectation inside says, on its first line, which person and step it was and what the page
-    showed then: its error boxes and the sidebar's model line."""
+    showed then: its error boxes, exceptions, the sidebar's model line and uploaded files, and Streamlit's own
+    run and connection state."""
     try:
         yield
     except AssertionError as exc:
-        errors = page.get_by_test_id("stAlertContentError").all_inner_texts()
-        model = [c for c in page.get_by_test_id("stSidebar").get_by_test_id("stCaption").all_inner_texts()
-                 if " classes, FORMAT " in c]
+        bar = page.get_by_test_id("stSidebar")
+        seen = {
+            "errors": page.get_by_test_id("stAlertContentError").all_inner_texts(),
+            "exceptions": [t.splitlines()[0] for t in page.get_by_test_id("stException").all_inner_texts() if t],
+            "model": [c for c in bar.get_by_test_id("stCaptionContainer").all_inner_texts() if " classes, FORMAT " in c],
+            "files": bar.get_by_test_id("stFileChipName").all_inner_texts(),
+            "run": page.get_by_test_id("stApp").get_attribute("data-test-script-state"),
+            "connection": page.get_by_test_id("stApp").get_attribute("data-test-connection-state"),
+        }
         lines = str(exc).splitlines()
+        shown = "; ".join(f"{k} {v or 'none'}" for k, v in seen.items())
         raise AssertionError(f"{scenario.name}, {what}: {lines[0] if lines else type(exc).__name__}; the page "
-                             f"showed errors {errors or 'none'}, model {model or 'none'}") from exc
+                             f"showed {shown}") from exc
 
 
 def drive(page, url: str, scenario: Scenario, wait_ms: int,
@@ -206,14 +214,15 @@ def drive(page, url: str, scenario: Scenario, wait_ms: int,
         with _step(page, scenario, "uploading the model"):
             bar.get_by_test_id("stRadio").nth(0).get_by_text("Upload").click()
             expect(uploaders).to_have_count(2, timeout=wait_ms)
-            pick_file(page, uploaders.nth(0), scenario.model[0], wait_ms)  # one file after the other
-            pick_file(page, uploaders.nth(1), scenario.model[1], wait_ms)
+            for uploader, path in zip((uploaders.nth(0), uploaders.nth(1)), scenario.model):
+                pick_file(page, uploader, path, wait_ms, model_answer(page, path.name))
             expect(bar.get_by_text(f"uploaded {scenario.model[1].name}")).to_be_visible(timeout=wait_ms)
     with _step(page, scenario, "choosing the image"):
         if scenario.image is not None:
             bar.get_by_test_id("stRadio").nth(1).get_by_text("Upload").click()
             expect(uploaders).to_have_count(3 if scenario.model is not None else 1, timeout=wait_ms)
-            pick_file(page, uploaders.last, scenario.image, wait_ms)
+            pick_file(page, uploaders.last, scenario.image, wait_ms,
+                      page.get_by_text(_CAPTION).filter(has_text=f"Image {scenario.image.name}"))
         elif scenario.sample is not None:
             bar.get_by_test_id("stSelectbox").first.click()
             page.keyboard.type(scenario.sample.rsplit(".", 1)[0])
