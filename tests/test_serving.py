@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.util import patch_config_options
 
 from d2debug.errors import D2DebugError
-from d2debug.samples import DEMO_CONFIG
+from d2debug.samples import DEMO_CONFIG, DEMO_WEIGHTS
 from d2debug.serving import ALLOW_CODE_VAR, ALLOWED_DIRS_VAR, is_loopback, serving_policy
 from d2debug.ui.state import Keys
 
@@ -361,7 +361,11 @@ def test_an_uploaded_config_without_weights_is_one_error_naming_it_and_its_weigh
     at = app_run(AppTest.from_file(CONFIG_DIFF, default_timeout=TIMEOUT))
     at.radio(key=Keys.MODEL_SOURCE).set_value("Upload")
     app_run(at)
-    at.file_uploader(key="up_config").upload("my_run.yaml", DEMO_CONFIG.read_bytes())
+    # A config whose MODEL.WEIGHTS names real weights on the server: still only given weights are read.
+    text = DEMO_CONFIG.read_text()
+    assert text.count("\n  WEIGHTS: ''\n") == 1
+    text = text.replace("\n  WEIGHTS: ''\n", f"\n  WEIGHTS: {DEMO_WEIGHTS}\n")
+    at.file_uploader(key="up_config").upload("my_run.yaml", text.encode())
     app_run(at)
     (err,) = app_errors(at)
     assert err.startswith("my_run.yaml: give the weights too") and "Showing the demo model instead" in err
